@@ -1,0 +1,286 @@
+"""MemoryBus: NATS semantics inside one process, the embedded default and the fast path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from ._bus import MessageCallback, Overflow
+from ._errors import (
+    BusClosedError,
+    BusTimeoutError,
+    InvalidHeaderError,
+    MaxPayloadError,
+    NoRespondersError,
+)
+from ._ids import IdGenerator
+from ._memory_subscription import DirectSubscription, MemorySubscription
+from ._message import Headers, Msg
+from ._subject_index import SubjectIndex
+from ._subjects import validate_queue, validate_subject
+
+__all__ = ("DEFAULT_MAX_PAYLOAD", "DEFAULT_PENDING_LIMIT", "BusStats", "MemoryBus")
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""1 MiB, nats-server's default max_payload."""
+
+DEFAULT_PENDING_LIMIT = 65536
+"""Pending messages per subscription, nats-py's default."""
+
+_NO_RESPONDERS = {"Status": "503"}
+_HEADER_KEY_FORBIDDEN = frozenset(": \t\r\n")
+
+
+class BusStats:
+    """Counters a bus keeps; read them, do not write them."""
+
+    __slots__ = (
+        "callback_errors",
+        "dropped",
+        "late_replies",
+        "no_responders",
+        "published",
+        "timeouts",
+    )
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.dropped = 0
+        self.no_responders = 0
+        self.timeouts = 0
+        self.late_replies = 0
+        self.callback_errors = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+_Member = MemorySubscription | DirectSubscription
+
+
+class MemoryBus:
+    """An in-process bus with the semantics of NATS core.
+
+    - Subjects are `.`-separated tokens; `*` matches one token, `>` one or more trailing
+      tokens. Invalid subjects raise InvalidSubjectError.
+    - Every plain subscriber gets each message; each queue group gets it once.
+    - `request` uses a unique inbox subject, fails at once with NoRespondersError when nobody
+      listens and with BusTimeoutError (a TimeoutError) when no reply comes in time.
+    - Payloads above `max_payload` raise MaxPayloadError.
+    - Each subscription has a bounded pending queue (`pending_limit`) and an `overflow` policy.
+
+    Use it as `async with MemoryBus() as bus:`; closing drains the subscriptions for up to
+    `drain_timeout` seconds, then cancels what is left, so no delivery task outlives the bus.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        pending_limit: int = DEFAULT_PENDING_LIMIT,
+        overflow: Overflow = Overflow.BLOCK,
+        drain_timeout: float = 5.0,
+    ) -> None:
+        if max_payload <= 0:
+            raise ValueError("max_payload must be positive")
+        if pending_limit <= 0:
+            raise ValueError("pending_limit must be positive")
+        self.max_payload = max_payload
+        self.pending_limit = pending_limit
+        self.overflow = overflow
+        self.drain_timeout = drain_timeout
+        self.stats = BusStats()
+        self._index: SubjectIndex[_Member] = SubjectIndex()
+        self._subscriptions: set[_Member] = set()
+        self._closed = False
+        self._tokens = IdGenerator()
+        self._inbox_prefix = f"_INBOX.{self._tokens.prefix}."
+        self._inbox: DirectSubscription | None = None
+        self._requests: dict[str, asyncio.Future[Msg]] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def subscription_count(self) -> int:
+        """Live subscriptions, the request inbox excluded."""
+        return len(self._subscriptions) - (self._inbox is not None)
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Headers | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Deliver `data` to the subscribers of `subject`.
+
+        Waits only when a subscriber's queue is full under Overflow.BLOCK.
+        """
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+        if type(data) is not bytes:
+            data = _as_bytes(data)
+        if len(data) > self.max_payload:
+            raise MaxPayloadError(
+                f"payload of {len(data)} bytes exceeds the bus limit of {self.max_payload}"
+            )
+        route = self._index.route(subject)
+        if headers is not None:
+            _check_headers(headers)
+        if reply is not None and not reply.startswith(self._inbox_prefix):
+            validate_subject(reply)
+        msg = Msg(subject, data, headers, reply)
+        self.stats.published += 1
+        if not route:
+            if reply is not None:
+                self.stats.no_responders += 1
+                await self.publish(reply, b"", _NO_RESPONDERS)
+            return
+        for sub in route.plain:
+            if not sub.offer(msg):
+                await sub.put(msg)
+        for group in route.groups:
+            sub = route.pick(group)
+            if not sub.offer(msg):
+                await sub.put(msg)
+
+    async def subscribe(
+        self,
+        subject: str,
+        callback: MessageCallback,
+        queue: str | None = None,
+        *,
+        pending_limit: int | None = None,
+        overflow: Overflow | None = None,
+        on_drop: Callable[[Msg], None] | None = None,
+    ) -> MemorySubscription:
+        """Deliver messages matching the `subject` pattern to `callback`, one at a time.
+
+        `pending_limit` and `overflow` default to the bus's; `on_drop` sees each dropped message.
+        """
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+        if queue is not None:
+            validate_queue(queue)
+        limit = self.pending_limit if pending_limit is None else pending_limit
+        if limit <= 0:
+            raise ValueError("pending_limit must be positive")
+        sub = MemorySubscription(
+            self,
+            subject,
+            queue,
+            callback,
+            limit,
+            self.overflow if overflow is None else overflow,
+            on_drop,
+        )
+        self._index.add(subject, sub)
+        self._subscriptions.add(sub)
+        return sub
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        timeout: float = 5.0,
+        headers: Headers | None = None,
+    ) -> Msg:
+        """Publish with a unique reply subject and return the first reply.
+
+        Raises NoRespondersError at once when nobody listens on `subject`, BusTimeoutError
+        when no reply comes within `timeout` seconds (waiting for room in a full queue
+        included). A reply arriving after the timeout is discarded and counted in
+        `stats.late_replies`.
+        """
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+        if self._inbox is None:
+            self._inbox = DirectSubscription(self, self._inbox_prefix + "*", self._on_reply)
+            self._index.add(self._inbox.subject, self._inbox)
+            self._subscriptions.add(self._inbox)
+        token = self._tokens()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._requests[token] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await self.publish(subject, data, headers, self._inbox_prefix + token)
+                return await future
+        except NoRespondersError:
+            raise NoRespondersError(f"no responders on {subject!r}") from None
+        except TimeoutError:
+            self.stats.timeouts += 1
+            raise BusTimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+        finally:
+            del self._requests[token]
+
+    async def flush(self) -> None:
+        """Nothing to wait for: a publish has reached every queue when it returns."""
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+
+    async def close(self) -> None:
+        """Refuse further use, fail pending requests, drain subscriptions, then cancel the rest."""
+        if self._closed:
+            return
+        self._closed = True
+        for future in self._requests.values():
+            if not future.done():
+                future.set_exception(BusClosedError("the bus closed before the reply came"))
+        subscriptions = list(self._subscriptions)
+        if subscriptions:
+            drains = [asyncio.ensure_future(sub.drain()) for sub in subscriptions]
+            _, late = await asyncio.wait(drains, timeout=self.drain_timeout)
+            for drain in late:
+                drain.cancel()
+            for sub in subscriptions:
+                await sub.unsubscribe()
+
+    def _forget(self, sub: _Member) -> None:
+        if sub in self._subscriptions:
+            self._subscriptions.discard(sub)
+            self._index.remove(sub.subject, sub)
+            if sub is self._inbox:
+                self._inbox = None
+
+    def _on_reply(self, msg: Msg) -> None:
+        future = self._requests.get(msg.subject[len(self._inbox_prefix) :])
+        if future is None or future.done():
+            self.stats.late_replies += 1
+            return
+        headers = msg.headers
+        if headers is not None and headers.get("Status") == "503":
+            future.set_exception(NoRespondersError("no responders: nobody listens on the subject"))
+        else:
+            future.set_result(msg)
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"data must be bytes, not {type(data).__name__}")
+
+
+def _check_headers(headers: Headers) -> None:
+    for key, value in headers.items():
+        if type(key) is not str or type(value) is not str:
+            raise TypeError("header names and values must be str")
+        if not key or not _HEADER_KEY_FORBIDDEN.isdisjoint(key):
+            raise InvalidHeaderError(f"invalid header name {key!r}")
+        if "\r" in value or "\n" in value:
+            raise InvalidHeaderError(f"header {key!r} has a line break in its value")
