@@ -1,0 +1,209 @@
+"""ActorCell: runs one actor instance behind one bus subscription.
+
+The subscription's pending queue is the mailbox and its delivery task runs the handlers, so a
+message takes one queue hop from sender to handler. The cell decodes (bounded), dispatches,
+replies, turns failures into dead letters and error replies, and supervises restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from brokers import Bus, Msg, Overflow, Subscription
+
+from ._actor import Actor
+from ._codec import ErrorReply, decode, encode
+from ._context import ERROR_KIND, ErrorKind, _current, reply_headers
+from ._dead_letters import DeadLetterReason
+from ._errors import MessageDecodeError
+from ._handlers import HandlerTable
+from ._supervision import RestartTracker, SupervisorPolicy
+
+if TYPE_CHECKING:
+    from ._system import ActorGroup, ActorSystem
+
+__all__ = ("ActorCell",)
+
+logger = logging.getLogger("actors")
+
+
+class ActorCell:
+    """One running instance of an actor."""
+
+    __slots__ = (
+        "_handlers",
+        "actor",
+        "bus",
+        "decoder",
+        "factory",
+        "group",
+        "max_message_size",
+        "restarts",
+        "stopped",
+        "subscription",
+        "system",
+        "tracker",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        group: ActorGroup,
+        factory: Callable[[], Actor],
+        table: HandlerTable,
+        policy: SupervisorPolicy,
+        max_message_size: int,
+    ) -> None:
+        self.system = system
+        self.bus: Bus = system.bus
+        self.group = group
+        self.factory = factory
+        self._handlers = table.handlers
+        self.decoder = table.decoder
+        self.tracker = RestartTracker(policy)
+        self.max_message_size = max_message_size
+        self.actor: Actor | None = None
+        self.subscription: Subscription | None = None
+        self.stopped = False
+        self.restarts = 0
+
+    async def start(self, first: Actor | None, mailbox_size: int, overflow: Overflow) -> None:
+        """Create (or take) the instance, run on_start, then start listening."""
+        self.actor = await self._new_instance(first)
+        subscribe: Any = self.bus.subscribe
+        self.subscription = await subscribe(
+            self.group.subject,
+            self._on_message,
+            self.group.name,
+            pending_limit=mailbox_size,
+            overflow=overflow,
+            on_drop=self._on_drop,
+        )
+
+    async def stop(self) -> None:
+        """Handle what is in the mailbox, then stop the instance."""
+        if self.subscription is not None:
+            await self.subscription.drain()
+        await self._finish()
+
+    async def kill(self) -> None:
+        """Stop at once: what is still in the mailbox is dropped."""
+        if self.subscription is not None:
+            await self.subscription.unsubscribe()
+        if not self.stopped:
+            self.stopped = True
+            self.group.instance_stopped()
+
+    async def _new_instance(self, instance: Actor | None = None) -> Actor:
+        actor = self.factory() if instance is None else instance
+        actor.ref = self.group.ref
+        actor.system = self.system
+        actor.name = self.group.name
+        await actor.on_start()
+        return actor
+
+    async def _finish(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.group.instance_stopped()
+        await self._call_on_stop()
+
+    async def _call_on_stop(self) -> None:
+        if self.actor is not None:
+            try:
+                await self.actor.on_stop()
+            except Exception:
+                logger.exception("actor %r: on_stop failed", self.group.name)
+
+    async def _on_message(self, msg: Msg) -> None:
+        if self.stopped:
+            await self._refuse(msg, DeadLetterReason.ACTOR_STOPPED, ErrorKind.STOPPED, None)
+            return
+        try:
+            message = decode(self.decoder, msg.data, self.max_message_size)
+        except MessageDecodeError as exc:
+            reason = (
+                DeadLetterReason.OVERSIZED
+                if len(msg.data) > self.max_message_size
+                else DeadLetterReason.UNDECODABLE
+            )
+            await self._refuse(msg, reason, ErrorKind.DECODE, exc)
+            return
+        token = _current.set(msg)
+        try:
+            result = await self._handlers[type(message)](self.actor, message)
+            if msg.reply is not None:
+                data = encode(result)
+        except Exception as exc:
+            _current.reset(token)
+            await self._failed(msg, exc)
+            return
+        _current.reset(token)
+        if msg.reply is not None:
+            await self.bus.publish(msg.reply, data, reply_headers(msg))
+
+    def _on_drop(self, msg: Msg) -> None:
+        self.system.dead_letters.record(
+            DeadLetterReason.MAILBOX_FULL, self.group.name, msg.subject, msg.data, msg.headers
+        )
+
+    async def _refuse(
+        self, msg: Msg, reason: DeadLetterReason, kind: str, error: BaseException | None
+    ) -> None:
+        self.system.dead_letters.record(
+            reason, self.group.name, msg.subject, msg.data, msg.headers, error
+        )
+        if msg.reply is not None:
+            await self._reply_error(msg, kind, error or reason.value)
+
+    async def _reply_error(self, msg: Msg, kind: str, error: BaseException | str) -> None:
+        assert msg.reply is not None
+        if isinstance(error, BaseException):
+            body = ErrorReply(type(error).__name__, str(error))
+        else:
+            body = ErrorReply(kind, error)
+        headers = reply_headers(msg)
+        headers[ERROR_KIND] = kind
+        try:
+            await self.bus.publish(msg.reply, encode(body), headers)
+        except Exception:
+            logger.exception("actor %r: cannot send an error reply", self.group.name)
+
+    async def _failed(self, msg: Msg, error: Exception) -> None:
+        name = self.group.name
+        self.system.dead_letters.record(
+            DeadLetterReason.HANDLER_ERROR, name, msg.subject, msg.data, msg.headers, error
+        )
+        if msg.reply is not None:
+            await self._reply_error(msg, ErrorKind.HANDLER, error)
+        loop = asyncio.get_running_loop()
+        if not self.tracker.allow_restart(loop.time()):
+            await self._escalate(error)
+            return
+        logger.warning("actor %r: handler failed, restarting: %r", name, error)
+        await self._call_on_stop()
+        await asyncio.sleep(self.tracker.backoff())
+        try:
+            self.actor = await self._new_instance()
+        except Exception as start_error:
+            await self._escalate(start_error)
+            return
+        self.restarts += 1
+
+    async def _escalate(self, error: BaseException) -> None:
+        """Stop for good: too many restarts, or a restart that failed. The rest of the mailbox
+        is refused (askers get ActorStoppedError) and the system records the failure."""
+        logger.error(
+            "actor %r: stopping after %d restarts; last error: %r",
+            self.group.name,
+            self.restarts,
+            error,
+        )
+        self.system._escalate(self.group.name, error)
+        await self._finish()
+        if self.subscription is not None:
+            await self.subscription.drain()

@@ -1,0 +1,154 @@
+"""ActorRef: the handle through which actors are told and asked."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import msgspec
+
+from brokers import Bus, BusTimeoutError, NoRespondersError, SlowConsumerError
+
+from ._actor import Actor
+from ._codec import ErrorReply, decode, encode
+from ._context import ERROR_KIND, ErrorKind, outgoing_headers
+from ._errors import (
+    ActorNotFoundError,
+    ActorStoppedError,
+    AskTimeoutError,
+    HandlerError,
+    MailboxFullError,
+    MessageDecodeError,
+    UnhandledMessageError,
+)
+from ._handlers import HandlerTable
+
+if TYPE_CHECKING:
+    from ._message import Request
+    from ._system import ActorGroup
+
+__all__ = ("ActorRef",)
+
+A = TypeVar("A", bound=Actor)
+R = TypeVar("R")
+
+_error_decoder = msgspec.msgpack.Decoder(ErrorReply)
+
+
+class ActorRef(Generic[A]):
+    """Sends messages to the actor (all its instances) named `name`, local or remote.
+
+    A ref checks what it can before sending: the message type must be one the actor handles,
+    and a local actor must not have stopped. Both fail at once.
+    """
+
+    __slots__ = ("_bus", "_group", "_handlers", "_max_reply", "_reply_decoders", "name", "subject")
+
+    def __init__(
+        self,
+        bus: Bus,
+        name: str,
+        subject: str,
+        table: HandlerTable,
+        max_reply: int,
+        group: ActorGroup | None = None,
+    ) -> None:
+        self._bus = bus
+        self.name = name
+        self.subject = subject
+        self._handlers = table.handlers
+        self._reply_decoders = table.reply_decoders
+        self._max_reply = max_reply
+        self._group = group
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name!r} on {self.subject!r}>"
+
+    @property
+    def stopped(self) -> bool:
+        """True once every local instance has stopped (always False for a remote actor)."""
+        group = self._group
+        return group is not None and group.stopped
+
+    async def tell(self, message: msgspec.Struct, *, correlation_id: str | None = None) -> None:
+        """Send `message` without waiting for it to be handled.
+
+        Waits only while the mailbox is full under Overflow.BLOCK. Raises
+        UnhandledMessageError, ActorStoppedError or MailboxFullError (Overflow.REJECT).
+        """
+        if type(message) not in self._handlers:
+            raise self._unhandled(message)
+        group = self._group
+        if group is not None and group.stopped:
+            raise ActorStoppedError(f"actor {self.name!r} has stopped")
+        try:
+            await self._bus.publish(
+                self.subject, encode(message), outgoing_headers(correlation_id)
+            )
+        except SlowConsumerError as exc:
+            raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
+
+    @overload
+    async def ask(
+        self, message: Request[R], *, timeout: float = ..., correlation_id: str | None = ...
+    ) -> R: ...
+
+    @overload
+    async def ask(
+        self, message: msgspec.Struct, *, timeout: float = ..., correlation_id: str | None = ...
+    ) -> Any: ...
+
+    async def ask(
+        self,
+        message: msgspec.Struct,
+        *,
+        timeout: float = 5.0,
+        correlation_id: str | None = None,
+    ) -> Any:
+        """Send `message` and return the handler's reply, decoded to its return type.
+
+        Raises UnhandledMessageError or ActorStoppedError at once, HandlerError when the
+        handler raised, AskTimeoutError (a TimeoutError) when no reply came in `timeout`
+        seconds, ActorNotFoundError when no instance listens.
+        """
+        reply_decoder = self._reply_decoders.get(type(message))
+        if reply_decoder is None:
+            raise self._unhandled(message)
+        group = self._group
+        if group is not None and group.stopped:
+            raise ActorStoppedError(f"actor {self.name!r} has stopped")
+        try:
+            reply = await self._bus.request(
+                self.subject, encode(message), timeout, outgoing_headers(correlation_id)
+            )
+        except NoRespondersError:
+            if self.stopped:
+                raise ActorStoppedError(f"actor {self.name!r} has stopped") from None
+            raise ActorNotFoundError(f"no instance of actor {self.name!r} is running") from None
+        except BusTimeoutError:
+            raise AskTimeoutError(
+                f"actor {self.name!r} did not answer {type(message).__name__} within {timeout} s"
+            ) from None
+        except SlowConsumerError as exc:
+            raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
+        headers = reply.headers
+        if headers is not None and ERROR_KIND in headers:
+            raise self._remote_error(headers[ERROR_KIND], reply.data)
+        return decode(reply_decoder, reply.data, self._max_reply)
+
+    def _unhandled(self, message: object) -> UnhandledMessageError:
+        handled = ", ".join(sorted(t.__name__ for t in self._handlers))
+        return UnhandledMessageError(
+            f"actor {self.name!r} has no handler for {type(message).__name__} "
+            f"(it handles: {handled})"
+        )
+
+    def _remote_error(self, kind: str, data: bytes) -> Exception:
+        try:
+            body = _error_decoder.decode(data)
+        except Exception:
+            body = ErrorReply("unknown", "unreadable error reply")
+        if kind == ErrorKind.STOPPED:
+            return ActorStoppedError(f"actor {self.name!r} stopped before handling the message")
+        if kind == ErrorKind.DECODE:
+            return MessageDecodeError(f"actor {self.name!r} could not decode: {body.message}")
+        return HandlerError(self.name, body.error_type, body.message)

@@ -1,0 +1,217 @@
+"""ActorSystem: spawns actors on a bus, keeps dead letters and failures, shuts down cleanly."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+
+from brokers import DEFAULT_MAX_PAYLOAD, Bus, MemoryBus, Overflow, validate_subject
+
+from ._actor import Actor
+from ._cell import ActorCell
+from ._dead_letters import DeadLetters
+from ._errors import ActorError, DuplicateActorError
+from ._handlers import handler_table
+from ._ref import ActorRef
+from ._supervision import SupervisorPolicy
+
+__all__ = ("ActorFailure", "ActorGroup", "ActorSystem")
+
+logger = logging.getLogger("actors")
+
+A = TypeVar("A", bound=Actor)
+
+
+@dataclass(frozen=True, slots=True)
+class ActorFailure:
+    """An actor that stopped for good because its failures exceeded its restart intensity."""
+
+    actor: str
+    error: BaseException
+    timestamp: float
+
+
+class ActorGroup:
+    """The instances of one named actor: they share a subject as a queue group."""
+
+    __slots__ = ("alive", "cells", "name", "ref", "subject")
+
+    def __init__(self, name: str, subject: str) -> None:
+        self.name = name
+        self.subject = subject
+        self.cells: list[ActorCell] = []
+        self.alive = 0
+        self.ref: ActorRef[Any]
+
+    @property
+    def stopped(self) -> bool:
+        return self.alive == 0
+
+    def instance_stopped(self) -> None:
+        self.alive -= 1
+
+
+class ActorSystem:
+    """Runs actors on a bus: `async with ActorSystem() as system:`.
+
+    Each actor listens on `<prefix>.<name>` of the bus, so once the bus is NATS an actor in
+    another process can reach it. The system owns the bus only when it created it (no `bus`
+    argument). Leaving the `async with` drains every mailbox for up to `shutdown_timeout`
+    seconds, then cancels what is left: no actor task outlives the block.
+    """
+
+    def __init__(
+        self,
+        bus: Bus | None = None,
+        *,
+        prefix: str = "corps.actors",
+        mailbox_size: int = 1000,
+        overflow: Overflow = Overflow.BLOCK,
+        supervision: SupervisorPolicy | None = None,
+        max_message_size: int = DEFAULT_MAX_PAYLOAD,
+        dead_letter_capacity: int = 1000,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        validate_subject(prefix)
+        if mailbox_size <= 0:
+            raise ValueError("mailbox_size must be positive")
+        self._owns_bus = bus is None
+        self.bus: Bus = MemoryBus() if bus is None else bus
+        self.prefix = prefix
+        self.mailbox_size = mailbox_size
+        self.overflow = overflow
+        self.supervision = supervision or SupervisorPolicy()
+        self.max_message_size = max_message_size
+        self.shutdown_timeout = shutdown_timeout
+        self.dead_letters = DeadLetters(dead_letter_capacity)
+        self.failures: deque[ActorFailure] = deque(maxlen=100)
+        """Actors that stopped for good, the latest 100."""
+        self._groups: dict[str, ActorGroup] = {}
+        self._names = itertools.count(1)
+        self._running = False
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise ActorError("an ActorSystem cannot be restarted")
+        if self._owns_bus:
+            await self.bus.__aenter__()
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        graceful = exc_type is None or not issubclass(exc_type, anyio.get_cancelled_exc_class())
+        await self.shutdown(graceful=graceful)
+
+    async def spawn(
+        self,
+        factory: Callable[[], A],
+        *,
+        name: str | None = None,
+        instances: int = 1,
+        mailbox_size: int | None = None,
+        overflow: Overflow | None = None,
+        supervision: SupervisorPolicy | None = None,
+    ) -> ActorRef[A]:
+        """Start `instances` actors made by `factory` (an Actor class, or any callable returning
+        a fresh instance: restarts call it again) and return their ref.
+
+        Several instances form a queue group: each message goes to one of them.
+        """
+        if not self._running:
+            raise ActorError("spawn needs a running system: use `async with ActorSystem()`")
+        if instances < 1:
+            raise ValueError("instances must be >= 1")
+        first = factory()
+        if not isinstance(first, Actor):
+            raise TypeError(f"factory must build Actor instances, not {type(first).__name__}")
+        actor_class = type(first)
+        table = handler_table(actor_class)
+        if name is None:
+            name = f"{actor_class.__name__.lower()}-{next(self._names)}"
+        if name in self._groups:
+            raise DuplicateActorError(f"an actor named {name!r} already runs in this system")
+        subject = f"{self.prefix}.{name}"
+        validate_subject(subject)
+        group = ActorGroup(name, subject)
+        group.ref = ActorRef(self.bus, name, subject, table, self.max_message_size, group)
+        self._groups[name] = group
+        policy = supervision or self.supervision
+        try:
+            for index in range(instances):
+                cell = ActorCell(self, group, factory, table, policy, self.max_message_size)
+                group.cells.append(cell)
+                group.alive += 1
+                await cell.start(
+                    first if index == 0 else None,
+                    mailbox_size or self.mailbox_size,
+                    overflow or self.overflow,
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for cell in group.cells:
+                    await cell.kill()
+            del self._groups[name]
+            raise
+        return group.ref
+
+    def ref(self, actor_class: type[A], name: str) -> ActorRef[A]:
+        """A ref to the actor `name` of class `actor_class`, running here or in another process
+        on the same bus."""
+        group = self._groups.get(name)
+        if group is not None:
+            return group.ref
+        subject = f"{self.prefix}.{name}"
+        validate_subject(subject)
+        return ActorRef(self.bus, name, subject, handler_table(actor_class), self.max_message_size)
+
+    async def stop(self, ref: ActorRef[Any], timeout: float | None = None) -> None:
+        """Stop a local actor: its mailbox is handled first, for up to `timeout` seconds."""
+        group = self._groups.pop(ref.name, None)
+        if group is None:
+            raise ActorError(f"no local actor named {ref.name!r}")
+        await self._stop_groups([group], self.shutdown_timeout if timeout is None else timeout)
+
+    async def shutdown(self, *, graceful: bool = True) -> None:
+        """Stop every actor (draining mailboxes when `graceful`) and close an owned bus."""
+        if self._closed:
+            return
+        self._running = False
+        self._closed = True
+        groups = list(self._groups.values())
+        self._groups.clear()
+        with anyio.CancelScope(shield=True):
+            await self._stop_groups(groups, self.shutdown_timeout if graceful else 0)
+            if self._owns_bus:
+                await self.bus.close()
+
+    @property
+    def actors(self) -> dict[str, ActorRef[Any]]:
+        """Refs of the local actors, by name."""
+        return {name: group.ref for name, group in self._groups.items()}
+
+    def _escalate(self, name: str, error: BaseException) -> None:
+        self.failures.append(ActorFailure(name, error, time.time()))
+
+    async def _stop_groups(self, groups: list[ActorGroup], timeout: float) -> None:
+        cells = [cell for group in groups for cell in group.cells]
+        if timeout > 0:
+            with anyio.move_on_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    for cell in cells:
+                        tg.start_soon(cell.stop)
+        for cell in cells:
+            await cell.kill()
