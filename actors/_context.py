@@ -18,8 +18,8 @@ __all__ = (
     "CAUSATION_ID",
     "CORRELATION_ID",
     "ERROR_KIND",
-    "ErrorKind",
     "MESSAGE_ID",
+    "ErrorKind",
     "MessageContext",
     "current_message",
     "outgoing_headers",
@@ -30,7 +30,6 @@ CORRELATION_ID = "Corps-Correlation-Id"
 CAUSATION_ID = "Corps-Causation-Id"
 ERROR_KIND = "Corps-Error"
 """Set on a reply that carries an error instead of a result."""
-
 
 
 class ErrorKind:
@@ -93,4 +92,3 @@ def reply_headers(request: Msg) -> Headers:
         CORRELATION_ID: headers.get(CORRELATION_ID, message_id),
         CAUSATION_ID: headers.get(MESSAGE_ID, message_id),
     }
-

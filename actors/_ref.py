@@ -81,9 +81,7 @@ class ActorRef(Generic[A]):
         if group is not None and group.stopped:
             raise ActorStoppedError(f"actor {self.name!r} has stopped")
         try:
-            await self._bus.publish(
-                self.subject, encode(message), outgoing_headers(correlation_id)
-            )
+            await self._bus.publish(self.subject, encode(message), outgoing_headers(correlation_id))
         except SlowConsumerError as exc:
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
 

@@ -55,5 +55,6 @@ class RestartTracker:
     def backoff(self) -> float:
         """Seconds to wait before the restart just allowed."""
         policy = self.policy
-        delay = min(policy.backoff_max, policy.backoff_initial * 2 ** (len(self._failures) - 1))
+        doublings = len(self._failures) - 1
+        delay: float = min(policy.backoff_max, policy.backoff_initial * 2.0**doublings)
         return delay * random.uniform(1 - policy.jitter, 1 + policy.jitter)

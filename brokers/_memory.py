@@ -30,7 +30,9 @@ DEFAULT_PENDING_LIMIT = 65536
 """Pending messages per subscription, nats-py's default."""
 
 _NO_RESPONDERS = {"Status": "503"}
-_HEADER_KEY_FORBIDDEN = frozenset(": \t\r\n")
+_HEADER_NAME_FORBIDDEN = frozenset(": \t\r\n")
+_HEADER_NAMES_KEPT = 1024
+"""Header names already validated are remembered, up to this many."""
 
 
 class BusStats:
@@ -99,6 +101,9 @@ class MemoryBus:
         self._inbox_prefix = f"_INBOX.{self._tokens.prefix}."
         self._inbox: DirectSubscription | None = None
         self._requests: dict[str, asyncio.Future[Msg]] = {}
+        self._header_names: set[str] = set()
+        self._inbox_watchers = 0
+        """Subscriptions, other than the request inbox, whose pattern can match inbox subjects."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -131,6 +136,15 @@ class MemoryBus:
 
         Waits only when a subscriber's queue is full under Overflow.BLOCK.
         """
+        waiting = self._send(subject, data, headers, reply)
+        if waiting is not None:
+            await _wait_for_room(waiting)
+
+    def _send(
+        self, subject: str, data: bytes, headers: Headers | None, reply: str | None
+    ) -> _Waiting | None:
+        """Publish without waiting; returns the message and the subscriptions that are full
+        under Overflow.BLOCK, which the caller must wait for, or None."""
         if self._closed:
             raise BusClosedError("the bus is closed")
         if type(data) is not bytes:
@@ -139,25 +153,50 @@ class MemoryBus:
             raise MaxPayloadError(
                 f"payload of {len(data)} bytes exceeds the bus limit of {self.max_payload}"
             )
-        route = self._index.route(subject)
         if headers is not None:
-            _check_headers(headers)
+            names = self._header_names
+            for name, value in headers.items():
+                if name not in names:
+                    self._check_header_name(name)
+                if type(value) is not str or "\n" in value or "\r" in value:
+                    raise InvalidHeaderError(
+                        f"header {name!r}: the value must be a str on one line"
+                    )
+        self.stats.published += 1
+        inbox = self._inbox
+        if (
+            inbox is not None
+            and not self._inbox_watchers
+            and subject.startswith(self._inbox_prefix)
+        ):
+            # A reply to one of our requests, and no other subscription can see inbox subjects:
+            # skip routing (every reply subject is new, so it would always miss the cache).
+            inbox.offer(Msg(subject, data, headers, reply))
+            return None
+        route = self._index.route(subject)
         if reply is not None and not reply.startswith(self._inbox_prefix):
             validate_subject(reply)
         msg = Msg(subject, data, headers, reply)
-        self.stats.published += 1
-        if not route:
+        if route.empty:
             if reply is not None:
                 self.stats.no_responders += 1
-                await self.publish(reply, b"", _NO_RESPONDERS)
-            return
-        for sub in route.plain:
+                return self._send(reply, b"", _NO_RESPONDERS, None)
+            return None
+        waiting: list[MemorySubscription | DirectSubscription] | None = None
+        for sub in route.fixed:
             if not sub.offer(msg):
-                await sub.put(msg)
+                waiting = [sub] if waiting is None else [*waiting, sub]
         for group in route.groups:
             sub = route.pick(group)
             if not sub.offer(msg):
-                await sub.put(msg)
+                waiting = [sub] if waiting is None else [*waiting, sub]
+        return None if waiting is None else (msg, waiting)
+
+    def _check_header_name(self, name: object) -> None:
+        if type(name) is not str or not name or not _HEADER_NAME_FORBIDDEN.isdisjoint(name):
+            raise InvalidHeaderError(f"invalid header name {name!r}")
+        if len(self._header_names) < _HEADER_NAMES_KEPT:
+            self._header_names.add(name)
 
     async def subscribe(
         self,
@@ -191,6 +230,8 @@ class MemoryBus:
         )
         self._index.add(subject, sub)
         self._subscriptions.add(sub)
+        if self._sees_inbox(subject):
+            self._inbox_watchers += 1
         return sub
 
     async def request(
@@ -218,8 +259,16 @@ class MemoryBus:
         future: asyncio.Future[Msg] = loop.create_future()
         self._requests[token] = future
         try:
+            waiting = self._send(subject, data, headers, self._inbox_prefix + token)
+            if waiting is None:
+                timer = loop.call_later(timeout, _expire, future)
+                try:
+                    return await future
+                finally:
+                    timer.cancel()
+            # The subscriber's queue is full: waiting for room counts against the timeout.
             async with asyncio.timeout(timeout):
-                await self.publish(subject, data, headers, self._inbox_prefix + token)
+                await _wait_for_room(waiting)
                 return await future
         except NoRespondersError:
             raise NoRespondersError(f"no responders on {subject!r}") from None
@@ -257,6 +306,18 @@ class MemoryBus:
             self._index.remove(sub.subject, sub)
             if sub is self._inbox:
                 self._inbox = None
+            elif self._sees_inbox(sub.subject):
+                self._inbox_watchers -= 1
+
+    def _sees_inbox(self, pattern: str) -> bool:
+        """Whether `pattern` can match a subject `_INBOX.<our prefix>.<token>`."""
+        inbox = ("_INBOX", self._tokens.prefix)
+        for index, token in enumerate(pattern.split(".")):
+            if token == ">":
+                return True
+            if index >= 3 or (index < 2 and token not in ("*", inbox[index])):
+                return False
+        return len(pattern.split(".")) == 3
 
     def _on_reply(self, msg: Msg) -> None:
         future = self._requests.get(msg.subject[len(self._inbox_prefix) :])
@@ -270,17 +331,21 @@ class MemoryBus:
             future.set_result(msg)
 
 
+_Waiting = tuple[Msg, list[MemorySubscription | DirectSubscription]]
+
+
+async def _wait_for_room(waiting: _Waiting) -> None:
+    msg, subscriptions = waiting
+    for sub in subscriptions:
+        await sub.put(msg)
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def _as_bytes(data: object) -> bytes:
     if isinstance(data, bytearray | memoryview):
         return bytes(data)
     raise TypeError(f"data must be bytes, not {type(data).__name__}")
-
-
-def _check_headers(headers: Headers) -> None:
-    for key, value in headers.items():
-        if type(key) is not str or type(value) is not str:
-            raise TypeError("header names and values must be str")
-        if not key or not _HEADER_KEY_FORBIDDEN.isdisjoint(key):
-            raise InvalidHeaderError(f"invalid header name {key!r}")
-        if "\r" in value or "\n" in value:
-            raise InvalidHeaderError(f"header {key!r} has a line break in its value")

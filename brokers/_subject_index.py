@@ -23,22 +23,25 @@ M = TypeVar("M", bound=_Member)
 
 
 class Route(Generic[M]):
-    """The subscribers of one subject: every plain one, and one member of each queue group."""
+    """The subscribers of one subject: every plain one, and one member of each queue group.
 
-    __slots__ = ("_turn", "groups", "plain")
+    `fixed` holds the subscribers that get every message: the plain ones and the only member
+    of each one-member queue group. `groups` holds the larger queue groups, which take turns.
+    """
+
+    __slots__ = ("_turn", "empty", "fixed", "groups", "plain")
 
     def __init__(self, plain: tuple[M, ...], groups: tuple[tuple[M, ...], ...]) -> None:
         self.plain = plain
-        self.groups = groups
+        self.fixed = plain + tuple(group[0] for group in groups if len(group) == 1)
+        self.groups = tuple(group for group in groups if len(group) > 1)
+        self.empty = not (self.fixed or self.groups)
         self._turn = 0
 
     def pick(self, group: tuple[M, ...]) -> M:
         """The member of `group` whose turn it is (round robin)."""
         self._turn += 1
         return group[self._turn % len(group)]
-
-    def __bool__(self) -> bool:
-        return bool(self.plain or self.groups)
 
 
 class _Node(Generic[M]):
@@ -80,18 +83,18 @@ class SubjectIndex(Generic[M]):
         """Remove `member` from `pattern`; prune emptied nodes. False if it was not there."""
         tokens = pattern.split(".")
         path: list[tuple[_Node[M], str]] = []
-        node: _Node[M] | None = self._root
+        node = self._root
         for token in tokens:
-            assert node is not None
             path.append((node, token))
             if token == "*":
-                node = node.star
+                child = node.star
             elif token == ">":
-                node = node.tail
+                child = node.tail
             else:
-                node = node.children.get(token)
-            if node is None:
+                child = node.children.get(token)
+            if child is None:
                 return False
+            node = child
         try:
             node.members.remove(member)
         except ValueError:

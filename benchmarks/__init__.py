@@ -1,0 +1,1 @@
+"""Benchmarks of corps against raw-asyncio baselines; run `python -m benchmarks`."""
