@@ -25,6 +25,9 @@ __all__ = ("DirectSubscription", "MemorySubscription")
 
 logger = logging.getLogger("brokers")
 
+_FAIRNESS_BUDGET = 64
+"""Messages a delivery task handles in a row before it lets other tasks run."""
+
 
 class _State(enum.Enum):
     ACTIVE = "active"
@@ -195,8 +198,16 @@ class MemorySubscription:
     async def _deliver(self, pending: deque[Msg]) -> None:
         loop = asyncio.get_running_loop()
         callback = self._callback
+        budget = _FAIRNESS_BUDGET
         while True:
             if pending:
+                budget -= 1
+                if not budget:
+                    # Callbacks that never suspend would otherwise keep the loop to this
+                    # subscription for as long as messages keep coming.
+                    budget = _FAIRNESS_BUDGET
+                    await asyncio.sleep(0)
+                    continue
                 msg = pending.popleft()
                 space = self._space
                 if space:
