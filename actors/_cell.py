@@ -18,7 +18,7 @@ from ._actor import Actor
 from ._codec import ErrorReply, decode, encode
 from ._context import ERROR_KIND, ErrorKind, _current, reply_headers
 from ._dead_letters import DeadLetterReason
-from ._errors import MessageDecodeError
+from ._errors import HandlerTimeoutError, MessageDecodeError
 from ._handlers import HandlerTable
 from ._supervision import RestartTracker, SupervisorPolicy
 
@@ -40,6 +40,7 @@ class ActorCell:
         "decoder",
         "factory",
         "group",
+        "handler_timeout",
         "max_message_size",
         "restarts",
         "stopped",
@@ -56,8 +57,10 @@ class ActorCell:
         table: HandlerTable,
         policy: SupervisorPolicy,
         max_message_size: int,
+        handler_timeout: float | None,
     ) -> None:
         self.system = system
+        self.handler_timeout = handler_timeout
         self.bus: Bus = system.bus
         self.group = group
         self.factory = factory
@@ -135,7 +138,10 @@ class ActorCell:
             return
         token = _current.set(msg)
         try:
-            result = await self._handlers[type(message)](self.actor, message)
+            if self.handler_timeout is None:
+                result = await self._handlers[type(message)](self.actor, message)
+            else:
+                result = await self._run_with_timeout(message)
             if msg.reply is not None:
                 data = encode(result)
         except Exception as exc:
@@ -145,6 +151,16 @@ class ActorCell:
         _current.reset(token)
         if msg.reply is not None:
             await self.bus.publish(msg.reply, data, reply_headers(msg))
+
+    async def _run_with_timeout(self, message: Any) -> Any:
+        timeout = self.handler_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._handlers[type(message)](self.actor, message)
+        except TimeoutError:
+            raise HandlerTimeoutError(
+                f"{type(message).__name__} handler ran longer than {timeout} s"
+            ) from None
 
     def _on_drop(self, msg: Msg) -> None:
         self.system.dead_letters.record(

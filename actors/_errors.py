@@ -11,6 +11,7 @@ __all__ = (
     "AskTimeoutError",
     "DuplicateActorError",
     "HandlerError",
+    "HandlerTimeoutError",
     "InvalidActorError",
     "MailboxFullError",
     "MessageDecodeError",
@@ -57,6 +58,11 @@ class MailboxFullError(ActorError):
 
 class AskTimeoutError(ActorError, TimeoutError):
     """Raised when an ask gets no reply within its timeout."""
+
+
+class HandlerTimeoutError(ActorError, TimeoutError):
+    """Raised inside an actor when a handler runs longer than its `handler_timeout`: the
+    handler is cancelled and the failure is supervised like any other."""
 
 
 class HandlerError(ActorError):

@@ -125,11 +125,13 @@ class ActorSystem:
         mailbox_size: int | None = None,
         overflow: Overflow | None = None,
         supervision: SupervisorPolicy | None = None,
+        handler_timeout: float | None = None,
     ) -> ActorRef[A]:
         """Start `instances` actors made by `factory` (an Actor class, or any callable returning
         a fresh instance: restarts call it again) and return their ref.
 
-        Several instances form a queue group: each message goes to one of them.
+        Several instances form a queue group: each message goes to one of them. A handler
+        running longer than `handler_timeout` seconds is cancelled and counts as a failure.
         """
         if not self._running:
             raise ActorError("spawn needs a running system: use `async with ActorSystem()`")
@@ -152,7 +154,9 @@ class ActorSystem:
         policy = supervision or self.supervision
         try:
             for index in range(instances):
-                cell = ActorCell(self, group, factory, table, policy, self.max_message_size)
+                cell = ActorCell(
+                    self, group, factory, table, policy, self.max_message_size, handler_timeout
+                )
                 group.cells.append(cell)
                 group.alive += 1
                 await cell.start(

@@ -1,0 +1,341 @@
+"""The actor runtime: handlers, tell and ask, queue groups, id propagation, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import pytest
+
+from actors import (
+    CORRELATION_ID,
+    MESSAGE_ID,
+    Actor,
+    ActorNotFoundError,
+    ActorStoppedError,
+    ActorSystem,
+    DuplicateActorError,
+    InvalidActorError,
+    Request,
+    UnhandledMessageError,
+    handler,
+)
+from brokers import MemoryBus, Msg
+
+from .actors_fixtures import (
+    Add,
+    Block,
+    Counter,
+    Forward,
+    GetSeen,
+    GetTotal,
+    Recorder,
+    Relay,
+    Seen,
+)
+from .helpers import Inbox, until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_tell_then_ask_returns_the_typed_reply() -> None:
+    async with ActorSystem() as system:
+        counter = await system.spawn(Counter, name="counter")
+        for amount in range(1, 11):
+            await counter.tell(Add(amount=amount))
+        total = await counter.ask(GetTotal())
+        assert total == 55
+        assert type(total) is int
+
+
+class Point(msgspec.Struct):
+    x: int
+    y: int
+
+
+class GetPoint(Request[Point]):
+    pass
+
+
+class Geometry(Actor):
+    async def point(self, msg: GetPoint) -> Point:
+        return Point(1, 2)
+
+
+async def test_ask_decodes_struct_replies() -> None:
+    async with ActorSystem() as system:
+        geometry = await system.spawn(Geometry)
+        assert await geometry.ask(GetPoint()) == Point(1, 2)
+
+
+async def test_one_subject_carries_several_message_types() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        counter = await system.spawn(Counter, name="c")
+        monitor = Inbox()
+        await bus.subscribe(counter.subject, monitor)
+        await counter.tell(Add(amount=1))
+        await counter.ask(GetTotal())
+        await monitor.wait_for(2)
+        assert [msgspec.msgpack.decode(m.data)["type"] for m in monitor.messages] == [
+            "Add",
+            "GetTotal",
+        ]
+
+
+async def test_on_start_runs_before_the_first_message_and_on_stop_at_shutdown() -> None:
+    events: list[str] = []
+
+    class Hooked(Actor):
+        async def on_start(self) -> None:
+            events.append(f"start {self.name}")
+
+        async def on_stop(self) -> None:
+            events.append("stop")
+
+        async def add(self, msg: Add) -> None:
+            events.append(f"add {msg.amount}")
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Hooked, name="h")
+        assert events == ["start h"]
+        await ref.tell(Add(amount=1))
+    assert events == ["start h", "add 1", "stop"]
+
+
+async def test_unhandled_message_type_fails_at_once() -> None:
+    class Other(Request[int]):
+        pass
+
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        counter = await system.spawn(Counter)
+        with pytest.raises(UnhandledMessageError, match="no handler for Other"):
+            await counter.ask(Other())
+        with pytest.raises(UnhandledMessageError):
+            await counter.tell(Other())
+        assert bus.stats.published == 0
+
+
+async def test_asking_a_stopped_actor_fails_at_once() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        counter = await system.spawn(Counter)
+        await system.stop(counter)
+        assert counter.stopped
+        published = bus.stats.published
+        with anyio.fail_after(0.5):
+            with pytest.raises(ActorStoppedError):
+                await counter.ask(GetTotal(), timeout=30)
+            with pytest.raises(ActorStoppedError):
+                await counter.tell(Add(amount=1))
+        assert bus.stats.published == published
+
+
+async def test_asking_an_actor_nobody_runs_fails_at_once() -> None:
+    async with ActorSystem() as system:
+        ghost = system.ref(Counter, "ghost")
+        with anyio.fail_after(0.5), pytest.raises(ActorNotFoundError):
+            await ghost.ask(GetTotal(), timeout=30)
+
+
+async def test_remote_style_ref_reaches_an_actor_by_name() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as server:
+        await server.spawn(Counter, name="shared")
+        async with ActorSystem(bus) as client:
+            ref = client.ref(Counter, "shared")
+            await ref.tell(Add(amount=7))
+            assert await ref.ask(GetTotal()) == 7
+
+
+async def test_duplicate_names_are_refused() -> None:
+    async with ActorSystem() as system:
+        await system.spawn(Counter, name="once")
+        with pytest.raises(DuplicateActorError):
+            await system.spawn(Counter, name="once")
+
+
+async def test_invalid_names_are_refused() -> None:
+    async with ActorSystem() as system:
+        with pytest.raises(ValueError, match="whitespace"):
+            await system.spawn(Counter, name="has space")
+
+
+async def test_instances_share_the_load_as_a_queue_group() -> None:
+    made: list[Counter] = []
+
+    def make() -> Counter:
+        counter = Counter()
+        made.append(counter)
+        return counter
+
+    async with ActorSystem() as system:
+        counters = await system.spawn(make, name="pool", instances=3)
+        for _ in range(300):
+            await counters.tell(Add(amount=1))
+        await until(lambda: sum(c.total for c in made) == 300)
+        assert len(made) == 3
+        assert all(c.total > 0 for c in made)
+
+
+async def test_an_actor_handles_one_message_at_a_time() -> None:
+    class Careful(Actor):
+        def __init__(self) -> None:
+            self.inside = 0
+            self.most = 0
+            self.done = 0
+
+        async def add(self, msg: Add) -> None:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            await anyio.lowlevel.checkpoint()
+            self.inside -= 1
+            self.done += 1
+
+    careful = Careful()
+    async with ActorSystem() as system:
+        ref = await system.spawn(lambda: careful)
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(ref.tell, Add(amount=1))
+        await until(lambda: careful.done == 20)
+    assert careful.most == 1
+
+
+async def test_ids_propagate_from_the_handled_message_to_the_ones_it_sends() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        recorder = await system.spawn(Recorder, name="recorder")
+        relay = await system.spawn(Relay, name="relay")
+        sent = Inbox()
+        await bus.subscribe(relay.subject, sent)
+        await relay.tell(Forward(label="f"), correlation_id="order-42")
+        await recorder.tell(Seen(label="direct"))
+        (forward_msg,) = await sent.wait_for(1)
+        assert forward_msg.headers is not None
+        forward_id = forward_msg.headers[MESSAGE_ID]
+        assert forward_msg.headers[CORRELATION_ID] == "order-42"
+        await until(lambda: len(recorder_seen(system)) == 2)
+        seen = await recorder.ask(GetSeen())
+        by_label = {label.split(":")[0]: rest for label, *rest in seen}
+        message_id, correlation_id, causation_id = by_label["f"]
+        assert correlation_id == "order-42"  # inherited, not passed by the relay
+        assert causation_id == forward_id  # caused by the message the relay handled
+        assert message_id not in (None, forward_id)
+        direct_id, direct_correlation, direct_cause = by_label["direct"]
+        assert direct_correlation == direct_id  # a root message starts its own conversation
+        assert direct_cause is None
+
+
+def recorder_seen(system: ActorSystem) -> list[object]:
+    group = system._groups["recorder"]
+    actor = group.cells[0].actor
+    assert isinstance(actor, Recorder)
+    return list(actor.seen)
+
+
+async def test_replies_carry_the_correlation_of_the_request() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        counter = await system.spawn(Counter, name="c")
+        replies = Inbox()
+        await bus.subscribe("_INBOX.>", replies)
+        await counter.ask(GetTotal(), correlation_id="wf-1")
+        (reply,) = await replies.wait_for(1)
+        assert reply.headers is not None
+        assert reply.headers[CORRELATION_ID] == "wf-1"
+
+
+async def test_shutdown_drains_mailboxes_and_leaves_no_task() -> None:
+    before = asyncio.all_tasks()
+    handled: list[int] = []
+
+    class Slow(Actor):
+        async def add(self, msg: Add) -> None:
+            await anyio.lowlevel.checkpoint()
+            handled.append(msg.amount)
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Slow)
+        for number in range(200):
+            await ref.tell(Add(amount=number))
+    assert handled == list(range(200))
+    assert asyncio.all_tasks() == before
+
+
+async def test_shutdown_cancels_what_outlives_the_deadline() -> None:
+    before = asyncio.all_tasks()
+    with anyio.fail_after(2):
+        async with ActorSystem(shutdown_timeout=0.05) as system:
+            counter = await system.spawn(Counter)
+            await counter.tell(Block())  # its handler waits for a gate nobody opens
+            await counter.tell(Add(amount=1))
+    assert asyncio.all_tasks() == before
+
+
+async def test_cancelled_system_stops_at_once() -> None:
+    before = asyncio.all_tasks()
+    with anyio.move_on_after(0.05):
+        async with ActorSystem(shutdown_timeout=30) as system:
+            counter = await system.spawn(Counter)
+            await counter.tell(Block())
+            await anyio.sleep_forever()
+    assert asyncio.all_tasks() == before
+
+
+async def test_handler_discovery_by_decorator_and_by_hint() -> None:
+    class Both(Actor):
+        @handler
+        async def _private(self, msg: Add) -> None:
+            pass
+
+        async def public(self, msg: GetTotal) -> int:
+            return 1
+
+        async def helper(self, value: int) -> int:  # not a message type: not a handler
+            return value
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Both)
+        await ref.tell(Add(amount=1))
+        assert await ref.ask(GetTotal()) == 1
+
+
+def test_invalid_actor_classes_are_refused() -> None:
+    from actors._handlers import handler_table
+
+    class TwoForOne(Actor):
+        async def a(self, msg: Add) -> None: ...
+        async def b(self, msg: Add) -> None: ...
+
+    class Nothing(Actor):
+        pass
+
+    class BadDecorated(Actor):
+        @handler
+        async def on_plain(self, msg: Untagged) -> None: ...
+
+    for bad, text in [
+        (TwoForOne, "two handlers for Add"),
+        (Nothing, "no message handler"),
+        (BadDecorated, "tagged msgspec Struct"),
+    ]:
+        with pytest.raises(InvalidActorError, match=text):
+            handler_table(bad)
+
+
+async def test_spawn_needs_a_running_system() -> None:
+    system = ActorSystem()
+    with pytest.raises(Exception, match="running system"):
+        await system.spawn(Counter)
+
+
+async def test_bus_subjects_are_plain_nats_subjects() -> None:
+    """Any bus client can talk to an actor: the wire format is msgpack of the tagged Struct."""
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        counter = await system.spawn(Counter, name="wire")
+        await bus.publish("corps.actors.wire", msgspec.msgpack.encode(Add(amount=5)))
+        reply: Msg = await bus.request("corps.actors.wire", msgspec.msgpack.encode(GetTotal()))
+        assert msgspec.msgpack.decode(reply.data) == 5
+        assert counter.subject == "corps.actors.wire"
+
+
+class Untagged(msgspec.Struct):
+    x: int
