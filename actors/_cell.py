@@ -35,6 +35,7 @@ class ActorCell:
 
     __slots__ = (
         "_handlers",
+        "_replies",
         "actor",
         "bus",
         "decoder",
@@ -72,6 +73,8 @@ class ActorCell:
         self.subscription: Subscription | None = None
         self.stopped = False
         self.restarts = 0
+        self._replies: set[asyncio.Task[None]] = set()
+        """Error replies to dropped asks, sent from tasks the cell joins when it stops."""
 
     async def start(self, first: Actor | None, mailbox_size: int, overflow: Overflow) -> None:
         """Create (or take) the instance, run on_start, then start listening."""
@@ -91,11 +94,17 @@ class ActorCell:
         if self.subscription is not None:
             await self.subscription.drain()
         await self._finish()
+        if self._replies:
+            await asyncio.wait(self._replies)
 
     async def kill(self) -> None:
         """Stop at once: what is still in the mailbox is dropped."""
         if self.subscription is not None:
             await self.subscription.unsubscribe()
+        for reply in self._replies:
+            reply.cancel()
+        if self._replies:
+            await asyncio.wait(self._replies)
         if not self.stopped:
             self.stopped = True
             self.group.instance_stopped()
@@ -166,6 +175,13 @@ class ActorCell:
         self.system.dead_letters.record(
             DeadLetterReason.MAILBOX_FULL, self.group.name, msg.subject, msg.data, msg.headers
         )
+        if msg.reply is not None:
+            # Called synchronously by the publisher: answer the asker from a task of our own.
+            reply = asyncio.get_running_loop().create_task(
+                self._reply_error(msg, ErrorKind.MAILBOX_FULL, "mailbox full")
+            )
+            self._replies.add(reply)
+            reply.add_done_callback(self._replies.discard)
 
     async def _refuse(
         self, msg: Msg, reason: DeadLetterReason, kind: str, error: BaseException | None

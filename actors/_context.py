@@ -38,6 +38,7 @@ class ErrorKind:
     HANDLER = "handler"
     DECODE = "decode"
     STOPPED = "stopped"
+    MAILBOX_FULL = "mailbox_full"
 
 
 _current: ContextVar[Msg | None] = ContextVar("corps_current_message", default=None)

@@ -147,6 +147,8 @@ class ActorRef(Generic[A]):
             body = ErrorReply("unknown", "unreadable error reply")
         if kind == ErrorKind.STOPPED:
             return ActorStoppedError(f"actor {self.name!r} stopped before handling the message")
+        if kind == ErrorKind.MAILBOX_FULL:
+            return MailboxFullError(f"actor {self.name!r}: mailbox full, the message was dropped")
         if kind == ErrorKind.DECODE:
             return MessageDecodeError(f"actor {self.name!r} could not decode: {body.message}")
         return HandlerError(self.name, body.error_type, body.message)
