@@ -7,6 +7,7 @@ import msgspec
 import pytest
 
 from actors import (
+    Actor,
     ActorStoppedError,
     ActorSystem,
     AskTimeoutError,
@@ -14,6 +15,7 @@ from actors import (
     HandlerError,
     MailboxFullError,
     MessageDecodeError,
+    Request,
     SupervisorPolicy,
 )
 from actors._supervision import RestartTracker
@@ -62,13 +64,23 @@ async def test_bad_bytes_are_dead_lettered_and_the_actor_keeps_serving(
         assert system.failures == type(system.failures)()  # no restart, no escalation
 
 
-async def test_decode_errors_reach_a_typed_asker() -> None:
-    async with MemoryBus() as bus, ActorSystem(bus) as system:
+class DriftedAdd(Request[None], tag="Add"):
+    """A client's outdated idea of `Add`: same tag, another field type."""
+
+    amount: str
+
+
+class DriftedCounter(Actor):
+    async def add(self, msg: DriftedAdd) -> None: ...
+
+
+async def test_schema_drift_reaches_the_asker_as_a_decode_error() -> None:
+    async with MemoryBus() as bus, ActorSystem(bus) as system, ActorSystem(bus) as client:
         counter = await system.spawn(Counter, name="c")
-        reply = await bus.request(counter.subject, b"\xc1", timeout=2)
-        ref = system.ref(Counter, "c")
-        error = ref._remote_error("decode", reply.data)
-        assert isinstance(error, MessageDecodeError)
+        drifted = client.ref(DriftedCounter, "c")
+        with pytest.raises(MessageDecodeError, match="Expected `int`, got `str`"):
+            await drifted.ask(DriftedAdd(amount="ten"))
+        assert await counter.ask(GetTotal()) == 0
 
 
 async def test_oversized_message_is_refused_before_decoding() -> None:
