@@ -135,15 +135,15 @@ class ActorCell:
         if self.stopped:
             await self._refuse(msg, DeadLetterReason.ACTOR_STOPPED, ErrorKind.STOPPED, None)
             return
+        data = msg.data
+        if len(data) > self.max_message_size:
+            await self._refuse_undecodable(msg)
+            return
         try:
-            message = decode(self.decoder, msg.data, self.max_message_size)
-        except MessageDecodeError as exc:
-            reason = (
-                DeadLetterReason.OVERSIZED
-                if len(msg.data) > self.max_message_size
-                else DeadLetterReason.UNDECODABLE
-            )
-            await self._refuse(msg, reason, ErrorKind.DECODE, exc)
+            message = self.decoder.decode(data)
+        except Exception:
+            # RecursionError for deep nesting too: hostile bytes never kill the actor.
+            await self._refuse_undecodable(msg)
             return
         token = _current.set(msg)
         try:
@@ -170,6 +170,17 @@ class ActorCell:
             raise HandlerTimeoutError(
                 f"{type(message).__name__} handler ran longer than {timeout} s"
             ) from None
+
+    async def _refuse_undecodable(self, msg: Msg) -> None:
+        try:
+            decode(self.decoder, msg.data, self.max_message_size)
+        except MessageDecodeError as error:
+            reason = (
+                DeadLetterReason.OVERSIZED
+                if len(msg.data) > self.max_message_size
+                else DeadLetterReason.UNDECODABLE
+            )
+            await self._refuse(msg, reason, ErrorKind.DECODE, error)
 
     def _on_drop(self, msg: Msg) -> None:
         self.system.dead_letters.record(

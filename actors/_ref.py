@@ -41,7 +41,16 @@ class ActorRef(Generic[A]):
     and a local actor must not have stopped. Both fail at once.
     """
 
-    __slots__ = ("_bus", "_group", "_handlers", "_max_reply", "_reply_decoders", "name", "subject")
+    __slots__ = (
+        "_bus",
+        "_group",
+        "_handlers",
+        "_max_reply",
+        "_publish",
+        "_reply_decoders",
+        "name",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -53,6 +62,7 @@ class ActorRef(Generic[A]):
         group: ActorGroup | None = None,
     ) -> None:
         self._bus = bus
+        self._publish = bus.publish
         self.name = name
         self.subject = subject
         self._handlers = table.handlers

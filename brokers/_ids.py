@@ -22,7 +22,7 @@ class IdGenerator:
         self._counter = itertools.count(1)
 
     def __call__(self) -> str:
-        return f"{self.prefix}{next(self._counter):x}"
+        return self.prefix + str(next(self._counter))
 
 
 new_id = IdGenerator()
