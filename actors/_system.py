@@ -42,21 +42,24 @@ class ActorFailure:
 class ActorGroup:
     """The instances of one named actor: they share a subject as a queue group."""
 
-    __slots__ = ("alive", "cells", "name", "ref", "subject")
+    __slots__ = ("alive", "cells", "name", "ref", "stopped", "subject")
 
     def __init__(self, name: str, subject: str) -> None:
         self.name = name
         self.subject = subject
         self.cells: list[ActorCell] = []
         self.alive = 0
+        self.stopped = False
+        """True once every instance has stopped (an attribute: refs read it on every send)."""
         self.ref: ActorRef[Any]
 
-    @property
-    def stopped(self) -> bool:
-        return self.alive == 0
+    def instance_started(self) -> None:
+        self.alive += 1
+        self.stopped = False
 
     def instance_stopped(self) -> None:
         self.alive -= 1
+        self.stopped = self.alive == 0
 
 
 class ActorSystem:
@@ -158,7 +161,7 @@ class ActorSystem:
                     self, group, factory, table, policy, self.max_message_size, handler_timeout
                 )
                 group.cells.append(cell)
-                group.alive += 1
+                group.instance_started()
                 await cell.start(
                     first if index == 0 else None,
                     mailbox_size or self.mailbox_size,

@@ -255,7 +255,7 @@ class MemoryBus:
             self._inbox = DirectSubscription(self, self._inbox_prefix + "*", self._on_reply)
             self._index.add(self._inbox.subject, self._inbox)
             self._subscriptions.add(self._inbox)
-        token = self._tokens()
+        token = self._tokens.next_id()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._requests[token] = future

@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
+import msgspec
+
 __all__ = ("Headers", "Msg")
 
 Headers = dict[str, str]
 
 
-class Msg:
+class Msg(msgspec.Struct):
     """A message delivered by a bus.
 
-    `headers` is shared by every subscriber that receives the same publish: treat it as
-    read-only.
+    A msgspec Struct because one is built per publish and its constructor is C. `headers` is
+    shared by every subscriber that receives the same publish: treat it as read-only.
     """
 
-    __slots__ = ("data", "headers", "reply", "subject")
-
-    def __init__(
-        self, subject: str, data: bytes, headers: Headers | None = None, reply: str | None = None
-    ) -> None:
-        self.subject = subject
-        self.data = data
-        self.headers = headers
-        self.reply = reply
+    subject: str
+    data: bytes
+    headers: Headers | None = None
+    reply: str | None = None
 
     def __repr__(self) -> str:
         return (
