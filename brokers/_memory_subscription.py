@@ -25,7 +25,7 @@ __all__ = ("DirectSubscription", "MemorySubscription")
 
 logger = logging.getLogger("brokers")
 
-_FAIRNESS_BUDGET = 64
+_FAIRNESS_BUDGET = 128
 """Messages a delivery task handles in a row before it lets other tasks run."""
 
 
