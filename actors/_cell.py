@@ -79,8 +79,7 @@ class ActorCell:
     async def start(self, first: Actor | None, mailbox_size: int, overflow: Overflow) -> None:
         """Create (or take) the instance, run on_start, then start listening."""
         self.actor = await self._new_instance(first)
-        subscribe: Any = self.bus.subscribe
-        self.subscription = await subscribe(
+        self.subscription = await self.bus.subscribe(
             self.group.subject,
             self._on_message,
             self.group.name,

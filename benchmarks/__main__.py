@@ -170,18 +170,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "median [min-max]; ratio = median of per-repetition corps/baseline"
     )
     print()
-    header = f"{'case':<6} {'corps':>24} {'baseline':>36} {'ratio':>6} {'target':>8}"
+    header = (
+        f"{'case':<20} {'corps: median [min-max]':>28}   {'baseline':<22} {'median':>10}"
+        f" {'ratio':>6}  target"
+    )
     print(header)
-    print("-" * len(header))
+    print("-" * (len(header) + 12))
     for c in comparisons:
         ours = f"{fmt(c.corps.median)} [{fmt(c.corps.low)}-{fmt(c.corps.high)}]"
-        theirs = f"{c.baseline_name} {fmt(c.baseline.median)}"
         verdict = "ok" if c.met else "MISSED"
         print(
-            f"{c.name:<6} {ours:>24} {theirs:>36} {c.ratio.median:>6.2f} "
-            f">={c.target_ratio:.2f} {verdict}"
+            f"{c.name + ' (' + c.unit + ')':<20} {ours:>28}   {c.baseline_name:<22}"
+            f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.2f}  >= {c.target_ratio:.2f} "
+            f"{verdict}"
         )
-        print(f"{'':<6} {c.unit:>24}")
     memory_ok = idle.bytes_per_actor < memory_target and idle.tasks_created == 0
     print()
     print(

@@ -57,9 +57,21 @@ class Bus(Protocol):
         """Send `data` to every subscriber of `subject` and to one member of each queue group."""
 
     async def subscribe(
-        self, subject: str, callback: MessageCallback, queue: str | None = None
+        self,
+        subject: str,
+        callback: MessageCallback,
+        queue: str | None = None,
+        *,
+        pending_limit: int | None = None,
+        overflow: Overflow | None = None,
+        on_drop: Callable[[Msg], None] | None = None,
     ) -> Subscription:
-        """Deliver messages matching the `subject` pattern to `callback`."""
+        """Deliver messages matching the `subject` pattern to `callback`, one at a time.
+
+        The subscription queues at most `pending_limit` messages (the bus's default when None);
+        `overflow` says what happens to more (the bus's default when None), and `on_drop`, if
+        given, sees every message the subscription drops.
+        """
 
     async def request(
         self,

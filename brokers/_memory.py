@@ -45,10 +45,13 @@ class BusStats:
         "no_responders",
         "published",
         "timeouts",
+        "unrouted",
     )
 
     def __init__(self) -> None:
         self.published = 0
+        self.unrouted = 0
+        """Messages published to a subject nobody subscribes to (NATS drops them too)."""
         self.dropped = 0
         self.no_responders = 0
         self.timeouts = 0
@@ -178,6 +181,7 @@ class MemoryBus:
             validate_subject(reply)
         msg = Msg(subject, data, headers, reply)
         if route.empty:
+            self.stats.unrouted += 1
             if reply is not None:
                 self.stats.no_responders += 1
                 return self._send(reply, b"", _NO_RESPONDERS, None)

@@ -267,6 +267,18 @@ async def test_full_mailbox_blocks_the_sender_by_default() -> None:
         assert await counter.ask(GetTotal()) == 5
 
 
+async def test_ask_into_a_full_blocking_mailbox_times_out_instead_of_hanging() -> None:
+    async with ActorSystem(mailbox_size=1) as system:
+        counter = await system.spawn(Counter, name="c")
+        await counter.tell(Block())
+        await until(lambda: mailbox(system) == 0)
+        await counter.tell(Add(amount=1))  # the mailbox is full now
+        with anyio.fail_after(1), pytest.raises(AskTimeoutError):
+            await counter.ask(GetTotal(), timeout=0.05)
+        gate(system).set()
+        assert await counter.ask(GetTotal()) == 1
+
+
 async def test_full_mailbox_with_reject_policy_fails_the_sender() -> None:
     async with ActorSystem(mailbox_size=1, overflow=Overflow.REJECT) as system:
         counter = await system.spawn(Counter, name="c")

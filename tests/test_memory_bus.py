@@ -120,6 +120,8 @@ async def test_request_without_responders_fails_at_once() -> None:
             with pytest.raises(NoRespondersError, match="nobody"):
                 await bus.request("nobody", b"", timeout=30)
         assert bus.stats.no_responders == 1
+        await bus.publish("nobody", b"")
+        assert bus.stats.unrouted == 2
 
 
 async def test_request_timeout_and_late_reply_is_discarded() -> None:
