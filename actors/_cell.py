@@ -96,6 +96,12 @@ class ActorCell:
         if self._replies:
             await asyncio.wait(self._replies)
 
+    async def stop_now(self) -> None:
+        """Stop without handling the mailbox: what is left in it is refused."""
+        await self._finish()
+        if self.subscription is not None:
+            await self.subscription.drain()
+
     async def kill(self) -> None:
         """Stop at once: what is still in the mailbox is dropped."""
         if self.subscription is not None:
@@ -158,7 +164,10 @@ class ActorCell:
             return
         _current.reset(token)
         if msg.reply is not None:
-            await self.bus.publish(msg.reply, data, reply_headers(msg))
+            try:
+                await self.bus.publish(msg.reply, data, reply_headers(msg))
+            except Exception as exc:  # e.g. a reply over the bus's max payload
+                await self._reply_error(msg, ErrorKind.HANDLER, exc)
 
     async def _run_with_timeout(self, message: Any) -> Any:
         timeout = self.handler_timeout

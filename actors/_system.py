@@ -17,6 +17,7 @@ from brokers import DEFAULT_MAX_PAYLOAD, Bus, MemoryBus, Overflow, validate_subj
 
 from ._actor import Actor
 from ._cell import ActorCell
+from ._context import _current
 from ._dead_letters import DeadLetters
 from ._errors import ActorError, DuplicateActorError
 from ._handlers import handler_table
@@ -98,6 +99,8 @@ class ActorSystem:
         self.failures: deque[ActorFailure] = deque(maxlen=100)
         """Actors that stopped for good, the latest 100."""
         self._groups: dict[str, ActorGroup] = {}
+        self._retired: list[ActorGroup] = []
+        """Stopped groups, whose tasks shutdown still joins."""
         self._names = itertools.count(1)
         self._running = False
         self._closed = False
@@ -186,10 +189,21 @@ class ActorSystem:
         return ActorRef(self.bus, name, subject, handler_table(actor_class), self.max_message_size)
 
     async def stop(self, ref: ActorRef[Any], timeout: float | None = None) -> None:
-        """Stop a local actor: its mailbox is handled first, for up to `timeout` seconds."""
+        """Stop a local actor: its mailbox is handled first, for up to `timeout` seconds.
+
+        Called from one of the actor's own handlers, it cannot wait for that mailbox: the actor
+        stops at once (`on_stop` runs before the handler returns) and the messages still in
+        its mailbox are refused, askers getting ActorStoppedError.
+        """
         group = self._groups.pop(ref.name, None)
         if group is None:
             raise ActorError(f"no local actor named {ref.name!r}")
+        self._retired.append(group)
+        handling = _current.get()
+        if handling is not None and handling.subject == group.subject:
+            for cell in group.cells:
+                await cell.stop_now()
+            return
         await self._stop_groups([group], self.shutdown_timeout if timeout is None else timeout)
 
     async def shutdown(self, *, graceful: bool = True) -> None:
@@ -198,8 +212,9 @@ class ActorSystem:
             return
         self._running = False
         self._closed = True
-        groups = list(self._groups.values())
+        groups = [*self._groups.values(), *self._retired]
         self._groups.clear()
+        self._retired.clear()
         with anyio.CancelScope(shield=True):
             await self._stop_groups(groups, self.shutdown_timeout if graceful else 0)
             if self._owns_bus:

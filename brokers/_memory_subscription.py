@@ -159,7 +159,8 @@ class MemorySubscription:
                     self._drop(msg)
                 self._pending.clear()
             self._wake_all_publishers()
-            if self._task is not None:
+            if self._task is not None and self._task is not asyncio.current_task():
+                # From its own callback, the task just stops when the callback returns.
                 self._task.cancel()
         await self._join()
 

@@ -17,6 +17,7 @@ from actors import (
     ActorStoppedError,
     ActorSystem,
     DuplicateActorError,
+    HandlerError,
     InvalidActorError,
     Request,
     UnhandledMessageError,
@@ -339,3 +340,71 @@ async def test_bus_subjects_are_plain_nats_subjects() -> None:
 
 class Untagged(msgspec.Struct):
     x: int
+
+
+class Quit(Request[str]):
+    pass
+
+
+class Quitter(Actor):
+    async def quit(self, msg: Quit) -> str:
+        await self.system.stop(self.ref)
+        await (
+            anyio.lowlevel.checkpoint()
+        )  # still running: stopping itself did not cancel this handler
+        return "bye"
+
+    async def add(self, msg: Add) -> None: ...
+
+
+async def test_an_actor_can_stop_itself_from_a_handler() -> None:
+    async with ActorSystem() as system:
+        quitter = await system.spawn(Quitter)
+        results: list[str] = []
+
+        async def ask_quit() -> None:
+            try:
+                results.append(await quitter.ask(Quit(), timeout=30))
+            except ActorStoppedError:
+                results.append("refused")
+
+        with anyio.fail_after(2):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask_quit)
+                tg.start_soon(ask_quit)  # queued behind the first: refused, not left hanging
+        assert results == ["bye", "refused"]
+        assert quitter.stopped
+        with pytest.raises(ActorStoppedError):
+            await quitter.tell(Add(amount=1))
+
+
+async def test_a_failing_on_start_fails_the_spawn_and_leaves_nothing() -> None:
+    class Broken(Actor):
+        async def on_start(self) -> None:
+            raise RuntimeError("no database")
+
+        async def add(self, msg: Add) -> None: ...
+
+    async with MemoryBus() as bus, ActorSystem(bus) as system:
+        with pytest.raises(RuntimeError, match="no database"):
+            await system.spawn(Broken, name="broken")
+        assert "broken" not in system.actors
+        assert bus.subscription_count == 0
+        await system.spawn(Counter, name="broken")  # the name is free again
+
+
+class Big(Request[bytes]):
+    size: int
+
+
+class Blob(Actor):
+    async def big(self, msg: Big) -> bytes:
+        return b"x" * msg.size
+
+
+async def test_a_reply_too_large_for_the_bus_reaches_the_asker_as_an_error() -> None:
+    async with MemoryBus(max_payload=1024) as bus, ActorSystem(bus) as system:
+        blob = await system.spawn(Blob)
+        assert await blob.ask(Big(size=10)) == b"x" * 10
+        with anyio.fail_after(1), pytest.raises(HandlerError, match="MaxPayloadError"):
+            await blob.ask(Big(size=4096), timeout=30)
