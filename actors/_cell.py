@@ -93,8 +93,7 @@ class ActorCell:
         if self.subscription is not None:
             await self.subscription.drain()
         await self._finish()
-        if self._replies:
-            await asyncio.wait(self._replies)
+        await self._join_replies()
 
     async def stop_now(self) -> None:
         """Stop without handling the mailbox: what is left in it is refused."""
@@ -103,16 +102,22 @@ class ActorCell:
             await self.subscription.drain()
 
     async def kill(self) -> None:
-        """Stop at once: what is still in the mailbox is dropped."""
-        if self.subscription is not None:
-            await self.subscription.unsubscribe()
-        for reply in self._replies:
-            reply.cancel()
-        if self._replies:
-            await asyncio.wait(self._replies)
+        """Stop at once, cancelling a running handler; what is still in the mailbox is
+        dead-lettered and its askers are told the actor stopped."""
         if not self.stopped:
             self.stopped = True
             self.group.instance_stopped()
+        if self.subscription is not None:
+            await self.subscription.unsubscribe()
+        await self._join_replies()
+
+    async def _join_replies(self, timeout: float = 1.0) -> None:
+        if self._replies:
+            _, late = await asyncio.wait(self._replies, timeout=timeout)
+            for reply in late:
+                reply.cancel()
+            if late:
+                await asyncio.wait(late)
 
     async def _new_instance(self, instance: Actor | None = None) -> Actor:
         actor = self.factory() if instance is None else instance
@@ -191,13 +196,16 @@ class ActorCell:
             await self._refuse(msg, reason, ErrorKind.DECODE, error)
 
     def _on_drop(self, msg: Msg) -> None:
-        self.system.dead_letters.record(
-            DeadLetterReason.MAILBOX_FULL, self.group.name, msg.subject, msg.data, msg.headers
-        )
+        """A message the mailbox could not keep: full (Overflow.DROP), or left at a kill."""
+        if self.stopped:
+            reason, kind = DeadLetterReason.ACTOR_STOPPED, ErrorKind.STOPPED
+        else:
+            reason, kind = DeadLetterReason.MAILBOX_FULL, ErrorKind.MAILBOX_FULL
+        self.system.dead_letters.record(reason, self.group.name, msg.subject, msg.data, msg.headers)
         if msg.reply is not None:
             # Called synchronously by the publisher: answer the asker from a task of our own.
             reply = asyncio.get_running_loop().create_task(
-                self._reply_error(msg, ErrorKind.MAILBOX_FULL, "mailbox full")
+                self._reply_error(msg, kind, reason.value)
             )
             self._replies.add(reply)
             reply.add_done_callback(self._replies.discard)

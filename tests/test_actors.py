@@ -16,6 +16,7 @@ from actors import (
     ActorNotFoundError,
     ActorStoppedError,
     ActorSystem,
+    DeadLetterReason,
     DuplicateActorError,
     HandlerError,
     InvalidActorError,
@@ -263,11 +264,27 @@ async def test_shutdown_drains_mailboxes_and_leaves_no_task() -> None:
 
 async def test_shutdown_cancels_what_outlives_the_deadline() -> None:
     before = asyncio.all_tasks()
-    with anyio.fail_after(2):
-        async with ActorSystem(shutdown_timeout=0.05) as system:
-            counter = await system.spawn(Counter)
-            await counter.tell(Block())  # its handler waits for a gate nobody opens
-            await counter.tell(Add(amount=1))
+    outcome: list[BaseException] = []
+    async with MemoryBus() as bus:
+        with anyio.fail_after(2):
+            async with ActorSystem(bus, shutdown_timeout=0.05) as system:
+                counter = await system.spawn(Counter)
+                await counter.tell(Block())  # its handler waits for a gate nobody opens
+                await counter.tell(Add(amount=1))
+
+                async def ask_total() -> None:
+                    try:
+                        await counter.ask(GetTotal(), timeout=30)
+                    except ActorStoppedError as exc:
+                        outcome.append(exc)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ask_total)
+                    await until(lambda: bus.stats.published == 3)
+                    await system.shutdown()
+        reasons = [letter.reason for letter in system.dead_letters]
+        assert reasons == [DeadLetterReason.ACTOR_STOPPED] * 2
+        assert len(outcome) == 1  # the asker was told, not left to time out
     assert asyncio.all_tasks() == before
 
 
