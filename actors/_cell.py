@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from brokers import Bus, Msg, Overflow, Subscription
 
 from ._actor import Actor
-from ._codec import ErrorReply, decode, encode
+from ._codec import ErrorReply, encode, oversized, undecodable
 from ._context import ERROR_KIND, ErrorKind, _current, reply_headers
 from ._dead_letters import DeadLetterReason
-from ._errors import HandlerTimeoutError, MessageDecodeError
+from ._errors import HandlerTimeoutError
 from ._handlers import HandlerTable
 from ._supervision import RestartTracker, SupervisorPolicy
 
@@ -147,13 +147,15 @@ class ActorCell:
             return
         data = msg.data
         if len(data) > self.max_message_size:
-            await self._refuse_undecodable(msg)
+            error = oversized(len(data), self.max_message_size)
+            await self._refuse(msg, DeadLetterReason.OVERSIZED, ErrorKind.DECODE, error)
             return
         try:
             message = self.decoder.decode(data)
-        except Exception:
+        except Exception as exc:
             # RecursionError for deep nesting too: hostile bytes never kill the actor.
-            await self._refuse_undecodable(msg)
+            error = undecodable(exc)
+            await self._refuse(msg, DeadLetterReason.UNDECODABLE, ErrorKind.DECODE, error)
             return
         token = _current.set(msg)
         try:
@@ -183,17 +185,6 @@ class ActorCell:
             raise HandlerTimeoutError(
                 f"{type(message).__name__} handler ran longer than {timeout} s"
             ) from None
-
-    async def _refuse_undecodable(self, msg: Msg) -> None:
-        try:
-            decode(self.decoder, msg.data, self.max_message_size)
-        except MessageDecodeError as error:
-            reason = (
-                DeadLetterReason.OVERSIZED
-                if len(msg.data) > self.max_message_size
-                else DeadLetterReason.UNDECODABLE
-            )
-            await self._refuse(msg, reason, ErrorKind.DECODE, error)
 
     def _on_drop(self, msg: Msg) -> None:
         """A message the mailbox could not keep: full (Overflow.DROP), or left at a kill."""

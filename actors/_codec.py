@@ -8,7 +8,7 @@ import msgspec
 
 from ._errors import MessageDecodeError
 
-__all__ = ("ErrorReply", "decode", "encode")
+__all__ = ("ErrorReply", "decode", "encode", "oversized", "undecodable")
 
 _encoder = msgspec.msgpack.Encoder()
 encode = _encoder.encode
@@ -22,6 +22,14 @@ class ErrorReply(msgspec.Struct, frozen=True):
     message: str
 
 
+def oversized(size: int, limit: int) -> MessageDecodeError:
+    return MessageDecodeError(f"message of {size} bytes exceeds the limit of {limit}")
+
+
+def undecodable(error: Exception) -> MessageDecodeError:
+    return MessageDecodeError(f"cannot decode message: {error}")
+
+
 def decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes, limit: int) -> Any:
     """Decode `data`, checking its size first.
 
@@ -29,8 +37,8 @@ def decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes, limit: int) -> An
     makes the decoder raise otherwise (RecursionError for deeply nested input).
     """
     if len(data) > limit:
-        raise MessageDecodeError(f"message of {len(data)} bytes exceeds the limit of {limit}")
+        raise oversized(len(data), limit)
     try:
         return decoder.decode(data)
     except Exception as exc:
-        raise MessageDecodeError(f"cannot decode message: {exc}") from exc
+        raise undecodable(exc) from exc
