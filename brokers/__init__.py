@@ -17,9 +17,10 @@ from ._errors import (
     SlowConsumerError,
 )
 from ._ids import IdGenerator, new_id
-from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, BusStats, MemoryBus
+from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus
 from ._memory_subscription import MemorySubscription
 from ._message import Headers, Msg
+from ._stats import BusStats
 from ._subjects import subject_matches, validate_pattern, validate_queue, validate_subject
 
 __all__ = (

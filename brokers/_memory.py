@@ -8,58 +8,22 @@ from types import TracebackType
 from typing import Self
 
 from ._bus import MessageCallback, Overflow
-from ._errors import (
-    BusClosedError,
-    BusTimeoutError,
-    InvalidHeaderError,
-    MaxPayloadError,
-    NoRespondersError,
-)
-from ._ids import IdGenerator
+from ._errors import BusClosedError, MaxPayloadError
+from ._headers import HeaderCheck
 from ._memory_subscription import DirectSubscription, MemorySubscription
 from ._message import Headers, Msg
+from ._replies import NO_RESPONDERS, Replies
+from ._stats import BusStats
 from ._subject_index import SubjectIndex
 from ._subjects import validate_queue, validate_subject
 
-__all__ = ("DEFAULT_MAX_PAYLOAD", "DEFAULT_PENDING_LIMIT", "BusStats", "MemoryBus")
+__all__ = ("DEFAULT_MAX_PAYLOAD", "DEFAULT_PENDING_LIMIT", "MemoryBus")
 
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """1 MiB, nats-server's default max_payload."""
 
 DEFAULT_PENDING_LIMIT = 65536
 """Pending messages per subscription, nats-py's default."""
-
-_NO_RESPONDERS = {"Status": "503"}
-_HEADER_NAME_FORBIDDEN = frozenset(": \t\r\n")
-_HEADER_NAMES_KEPT = 1024
-"""Header names already validated are remembered, up to this many."""
-
-
-class BusStats:
-    """Counters a bus keeps; read them, do not write them."""
-
-    __slots__ = (
-        "callback_errors",
-        "dropped",
-        "late_replies",
-        "no_responders",
-        "published",
-        "timeouts",
-        "unrouted",
-    )
-
-    def __init__(self) -> None:
-        self.published = 0
-        self.unrouted = 0
-        """Messages published to a subject nobody subscribes to (NATS drops them too)."""
-        self.dropped = 0
-        self.no_responders = 0
-        self.timeouts = 0
-        self.late_replies = 0
-        self.callback_errors = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 _Member = MemorySubscription | DirectSubscription
@@ -100,11 +64,10 @@ class MemoryBus:
         self._index: SubjectIndex[_Member] = SubjectIndex()
         self._subscriptions: set[_Member] = set()
         self._closed = False
-        self._tokens = IdGenerator()
-        self._inbox_prefix = f"_INBOX.{self._tokens.prefix}."
+        self._check_headers = HeaderCheck()
+        self._replies = Replies(self.stats)
+        self._inbox_prefix = self._replies.prefix
         self._inbox: DirectSubscription | None = None
-        self._requests: dict[str, asyncio.Future[Msg]] = {}
-        self._header_names: set[str] = set()
         self._inbox_watchers = 0
         """Subscriptions, other than the request inbox, whose pattern can match inbox subjects."""
 
@@ -157,14 +120,7 @@ class MemoryBus:
                 f"payload of {len(data)} bytes exceeds the bus limit of {self.max_payload}"
             )
         if headers is not None:
-            if not self._header_names.issuperset(headers):
-                self._check_header_names(headers)
-            try:
-                for value in headers.values():
-                    if "\n" in value or "\r" in value:
-                        raise InvalidHeaderError(f"header value {value!r} has a line break")
-            except TypeError:
-                raise InvalidHeaderError("header values must be str") from None
+            self._check_headers(headers)
         self.stats.published += 1
         inbox = self._inbox
         if (
@@ -183,8 +139,7 @@ class MemoryBus:
         if route.empty:
             self.stats.unrouted += 1
             if reply is not None:
-                self.stats.no_responders += 1
-                return self._send(reply, b"", _NO_RESPONDERS, None)
+                return self._send(reply, b"", NO_RESPONDERS, None)
             return None
         waiting: list[MemorySubscription | DirectSubscription] | None = None
         for sub in route.fixed:
@@ -195,13 +150,6 @@ class MemoryBus:
             if not sub.offer(msg):
                 waiting = [sub] if waiting is None else [*waiting, sub]
         return None if waiting is None else (msg, waiting)
-
-    def _check_header_names(self, headers: Headers) -> None:
-        for name in headers:
-            if type(name) is not str or not name or not _HEADER_NAME_FORBIDDEN.isdisjoint(name):
-                raise InvalidHeaderError(f"invalid header name {name!r}")
-            if len(self._header_names) < _HEADER_NAMES_KEPT:
-                self._header_names.add(name)
 
     async def subscribe(
         self,
@@ -256,32 +204,25 @@ class MemoryBus:
         if self._closed:
             raise BusClosedError("the bus is closed")
         if self._inbox is None:
-            self._inbox = DirectSubscription(self, self._inbox_prefix + "*", self._on_reply)
+            self._inbox = DirectSubscription(self, self._replies.pattern, self._replies.deliver)
             self._index.add(self._inbox.subject, self._inbox)
             self._subscriptions.add(self._inbox)
-        token = self._tokens.next_id()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Msg] = loop.create_future()
-        self._requests[token] = future
+        reply, future = self._replies.open()
         try:
-            waiting = self._send(subject, data, headers, self._inbox_prefix + token)
+            waiting = self._send(subject, data, headers, reply)
             if waiting is None:
-                timer = loop.call_later(timeout, _expire, future)
-                try:
-                    return await future
-                finally:
-                    timer.cancel()
-            # The subscriber's queue is full: waiting for room counts against the timeout.
-            async with asyncio.timeout(timeout):
-                await _wait_for_room(waiting)
-                return await future
-        except NoRespondersError:
-            raise NoRespondersError(f"no responders on {subject!r}") from None
-        except TimeoutError:
-            self.stats.timeouts += 1
-            raise BusTimeoutError(f"no reply on {subject!r} within {timeout} s") from None
+                return await self._replies.wait(future, subject, timeout)
+            # A subscriber's queue is full: waiting for room counts against the timeout.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await _wait_for_room(waiting)
+            except TimeoutError:
+                raise self._replies.timed_out(subject, timeout) from None
+            return await self._replies.wait(future, subject, max(0.0, deadline - loop.time()))
         finally:
-            del self._requests[token]
+            self._replies.close(reply)
 
     async def flush(self) -> None:
         """Nothing to wait for: a publish has reached every queue when it returns."""
@@ -293,9 +234,7 @@ class MemoryBus:
         if self._closed:
             return
         self._closed = True
-        for future in self._requests.values():
-            if not future.done():
-                future.set_exception(BusClosedError("the bus closed before the reply came"))
+        self._replies.fail_all()
         subscriptions = list(self._subscriptions)
         if subscriptions:
             drains = [asyncio.ensure_future(sub.drain()) for sub in subscriptions]
@@ -316,24 +255,13 @@ class MemoryBus:
 
     def _sees_inbox(self, pattern: str) -> bool:
         """Whether `pattern` can match a subject `_INBOX.<our prefix>.<token>`."""
-        inbox = ("_INBOX", self._tokens.prefix)
+        inbox = self._inbox_prefix.split(".")
         for index, token in enumerate(pattern.split(".")):
             if token == ">":
                 return True
             if index >= 3 or (index < 2 and token not in ("*", inbox[index])):
                 return False
         return len(pattern.split(".")) == 3
-
-    def _on_reply(self, msg: Msg) -> None:
-        future = self._requests.get(msg.subject[len(self._inbox_prefix) :])
-        if future is None or future.done():
-            self.stats.late_replies += 1
-            return
-        headers = msg.headers
-        if headers is not None and headers.get("Status") == "503":
-            future.set_exception(NoRespondersError("no responders: nobody listens on the subject"))
-        else:
-            future.set_result(msg)
 
 
 _Waiting = tuple[Msg, list[MemorySubscription | DirectSubscription]]
@@ -343,11 +271,6 @@ async def _wait_for_room(waiting: _Waiting) -> None:
     msg, subscriptions = waiting
     for sub in subscriptions:
         await sub.put(msg)
-
-
-def _expire(future: asyncio.Future[Msg]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 def _as_bytes(data: object) -> bytes:

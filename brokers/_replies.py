@@ -1,0 +1,82 @@
+"""Request/reply bookkeeping shared by the buses: one wildcard inbox per bus, one future per
+request, NATS' no-responders status, timeouts, and late replies counted and discarded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ._errors import BusClosedError, BusTimeoutError, NoRespondersError
+from ._ids import IdGenerator
+from ._message import Msg
+from ._stats import BusStats
+
+__all__ = ("NO_RESPONDERS", "Replies")
+
+NO_RESPONDERS = {"Status": "503"}
+"""The headers of NATS' no-responders status message."""
+
+
+class Replies:
+    """The pending requests of one bus. Replies arrive on `<prefix><token>`, and the bus
+    subscribes `pattern` once to feed them to `deliver`."""
+
+    __slots__ = ("_futures", "_next_token", "pattern", "prefix", "stats")
+
+    def __init__(self, stats: BusStats) -> None:
+        ids = IdGenerator()
+        self.prefix = f"_INBOX.{ids.prefix}."
+        self.pattern = self.prefix + "*"
+        self._next_token = ids.next_id
+        self._futures: dict[str, asyncio.Future[Msg]] = {}
+        self.stats = stats
+
+    def open(self) -> tuple[str, asyncio.Future[Msg]]:
+        """A new reply subject and the future its reply resolves."""
+        token = self._next_token()
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._futures[token] = future
+        return self.prefix + token, future
+
+    def close(self, reply_subject: str) -> None:
+        """Forget a request: a reply that comes later is late."""
+        del self._futures[reply_subject[len(self.prefix) :]]
+
+    def deliver(self, msg: Msg) -> None:
+        """Resolve the request `msg` answers, or count it as late."""
+        future = self._futures.get(msg.subject[len(self.prefix) :])
+        if future is None or future.done():
+            self.stats.late_replies += 1
+            return
+        headers = msg.headers
+        if headers is not None and headers.get("Status") == "503":
+            future.set_exception(NoRespondersError("no responders"))
+        else:
+            future.set_result(msg)
+
+    async def wait(self, future: asyncio.Future[Msg], subject: str, timeout: float) -> Msg:
+        """The reply, or NoRespondersError, or BusTimeoutError after `timeout` seconds."""
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        try:
+            return await future
+        except NoRespondersError:
+            self.stats.no_responders += 1
+            raise NoRespondersError(f"no responders on {subject!r}") from None
+        except TimeoutError:
+            raise self.timed_out(subject, timeout) from None
+        finally:
+            timer.cancel()
+
+    def timed_out(self, subject: str, timeout: float) -> BusTimeoutError:
+        self.stats.timeouts += 1
+        return BusTimeoutError(f"no reply on {subject!r} within {timeout} s")
+
+    def fail_all(self) -> None:
+        """Fail every pending request: the bus is closing."""
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(BusClosedError("the bus closed before the reply came"))
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
