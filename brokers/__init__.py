@@ -1,7 +1,7 @@
 """Buses: NATS-style publish/subscribe and request/reply, in memory or on a NATS server.
 
-`brokers` knows nothing of actors. `MemoryBus` is the embedded default; every bus implements
-the `Bus` protocol.
+`brokers` knows nothing of actors. `MemoryBus` is the embedded default, `NatsBus` runs the same
+protocol on a real nats-server; `NatsServer` starts one on loopback for tests and benchmarks.
 """
 
 from ._bus import Bus, MessageCallback, Overflow, Subscription
@@ -20,6 +20,8 @@ from ._ids import IdGenerator, new_id
 from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus
 from ._memory_subscription import MemorySubscription
 from ._message import Headers, Msg
+from ._nats import BusConnectionError, ConnectionStatus, NatsBus, NatsSubscription
+from ._nats_server import NatsServer, NatsServerError, find_nats_server
 from ._stats import BusStats
 from ._subjects import subject_matches, validate_pattern, validate_queue, validate_subject
 
@@ -28,9 +30,11 @@ __all__ = (
     "DEFAULT_PENDING_LIMIT",
     "Bus",
     "BusClosedError",
+    "BusConnectionError",
     "BusError",
     "BusStats",
     "BusTimeoutError",
+    "ConnectionStatus",
     "CorpsError",
     "Headers",
     "IdGenerator",
@@ -41,10 +45,15 @@ __all__ = (
     "MemorySubscription",
     "MessageCallback",
     "Msg",
+    "NatsBus",
+    "NatsServer",
+    "NatsServerError",
+    "NatsSubscription",
     "NoRespondersError",
     "Overflow",
     "SlowConsumerError",
     "Subscription",
+    "find_nats_server",
     "new_id",
     "subject_matches",
     "validate_pattern",

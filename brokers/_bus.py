@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from ._message import Headers, Msg
+from ._stats import BusStats
 
 __all__ = ("Bus", "MessageCallback", "Overflow", "Subscription")
 
@@ -46,6 +47,8 @@ class Subscription(Protocol):
 @runtime_checkable
 class Bus(Protocol):
     """Publish/subscribe and request/reply over subjects, with NATS semantics."""
+
+    stats: BusStats
 
     async def publish(
         self,

@@ -11,7 +11,7 @@ from ._bus import MessageCallback, Overflow
 from ._errors import BusClosedError, MaxPayloadError
 from ._headers import HeaderCheck
 from ._memory_subscription import DirectSubscription, MemorySubscription
-from ._message import Headers, Msg
+from ._message import Headers, Msg, as_bytes
 from ._replies import NO_RESPONDERS, Replies
 from ._stats import BusStats
 from ._subject_index import SubjectIndex
@@ -114,7 +114,7 @@ class MemoryBus:
         if self._closed:
             raise BusClosedError("the bus is closed")
         if type(data) is not bytes:
-            data = _as_bytes(data)
+            data = as_bytes(data)
         if len(data) > self.max_payload:
             raise MaxPayloadError(
                 f"payload of {len(data)} bytes exceeds the bus limit of {self.max_payload}"
@@ -271,9 +271,3 @@ async def _wait_for_room(waiting: _Waiting) -> None:
     msg, subscriptions = waiting
     for sub in subscriptions:
         await sub.put(msg)
-
-
-def _as_bytes(data: object) -> bytes:
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
-    raise TypeError(f"data must be bytes, not {type(data).__name__}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ("Headers", "Msg")
+__all__ = ("Headers", "Msg", "as_bytes")
 
 Headers = dict[str, str]
 
@@ -26,3 +26,10 @@ class Msg(msgspec.Struct):
             f"Msg(subject={self.subject!r}, data=<{len(self.data)} bytes>, "
             f"headers={self.headers!r}, reply={self.reply!r})"
         )
+
+
+def as_bytes(data: object) -> bytes:
+    """`data` as bytes: bytearray and memoryview are copied, anything else is refused."""
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"data must be bytes, not {type(data).__name__}")

@@ -1,0 +1,475 @@
+"""NatsBus: the Bus protocol over nats-py, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from ._bus import MessageCallback, Overflow
+from ._errors import BusClosedError, BusError, MaxPayloadError
+from ._headers import HeaderCheck
+from ._message import Headers, Msg, as_bytes
+from ._replies import Replies
+from ._stats import BusStats
+from ._subjects import validate_pattern, validate_queue, validate_subject
+
+try:
+    import nats
+    import nats.errors
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg as NatsMsg
+    from nats.aio.subscription import Subscription as RawSubscription
+except ImportError as exc:  # pragma: no cover - nats-py is a core dependency
+    raise ImportError("NatsBus needs nats-py: `pip install nats-py`") from exc
+
+__all__ = ("BusConnectionError", "ConnectionStatus", "NatsBus", "NatsSubscription")
+
+logger = logging.getLogger("brokers.nats")
+
+DEFAULT_NATS_PENDING_LIMIT = 65536
+_VALIDATED_KEPT = 8192
+
+
+class BusConnectionError(BusError, ConnectionError):
+    """Raised when the NATS connection cannot be made or cannot take a message."""
+
+
+class ConnectionStatus(enum.Enum):
+    """Where the NATS connection stands."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+class NatsSubscription:
+    """A subscription on NATS. Its pending queue is nats-py's, bounded by `limit` messages:
+    NATS cannot make a remote publisher wait, so a full queue drops (a slow consumer), whatever
+    the overflow policy; drops are counted and passed to `on_drop` (subject and reply only)."""
+
+    __slots__ = (
+        "_bus",
+        "_callback",
+        "_drain_task",
+        "_raw",
+        "delivered",
+        "dropped",
+        "limit",
+        "on_drop",
+        "overflow",
+        "queue",
+        "subject",
+    )
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        subject: str,
+        queue: str | None,
+        callback: MessageCallback,
+        limit: int,
+        overflow: Overflow,
+        on_drop: Callable[[Msg], None] | None,
+    ) -> None:
+        self._bus = bus
+        self.subject = subject
+        self.queue = queue
+        self._callback = callback
+        self.limit = limit
+        self.overflow = overflow
+        self.on_drop = on_drop
+        self._raw: RawSubscription | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<NatsSubscription {self.subject!r} queue={self.queue!r}>"
+
+    @property
+    def pending(self) -> int:
+        raw = self._raw
+        return raw.pending_msgs if raw is not None else 0
+
+    async def _deliver(self, raw: NatsMsg) -> None:
+        try:
+            await self._callback(Msg(raw.subject, raw.data, raw.headers, raw.reply or None))
+        except Exception:
+            self._bus.stats.callback_errors += 1
+            logger.exception("subscription %r: callback failed", self.subject)
+        self.delivered += 1
+
+    def _dropped(self, subject: str, reply: str | None) -> None:
+        self.dropped += 1
+        self._bus.stats.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(Msg(subject, b"", None, reply or None))
+
+    async def unsubscribe(self) -> None:
+        """Stop at once: pending messages are discarded, a running callback is cancelled."""
+        raw = self._raw
+        if raw is None:
+            return
+        task = _delivery_task(raw)
+        self._bus._forget(self)
+        if self._drain_task is None:
+            # A closed or draining connection has dropped the subscription already.
+            with contextlib.suppress(nats.errors.Error):
+                await raw.unsubscribe()
+        await _join(task)
+        await _join(self._drain_task)
+
+    async def drain(self) -> None:
+        """Stop taking new messages, deliver the pending ones, then stop.
+
+        From the subscription's own callback it returns at once; the drain finishes after.
+        """
+        raw = self._raw
+        if raw is None or self._drain_task is not None:
+            await _join(self._drain_task)
+            return
+        task = _delivery_task(raw)
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(raw))
+        if task is asyncio.current_task():
+            return
+        await _join(self._drain_task)
+        await _join(task)
+
+    async def _drain(self, raw: RawSubscription) -> None:
+        try:
+            # A connection that closed meanwhile sends nothing more: the drain is done.
+            with contextlib.suppress(nats.errors.Error):
+                await raw.drain()  # type: ignore[no-untyped-call]
+        finally:
+            self._bus._forget(self)
+
+
+class NatsBus:
+    """The Bus protocol on a NATS server.
+
+    `NatsBus("nats://127.0.0.1:4222")` or `NatsBus(["nats://a:4222", "nats://b:4222"], user=...,
+    password=..., tls=ssl_context, ...)`: every keyword nats-py's `connect` takes passes
+    through (token, user_credentials, tls, reconnect_time_wait, max_reconnect_attempts, name,
+    ...). Use it as `async with NatsBus(url) as bus:`.
+
+    Reconnects are not swallowed: they are logged, counted in `stats`, and `status` says where
+    the connection stands; subscriptions are re-established by nats-py on reconnect.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        pending_limit: int = DEFAULT_NATS_PENDING_LIMIT,
+        drain_timeout: float = 5.0,
+        **connect_options: Any,
+    ) -> None:
+        if pending_limit <= 0:
+            raise ValueError("pending_limit must be positive")
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.pending_limit = pending_limit
+        self.drain_timeout = drain_timeout
+        self.stats = BusStats()
+        self._options = connect_options
+        self._nc: Client | None = None
+        self._closed = False
+        self._check_headers = HeaderCheck()
+        self._validated: set[str] = set()
+        self._replies = Replies(self.stats)
+        self._inbox_ready = False
+        self._subscriptions: dict[int, NatsSubscription] = {}
+
+    # -- connection ----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect to the first reachable server; raises BusConnectionError when none is."""
+        if self._nc is not None:
+            return
+        options: dict[str, Any] = {
+            "reconnect_time_wait": 0.5,
+            "max_reconnect_attempts": -1,
+            "name": "corps",
+            **self._options,
+        }
+        user_callbacks = {
+            key: options.pop(key, None)
+            for key in ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
+        }
+        options["drain_timeout"] = self.drain_timeout
+        options["error_cb"] = self._chain(self._on_error, user_callbacks["error_cb"])
+        options["disconnected_cb"] = self._chain(
+            self._on_disconnected, user_callbacks["disconnected_cb"]
+        )
+        options["reconnected_cb"] = self._chain(
+            self._on_reconnected, user_callbacks["reconnected_cb"]
+        )
+        options["closed_cb"] = self._chain(self._on_closed, user_callbacks["closed_cb"])
+        options.setdefault("allow_reconnect", True)
+        try:
+            self._nc = await nats.connect(self.servers, **options)
+        except (nats.errors.Error, OSError) as exc:
+            raise BusConnectionError(f"cannot connect to {self.servers}: {exc!r}") from exc
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def status(self) -> ConnectionStatus:
+        nc = self._nc
+        if nc is None:
+            return ConnectionStatus.CLOSED if self._closed else ConnectionStatus.DISCONNECTED
+        if nc.is_closed:
+            return ConnectionStatus.CLOSED
+        if nc.is_draining:
+            return ConnectionStatus.DRAINING
+        if nc.is_reconnecting:
+            return ConnectionStatus.RECONNECTING
+        if nc.is_connecting:
+            return ConnectionStatus.CONNECTING
+        if nc.is_connected:
+            return ConnectionStatus.CONNECTED
+        return ConnectionStatus.DISCONNECTED
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def max_payload(self) -> int:
+        """The server's max payload, learned when connecting."""
+        return self._client().max_payload
+
+    @property
+    def connected_url(self) -> str | None:
+        nc = self._nc
+        url = nc.connected_url if nc is not None else None
+        return None if url is None else url.geturl()
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subscriptions)
+
+    # -- the Bus protocol ----------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Headers | None = None,
+        reply: str | None = None,
+    ) -> None:
+        """Send `data` on `subject`, validated as MemoryBus validates it."""
+        nc = self._client()
+        if subject not in self._validated:
+            self._validate(subject)
+        if type(data) is not bytes:
+            data = as_bytes(data)
+        if len(data) > nc.max_payload:
+            raise MaxPayloadError(
+                f"payload of {len(data)} bytes exceeds the server limit of {nc.max_payload}"
+            )
+        if headers is not None:
+            self._check_headers(headers)
+        if reply is not None and not reply.startswith(self._replies.prefix):
+            validate_subject(reply)
+        self.stats.published += 1
+        try:
+            await nc.publish(subject, data, reply or "", headers)
+        except nats.errors.ConnectionClosedError:
+            raise BusClosedError("the bus is closed") from None
+        except nats.errors.OutboundBufferLimitError as exc:
+            raise BusConnectionError(
+                "the connection is down and its outbound buffer is full"
+            ) from exc
+
+    async def subscribe(
+        self,
+        subject: str,
+        callback: MessageCallback,
+        queue: str | None = None,
+        *,
+        pending_limit: int | None = None,
+        overflow: Overflow | None = None,
+        on_drop: Callable[[Msg], None] | None = None,
+    ) -> NatsSubscription:
+        """Deliver messages matching `subject` to `callback`, one at a time.
+
+        At most `pending_limit` messages wait; beyond that NATS drops (see NatsSubscription).
+        """
+        nc = self._client()
+        validate_pattern(subject)
+        if queue is not None:
+            validate_queue(queue)
+        limit = self.pending_limit if pending_limit is None else pending_limit
+        if limit <= 0:
+            raise ValueError("pending_limit must be positive")
+        sub = NatsSubscription(
+            self, subject, queue, callback, limit, overflow or Overflow.DROP, on_drop
+        )
+        raw = await nc.subscribe(
+            subject,
+            queue=queue or "",
+            cb=sub._deliver,
+            pending_msgs_limit=limit,
+            pending_bytes_limit=0,
+        )
+        sub._raw = raw
+        self._subscriptions[raw._id] = sub
+        return sub
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes,
+        timeout: float = 5.0,
+        headers: Headers | None = None,
+    ) -> Msg:
+        """Publish with a unique reply subject and return the first reply.
+
+        NoRespondersError at once when nobody listens, BusTimeoutError after `timeout` s; a
+        late reply is discarded and counted in `stats.late_replies`.
+        """
+        nc = self._client()
+        if not self._inbox_ready:
+            await nc.subscribe(
+                self._replies.pattern,
+                cb=self._on_reply,
+                pending_msgs_limit=0,
+                pending_bytes_limit=0,
+            )
+            self._inbox_ready = True
+        reply, future = self._replies.open()
+        try:
+            await self.publish(subject, data, headers, reply)
+            return await self._replies.wait(future, subject, timeout)
+        finally:
+            self._replies.close(reply)
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the server has processed everything published so far."""
+        try:
+            await self._client().flush(timeout)  # type: ignore[arg-type]  # takes a float
+        except nats.errors.ConnectionClosedError:
+            raise BusClosedError("the bus is closed") from None
+        except nats.errors.TimeoutError as exc:
+            raise BusConnectionError(f"flush got no answer within {timeout} s") from exc
+
+    async def close(self) -> None:
+        """Drain every subscription (up to `drain_timeout`), then close the connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._replies.fail_all()
+        nc = self._nc
+        if nc is None:
+            return
+        tasks = [_delivery_task(sub._raw) for sub in self._subscriptions.values() if sub._raw]
+        tasks += [sub._drain_task for sub in self._subscriptions.values()]
+        try:
+            if nc.is_connected:
+                await nc.drain()
+            else:
+                await nc.close()
+        except nats.errors.Error:
+            await nc.close()
+        for task in tasks:
+            if task is not None and not task.done():
+                task.cancel()
+            await _join(task)
+        await _join_client(nc)
+        self._subscriptions.clear()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _client(self) -> Client:
+        if self._closed:
+            raise BusClosedError("the bus is closed")
+        nc = self._nc
+        if nc is None:
+            raise BusConnectionError("not connected: use `async with NatsBus(...)` or connect()")
+        return nc
+
+    def _validate(self, subject: str) -> None:
+        validate_subject(subject)
+        if len(self._validated) >= _VALIDATED_KEPT:
+            self._validated.clear()
+        self._validated.add(subject)
+
+    def _forget(self, sub: NatsSubscription) -> None:
+        if sub._raw is not None:
+            self._subscriptions.pop(sub._raw._id, None)
+
+    async def _on_reply(self, raw: NatsMsg) -> None:
+        self._replies.deliver(Msg(raw.subject, raw.data, raw.headers, None))
+
+    async def _on_error(self, error: Exception) -> None:
+        if isinstance(error, nats.errors.SlowConsumerError):
+            sub = self._subscriptions.get(error.sid)
+            if sub is not None:
+                sub._dropped(error.subject, error.reply)
+            logger.warning("slow consumer on %r: message dropped", error.subject)
+            return
+        logger.error("NATS error: %r", error)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closed:
+            self.stats.disconnects += 1
+            logger.warning("NATS connection lost (%s)", self.connected_url or self.servers)
+
+    async def _on_reconnected(self) -> None:
+        self.stats.reconnects += 1
+        logger.warning("NATS connection re-established to %s", self.connected_url)
+
+    async def _on_closed(self) -> None:
+        logger.info("NATS connection closed")
+
+    @staticmethod
+    def _chain(
+        ours: Callable[..., Awaitable[None]], theirs: Callable[..., Awaitable[None]] | None
+    ) -> Callable[..., Awaitable[None]]:
+        if theirs is None:
+            return ours
+
+        async def both(*args: Any) -> None:
+            await ours(*args)
+            await theirs(*args)
+
+        return both
+
+
+def _delivery_task(raw: RawSubscription | None) -> asyncio.Task[None] | None:
+    # nats-py runs each callback subscription in a task it does not expose publicly.
+    task = getattr(raw, "_wait_for_msgs_task", None)
+    return task if isinstance(task, asyncio.Task) else None
+
+
+async def _join(task: asyncio.Task[None] | None) -> None:
+    if task is not None and task is not asyncio.current_task() and not task.done():
+        await asyncio.wait((task,))
+
+
+async def _join_client(nc: Client) -> None:
+    """Wait for the tasks nats-py cancelled on close, so none outlives the bus."""
+    names = ("_reading_task", "_flusher_task", "_ping_interval_task", "_reconnection_task")
+    tasks = [getattr(nc, name, None) for name in names]
+    pending = [t for t in tasks if isinstance(t, asyncio.Task) and not t.done()]
+    pending = [t for t in pending if t is not asyncio.current_task()]
+    if pending:
+        await asyncio.wait(pending, timeout=5)
