@@ -170,10 +170,14 @@ class NatsBus:
         *,
         pending_limit: int = DEFAULT_NATS_PENDING_LIMIT,
         drain_timeout: float = 5.0,
+        connect_attempts: int = 3,
         **connect_options: Any,
     ) -> None:
         if pending_limit <= 0:
             raise ValueError("pending_limit must be positive")
+        if connect_attempts < 1:
+            raise ValueError("connect_attempts must be >= 1")
+        self.connect_attempts = connect_attempts
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.pending_limit = pending_limit
         self.drain_timeout = drain_timeout
@@ -186,37 +190,44 @@ class NatsBus:
         self._replies = Replies(self.stats)
         self._inbox_ready = False
         self._subscriptions: dict[int, NatsSubscription] = {}
+        self._last_error: Exception | None = None
 
     # -- connection ----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Connect to the first reachable server; raises BusConnectionError when none is."""
+        """Connect to the first reachable server, trying each `connect_attempts` times.
+
+        Raises BusConnectionError, naming the last error, when none accepts the connection.
+        Once connected, lost connections are retried as `max_reconnect_attempts` says
+        (forever by default, every `reconnect_time_wait` = 0.5 s).
+        """
         if self._nc is not None:
             return
         options: dict[str, Any] = {
             "reconnect_time_wait": 0.5,
             "max_reconnect_attempts": -1,
             "name": "corps",
+            "allow_reconnect": True,
             **self._options,
         }
-        user_callbacks = {
-            key: options.pop(key, None)
-            for key in ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
-        }
+        for key, ours in (
+            ("error_cb", self._on_error),
+            ("disconnected_cb", self._on_disconnected),
+            ("reconnected_cb", self._on_reconnected),
+            ("closed_cb", self._on_closed),
+        ):
+            options[key] = self._chain(ours, options.get(key))
         options["drain_timeout"] = self.drain_timeout
-        options["error_cb"] = self._chain(self._on_error, user_callbacks["error_cb"])
-        options["disconnected_cb"] = self._chain(
-            self._on_disconnected, user_callbacks["disconnected_cb"]
-        )
-        options["reconnected_cb"] = self._chain(
-            self._on_reconnected, user_callbacks["reconnected_cb"]
-        )
-        options["closed_cb"] = self._chain(self._on_closed, user_callbacks["closed_cb"])
-        options.setdefault("allow_reconnect", True)
+        # nats-py bounds its first connect by max_reconnect_attempts only when it is positive:
+        # bound it here, then give the reconnect setting back for later losses.
+        reconnect_attempts = options["max_reconnect_attempts"]
+        options["max_reconnect_attempts"] = self.connect_attempts
         try:
             self._nc = await nats.connect(self.servers, **options)
         except (nats.errors.Error, OSError) as exc:
-            raise BusConnectionError(f"cannot connect to {self.servers}: {exc!r}") from exc
+            cause = self._last_error or exc
+            raise BusConnectionError(f"cannot connect to {self.servers}: {cause!r}") from exc
+        self._nc.options["max_reconnect_attempts"] = reconnect_attempts
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -426,6 +437,7 @@ class NatsBus:
                 sub._dropped(error.subject, error.reply)
             logger.warning("slow consumer on %r: message dropped", error.subject)
             return
+        self._last_error = error
         logger.error("NATS error: %r", error)
 
     async def _on_disconnected(self) -> None:

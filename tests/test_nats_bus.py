@@ -1,0 +1,120 @@
+"""What only NATS has: a server that restarts, connection options, connection status."""
+
+from __future__ import annotations
+
+import socket
+
+import anyio
+import pytest
+
+from brokers import BusConnectionError, ConnectionStatus, Msg, NatsBus, NatsServer
+
+from .helpers import Inbox, until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.nats]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_subscriptions_and_requests_survive_a_server_restart() -> None:
+    disconnected = anyio.Event()
+    with NatsServer(jetstream=False) as server:
+
+        async def on_disconnect() -> None:
+            disconnected.set()
+
+        async with NatsBus(server.url, disconnected_cb=on_disconnect) as bus:
+            inbox, grouped = Inbox(), Inbox()
+            await bus.subscribe("events.>", inbox)
+            await bus.subscribe("work", grouped, queue="workers")
+
+            async def echo(msg: Msg) -> None:
+                assert msg.reply is not None
+                await bus.publish(msg.reply, msg.data)
+
+            await bus.subscribe("echo", echo)
+            await bus.publish("events.a", b"before")
+            assert (await bus.request("echo", b"1", timeout=2)).data == b"1"
+            await inbox.wait_for(1)
+
+            server.stop()
+            with anyio.fail_after(5):
+                await disconnected.wait()  # the user's own callback still runs
+            assert bus.stats.disconnects == 1
+            await until(lambda: bus.status is ConnectionStatus.RECONNECTING)
+            server.start()  # same port
+            await until(lambda: bus.stats.reconnects == 1, timeout=10)
+            assert bus.status is ConnectionStatus.CONNECTED
+
+            await bus.publish("events.b", b"after")
+            await bus.publish("work", b"job")
+            await inbox.wait_for(2)
+            await grouped.wait_for(1)
+            assert inbox.data == [b"before", b"after"]
+            assert (await bus.request("echo", b"2", timeout=2)).data == b"2"
+
+
+async def test_user_and_password_pass_through() -> None:
+    auth = "authorization { user: corps, password: s3cret }"
+    with NatsServer(jetstream=False, extra_config=auth) as server:
+        async with NatsBus(server.url, user="corps", password="s3cret") as bus:
+            inbox = Inbox()
+            await bus.subscribe("x", inbox)
+            await bus.publish("x", b"ok")
+            await inbox.wait_for(1)
+        with pytest.raises(BusConnectionError):
+            async with NatsBus(
+                server.url, user="corps", password="wrong", max_reconnect_attempts=0
+            ):
+                pass
+
+
+async def test_token_passes_through() -> None:
+    with NatsServer(jetstream=False, extra_config="authorization { token: t0ken }") as server:
+        async with NatsBus(server.url, token="t0ken") as bus:
+            await bus.flush()
+            assert bus.status is ConnectionStatus.CONNECTED
+
+
+async def test_several_servers_connect_to_one_that_answers(nats_server: NatsServer) -> None:
+    dead = f"nats://127.0.0.1:{closed_port()}"
+    async with NatsBus([dead, nats_server.url], dont_randomize=True) as bus:
+        assert bus.connected_url == nats_server.url
+        await bus.flush()
+
+
+async def test_unreachable_server_fails_clearly() -> None:
+    bus = NatsBus(f"nats://127.0.0.1:{closed_port()}", connect_timeout=1)
+    with anyio.fail_after(10), pytest.raises(BusConnectionError, match="cannot connect"):
+        await bus.connect()
+    assert bus.status is ConnectionStatus.DISCONNECTED
+
+
+async def test_use_before_connect_is_a_clear_error() -> None:
+    bus = NatsBus("nats://127.0.0.1:1")
+    with pytest.raises(BusConnectionError, match="not connected"):
+        await bus.publish("x", b"")
+
+
+async def test_server_max_payload_is_learned(tmp_path: object) -> None:
+    with NatsServer(jetstream=False, max_payload=4096) as server:
+        async with NatsBus(server.url) as bus:
+            assert bus.max_payload == 4096
+            await bus.publish("x", b"x" * 4096)
+            with pytest.raises(ValueError, match="4097 bytes"):
+                await bus.publish("x", b"x" * 4097)
+
+
+def test_server_helper_binds_loopback_only() -> None:
+    with NatsServer(jetstream=False) as server:
+        assert server.url.startswith("nats://127.0.0.1:")
+        assert "Listening for client connections on 127.0.0.1:" in server.log()
+        port = server.port
+        server.restart()
+        assert server.port == port
+        assert server.running
+    assert not server.running
