@@ -169,6 +169,12 @@ class ActorCell:
             _current.reset(token)
             await self._failed(msg, exc)
             return
+        except asyncio.CancelledError:
+            # Killed mid-handler (shutdown past its deadline): tell the asker, then go.
+            _current.reset(token)
+            if msg.reply is not None:
+                await self._reply_error(msg, ErrorKind.STOPPED, "stopped while handling")
+            raise
         _current.reset(token)
         if msg.reply is not None:
             try:

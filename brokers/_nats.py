@@ -108,22 +108,31 @@ class NatsSubscription:
         self.delivered += 1
 
     def _dropped(self, subject: str, reply: str | None) -> None:
+        self._dropped_msg(Msg(subject, b"", None, reply or None))
+
+    def _dropped_msg(self, msg: Msg) -> None:
         self.dropped += 1
         self._bus.stats.dropped += 1
         if self.on_drop is not None:
-            self.on_drop(Msg(subject, b"", None, reply or None))
+            self.on_drop(msg)
 
     async def unsubscribe(self) -> None:
-        """Stop at once: pending messages are discarded, a running callback is cancelled."""
+        """Stop at once: pending messages are dropped (and reported), a running callback is
+        cancelled, a drain under way is cut short."""
         raw = self._raw
         if raw is None:
             return
-        task = _delivery_task(raw)
         self._bus._forget(self)
-        if self._drain_task is None:
-            # A closed or draining connection has dropped the subscription already.
-            with contextlib.suppress(nats.errors.Error):
-                await raw.unsubscribe()
+        task = _delivery_task(raw)
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+        # A closed or draining connection has dropped the subscription already.
+        with contextlib.suppress(nats.errors.Error):
+            await raw.unsubscribe()
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()  # also when nats-py refused the unsubscribe
+        for msg in _take_pending(raw):
+            self._dropped_msg(Msg(msg.subject, msg.data, msg.headers, msg.reply or None))
         await _join(task)
         await _join(self._drain_task)
 
@@ -470,6 +479,18 @@ def _delivery_task(raw: RawSubscription | None) -> asyncio.Task[None] | None:
     # nats-py runs each callback subscription in a task it does not expose publicly.
     task = getattr(raw, "_wait_for_msgs_task", None)
     return task if isinstance(task, asyncio.Task) else None
+
+
+def _take_pending(raw: RawSubscription) -> list[NatsMsg]:
+    # nats-py discards what is still queued when it unsubscribes; take it first so that it
+    # is reported as dropped (askers get an answer) rather than lost in silence.
+    queue = getattr(raw, "_pending_queue", None)
+    taken: list[NatsMsg] = []
+    if isinstance(queue, asyncio.Queue):
+        while not queue.empty():
+            taken.append(queue.get_nowait())
+            queue.task_done()
+    return taken
 
 
 async def _join(task: asyncio.Task[None] | None) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import anyio
 
-from brokers import Msg
+from brokers import Bus, Msg, NoRespondersError
 
 
 class Inbox:
@@ -38,3 +39,10 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not condition():  # noqa: ASYNC110 - polls state that has no event of its own
             await anyio.sleep(0.001)
+
+
+async def open_reply_inbox(bus: Bus) -> None:
+    """Make the bus create its request inbox now: it lives as long as the bus, so a test
+    that counts the tasks an ActorSystem leaves behind takes its snapshot after it exists."""
+    with contextlib.suppress(NoRespondersError):
+        await bus.request("corps.test.inbox-warm-up", b"", timeout=5)
