@@ -31,6 +31,7 @@ class Counter(Actor):
         self.total = 0
         self.started = False
         self.gate = anyio.Event()
+        self.blocked = anyio.Event()
 
     async def on_start(self) -> None:
         self.started = True
@@ -46,6 +47,7 @@ class Counter(Actor):
 
     @handler
     async def _block(self, msg: Block) -> str:
+        self.blocked.set()
         await self.gate.wait()
         return "opened"
 

@@ -19,7 +19,7 @@ from actors import (
     SupervisorPolicy,
 )
 from actors._supervision import RestartTracker
-from brokers import MaxPayloadError, MemoryBus, Overflow
+from brokers import Bus, MaxPayloadError, MemoryBus, NatsBus, NatsServer, Overflow
 
 from .actors_fixtures import Add, Block, Counter, Fail, GetTotal
 from .helpers import until
@@ -27,10 +27,6 @@ from .helpers import until
 pytestmark = pytest.mark.anyio
 
 NO_BACKOFF = SupervisorPolicy(max_restarts=3, within=60, backoff_initial=0, backoff_max=0)
-
-
-async def raw_request(bus: MemoryBus, subject: str, data: bytes) -> bytes:
-    return (await bus.request(subject, data, timeout=2)).data
 
 
 @pytest.mark.parametrize(
@@ -46,9 +42,9 @@ async def raw_request(bus: MemoryBus, subject: str, data: bytes) -> bytes:
     ids=["malformed", "wrong-field-type", "unknown-type", "not-a-map", "deep-nesting", "empty"],
 )
 async def test_bad_bytes_are_dead_lettered_and_the_actor_keeps_serving(
-    payload: bytes, reason: DeadLetterReason
+    payload: bytes, reason: DeadLetterReason, bus: Bus
 ) -> None:
-    async with MemoryBus() as bus, ActorSystem(bus) as system:
+    async with ActorSystem(bus) as system:
         counter = await system.spawn(Counter, name="c")
         await bus.publish(counter.subject, payload)  # a tell: no one to answer
         reply = await bus.request(counter.subject, payload, timeout=2)  # an ask: told why
@@ -74,8 +70,8 @@ class DriftedCounter(Actor):
     async def add(self, msg: DriftedAdd) -> None: ...
 
 
-async def test_schema_drift_reaches_the_asker_as_a_decode_error() -> None:
-    async with MemoryBus() as bus, ActorSystem(bus) as system, ActorSystem(bus) as client:
+async def test_schema_drift_reaches_the_asker_as_a_decode_error(bus: Bus) -> None:
+    async with ActorSystem(bus) as system, ActorSystem(bus) as client:
         counter = await system.spawn(Counter, name="c")
         drifted = client.ref(DriftedCounter, "c")
         with pytest.raises(MessageDecodeError, match="Expected `int`, got `str`"):
@@ -83,11 +79,8 @@ async def test_schema_drift_reaches_the_asker_as_a_decode_error() -> None:
         assert await counter.ask(GetTotal()) == 0
 
 
-async def test_oversized_message_is_refused_before_decoding() -> None:
-    async with (
-        MemoryBus(max_payload=1 << 20) as bus,
-        ActorSystem(bus, max_message_size=1024) as system,
-    ):
+async def test_oversized_message_is_refused_before_decoding(bus: Bus) -> None:
+    async with ActorSystem(bus, max_message_size=1024) as system:
         counter = await system.spawn(Counter, name="c")
         big = msgspec.msgpack.encode({"type": "Add", "amount": 1, "pad": "x" * 8192})
         reply = await bus.request(counter.subject, big, timeout=2)
@@ -111,8 +104,8 @@ async def test_payload_over_the_bus_limit_fails_at_the_sender() -> None:
         assert await counter.ask(GetTotal()) == 1
 
 
-async def test_handler_error_reaches_the_asker_and_restarts_with_fresh_state() -> None:
-    async with ActorSystem(supervision=NO_BACKOFF) as system:
+async def test_handler_error_reaches_the_asker_and_restarts_with_fresh_state(bus: Bus) -> None:
+    async with ActorSystem(bus, supervision=NO_BACKOFF) as system:
         counter = await system.spawn(Counter, name="c")
         await counter.tell(Add(amount=5))
         with anyio.fail_after(1), pytest.raises(HandlerError) as raised:
@@ -125,17 +118,17 @@ async def test_handler_error_reaches_the_asker_and_restarts_with_fresh_state() -
         assert letter.error == "ValueError: card declined"
 
 
-async def test_a_failing_tell_is_dead_lettered_too() -> None:
-    async with ActorSystem(supervision=NO_BACKOFF) as system:
+async def test_a_failing_tell_is_dead_lettered_too(bus: Bus) -> None:
+    async with ActorSystem(bus, supervision=NO_BACKOFF) as system:
         counter = await system.spawn(Counter)
         await counter.tell(Fail())
         await until(lambda: len(system.dead_letters) == 1)
         assert await counter.ask(GetTotal()) == 0
 
 
-async def test_restart_intensity_boundary() -> None:
+async def test_restart_intensity_boundary(bus: Bus) -> None:
     """Exactly max_restarts failures within the window restart; one more escalates."""
-    async with ActorSystem(supervision=NO_BACKOFF) as system:
+    async with ActorSystem(bus, supervision=NO_BACKOFF) as system:
         counter = await system.spawn(Counter, name="c")
         cell = system._groups["c"].cells[0]
         for attempt in range(1, 4):
@@ -181,9 +174,9 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
         SupervisorPolicy(jitter=1.5)
 
 
-async def test_escalation_refuses_the_rest_of_the_mailbox() -> None:
+async def test_escalation_refuses_the_rest_of_the_mailbox(bus: Bus) -> None:
     policy = SupervisorPolicy(max_restarts=0, within=60)
-    async with ActorSystem(supervision=policy) as system:
+    async with ActorSystem(bus, supervision=policy) as system:
         counter = await system.spawn(Counter, name="c")
         await counter.tell(Block())  # hold the actor while the mailbox fills
         await counter.tell(Fail())
@@ -215,13 +208,20 @@ def gate(system: ActorSystem, name: str = "c") -> anyio.Event:
     return actor.gate
 
 
+def blocked(system: ActorSystem, name: str = "c") -> anyio.Event:
+    """Set once the actor is inside its Block handler."""
+    actor = system._groups[name].cells[0].actor
+    assert isinstance(actor, Counter)
+    return actor.blocked
+
+
 def mailbox(system: ActorSystem, name: str = "c") -> int:
     sub = system._groups[name].cells[0].subscription
     return sub.pending  # type: ignore[union-attr, attr-defined, no-any-return]
 
 
-async def test_stuck_handler_times_out_its_asker_and_the_late_reply_is_discarded() -> None:
-    async with MemoryBus() as bus, ActorSystem(bus) as system:
+async def test_stuck_handler_times_out_its_asker_and_the_late_reply_is_discarded(bus: Bus) -> None:
+    async with ActorSystem(bus) as system:
         counter = await system.spawn(Counter, name="c")
         with pytest.raises(AskTimeoutError) as raised:
             await counter.ask(Block(), timeout=0.05)
@@ -232,8 +232,8 @@ async def test_stuck_handler_times_out_its_asker_and_the_late_reply_is_discarded
         assert bus.stats.late_replies == 1
 
 
-async def test_handler_timeout_frees_an_actor_from_a_handler_that_never_returns() -> None:
-    async with MemoryBus() as bus, ActorSystem(bus, supervision=NO_BACKOFF) as system:
+async def test_handler_timeout_frees_an_actor_from_a_handler_that_never_returns(bus: Bus) -> None:
+    async with ActorSystem(bus, supervision=NO_BACKOFF) as system:
         counter = await system.spawn(Counter, name="c", handler_timeout=0.1)
         with pytest.raises(AskTimeoutError):
             await counter.ask(Block(), timeout=0.02)
@@ -271,7 +271,7 @@ async def test_ask_into_a_full_blocking_mailbox_times_out_instead_of_hanging() -
     async with ActorSystem(mailbox_size=1) as system:
         counter = await system.spawn(Counter, name="c")
         await counter.tell(Block())
-        await until(lambda: mailbox(system) == 0)
+        await blocked(system).wait()
         await counter.tell(Add(amount=1))  # the mailbox is full now
         with anyio.fail_after(1), pytest.raises(AskTimeoutError):
             await counter.ask(GetTotal(), timeout=0.05)
@@ -283,7 +283,7 @@ async def test_full_mailbox_with_reject_policy_fails_the_sender() -> None:
     async with ActorSystem(mailbox_size=1, overflow=Overflow.REJECT) as system:
         counter = await system.spawn(Counter, name="c")
         await counter.tell(Block())
-        await until(lambda: mailbox(system) == 0)  # the actor holds Block
+        await blocked(system).wait()  # the actor holds Block
         await counter.tell(Add(amount=1))
         with pytest.raises(MailboxFullError):
             await counter.tell(Add(amount=1))
@@ -294,11 +294,11 @@ async def test_full_mailbox_with_reject_policy_fails_the_sender() -> None:
         assert await counter.ask(GetTotal()) == 1
 
 
-async def test_full_mailbox_with_drop_policy_dead_letters_the_overflow() -> None:
-    async with ActorSystem() as system:
+async def test_full_mailbox_with_drop_policy_dead_letters_the_overflow(bus: Bus) -> None:
+    async with ActorSystem(bus) as system:
         counter = await system.spawn(Counter, name="c", mailbox_size=2, overflow=Overflow.DROP)
         await counter.tell(Block())
-        await until(lambda: mailbox(system) == 0)
+        await blocked(system).wait()
         for _ in range(5):
             await counter.tell(Add(amount=1))
         with anyio.fail_after(1), pytest.raises(MailboxFullError):
@@ -310,8 +310,8 @@ async def test_full_mailbox_with_drop_policy_dead_letters_the_overflow() -> None
         assert await counter.ask(GetTotal()) == 2
 
 
-async def test_dead_letters_are_bounded_but_counted() -> None:
-    async with MemoryBus() as bus, ActorSystem(bus, dead_letter_capacity=5) as system:
+async def test_dead_letters_are_bounded_but_counted(bus: Bus) -> None:
+    async with ActorSystem(bus, dead_letter_capacity=5) as system:
         counter = await system.spawn(Counter, name="c")
         for _ in range(20):
             await bus.publish(counter.subject, b"\xc1")
@@ -319,3 +319,24 @@ async def test_dead_letters_are_bounded_but_counted() -> None:
         assert len(system.dead_letters) == 5
         assert system.dead_letters.total == 20
         assert system.dead_letters.counts[DeadLetterReason.UNDECODABLE] == 20
+
+
+@pytest.mark.nats
+async def test_full_mailbox_on_nats_drops_even_under_block_and_tells_the_asker(
+    nats_server: NatsServer,
+) -> None:
+    """A genuine difference: NATS cannot make a remote sender wait, so a full mailbox drops
+    (dead letter, MailboxFullError to an asker) even under the default Overflow.BLOCK."""
+    async with NatsBus(nats_server.url) as bus, ActorSystem(bus, mailbox_size=2) as system:
+        counter = await system.spawn(Counter, name="c")
+        await counter.tell(Block())
+        await blocked(system).wait()
+        for _ in range(4):
+            await counter.tell(Add(amount=1))
+        with anyio.fail_after(2), pytest.raises(MailboxFullError):
+            await counter.ask(GetTotal(), timeout=30)
+        reasons = [letter.reason for letter in system.dead_letters]
+        assert reasons == [DeadLetterReason.MAILBOX_FULL] * 3
+        gate(system).set()
+        await until(lambda: mailbox(system) == 0)
+        assert await counter.ask(GetTotal()) == 2
