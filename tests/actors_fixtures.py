@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import anyio
 
 from actors import Actor, Message, MessageContext, Request, current_message, handler
@@ -94,3 +96,12 @@ class Relay(Actor):
         assert context is not None
         recorder = self.system.ref(Recorder, "recorder")
         await recorder.tell(Seen(label=f"{msg.label}:{context.message_id}"))
+
+
+class WhoServes(Request[int]):
+    """Answered with the process id of the instance that handled it."""
+
+
+class Worker(Actor):
+    async def who(self, msg: WhoServes) -> int:
+        return os.getpid()

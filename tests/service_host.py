@@ -1,0 +1,34 @@
+"""A second OS process hosting service actors on a NATS server, for the cross-process tests.
+
+    python -m tests.service_host NATS_URL KIND NAME [INSTANCES]
+
+It prints "ready" once its actors listen, and shuts down cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from actors import Actor, ActorSystem
+from brokers import NatsBus
+
+from .actors_fixtures import Counter, Worker
+
+SERVICES: dict[str, type[Actor]] = {"counter": Counter, "worker": Worker}
+
+
+async def serve(url: str, kind: str, name: str, instances: int) -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with NatsBus(url) as bus, ActorSystem(bus) as system:
+        await system.spawn(SERVICES[kind], name=name, instances=instances)
+        await bus.flush()  # the server knows our subscriptions before we say we are ready
+        print("ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    url, kind, name, *rest = sys.argv[1:]
+    asyncio.run(serve(url, kind, name, int(rest[0]) if rest else 1))

@@ -1,0 +1,118 @@
+"""Services in other OS processes, reached over a real nats-server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+import pytest
+
+from actors import ActorNotFoundError, ActorSystem
+from brokers import NatsBus, NatsServer
+
+from .actors_fixtures import Add, Counter, GetTotal, WhoServes, Worker
+
+pytestmark = [pytest.mark.anyio, pytest.mark.nats]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServiceProcess:
+    """`python -m tests.service_host` in a child process, started and stopped by the test."""
+
+    def __init__(self, url: str, kind: str, name: str, instances: int = 1) -> None:
+        self.args = [sys.executable, "-m", "tests.service_host", url, kind, name, str(instances)]
+        self.process: subprocess.Popen[str] | None = None
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in __exit__
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":  # "" if it died first
+            self.kill()
+            self.log.seek(0)
+            raise RuntimeError(f"service host did not start:\n{self.log.read()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies without any goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self._reap()
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        code = self.process.wait(timeout=20)
+        self._reap()
+        return code
+
+    def _reap(self) -> None:
+        if self.process is not None:
+            self.process.wait(timeout=10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.kill()
+        self.log.close()
+
+
+async def test_ask_and_tell_a_service_in_another_process(nats_server: NatsServer) -> None:
+    host = ServiceProcess(nats_server.url, "counter", "ledger")
+    with host:
+        async with NatsBus(nats_server.url) as bus, ActorSystem(bus) as system:
+            ledger = system.ref(Counter, "ledger")
+            await ledger.tell(Add(amount=5))
+            await ledger.tell(Add(amount=7))
+            assert await ledger.ask(GetTotal(), timeout=5) == 12
+
+            host.kill()
+            with anyio.fail_after(2), pytest.raises(ActorNotFoundError, match="ledger"):
+                await ledger.ask(GetTotal(), timeout=30)  # fails at once, not at the timeout
+
+            host.start()
+            await ledger.tell(Add(amount=1))
+            assert await ledger.ask(GetTotal(), timeout=5) == 1  # a new process, fresh state
+        assert host.terminate() == 0  # SIGTERM: a clean shutdown
+
+
+async def test_two_processes_share_one_service_as_a_queue_group(nats_server: NatsServer) -> None:
+    with (
+        ServiceProcess(nats_server.url, "worker", "pool") as first,
+        ServiceProcess(nats_server.url, "worker", "pool") as second,
+    ):
+        async with NatsBus(nats_server.url) as bus, ActorSystem(bus) as system:
+            pool = system.ref(Worker, "pool")
+            async with anyio.create_task_group() as tg:
+                served: list[int] = []
+
+                async def ask() -> None:
+                    served.append(await pool.ask(WhoServes(), timeout=10))
+
+                for _ in range(200):
+                    tg.start_soon(ask)
+        assert len(served) == 200  # every request answered exactly once
+        counts = {pid: served.count(pid) for pid in set(served)}
+        assert set(counts) == {first.pid, second.pid}
+        assert min(counts.values()) >= 40  # NATS picks a member at random: both take a share
