@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from ._errors import InvalidHeaderError
 from ._message import Headers
 
 __all__ = ("HeaderCheck",)
 
-_NAME_FORBIDDEN = frozenset(": \t\r\n")
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP token: what nats-py accepts as a header name."""
 _NAMES_KEPT = 1024
 """Header names already validated are remembered, up to this many."""
 
@@ -21,8 +24,8 @@ class HeaderCheck:
         self._names: set[str] = set()
 
     def __call__(self, headers: Headers) -> None:
-        """Raise InvalidHeaderError for an empty name, a name with `:` or whitespace, a value
-        that is not a str or holds a line break."""
+        """Raise InvalidHeaderError for a name that is not an HTTP token (empty, or with `:`,
+        whitespace or other separators), a value that is not a str or holds a line break."""
         if not self._names.issuperset(headers):
             self._check_names(headers)
         try:
@@ -34,7 +37,7 @@ class HeaderCheck:
 
     def _check_names(self, headers: Headers) -> None:
         for name in headers:
-            if type(name) is not str or not name or not _NAME_FORBIDDEN.isdisjoint(name):
+            if type(name) is not str or not _NAME.fullmatch(name):
                 raise InvalidHeaderError(f"invalid header name {name!r}")
             if len(self._names) < _NAMES_KEPT:
                 self._names.add(name)

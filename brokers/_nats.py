@@ -14,6 +14,7 @@ from ._bus import MessageCallback, Overflow
 from ._errors import BusClosedError, BusError, MaxPayloadError
 from ._headers import HeaderCheck
 from ._message import Headers, Msg, as_bytes
+from ._nats_client import CorpsNatsClient
 from ._replies import Replies
 from ._stats import BusStats
 from ._subjects import validate_pattern, validate_queue, validate_subject
@@ -231,12 +232,14 @@ class NatsBus:
         # bound it here, then give the reconnect setting back for later losses.
         reconnect_attempts = options["max_reconnect_attempts"]
         options["max_reconnect_attempts"] = self.connect_attempts
+        client = CorpsNatsClient()
         try:
-            self._nc = await nats.connect(self.servers, **options)
+            await client.connect(self.servers, **options)
         except (nats.errors.Error, OSError) as exc:
             cause = self._last_error or exc
             raise BusConnectionError(f"cannot connect to {self.servers}: {cause!r}") from exc
-        self._nc.options["max_reconnect_attempts"] = reconnect_attempts
+        client.options["max_reconnect_attempts"] = reconnect_attempts
+        self._nc = client
 
     async def __aenter__(self) -> Self:
         await self.connect()

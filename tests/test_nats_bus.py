@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 
 import anyio
+import nats
+import nats.aio.msg
 import pytest
 
 from brokers import BusConnectionError, ConnectionStatus, Msg, NatsBus, NatsServer
@@ -118,3 +120,32 @@ def test_server_helper_binds_loopback_only() -> None:
         assert server.port == port
         assert server.running
     assert not server.running
+
+
+async def test_headers_interoperate_with_a_stock_nats_client(nats_server: NatsServer) -> None:
+    """corps writes and parses header blocks itself (faster than nats-py): a plain nats-py
+    client must read what it writes, and the other way round."""
+    headers = {"Nats-Msg-Id": "id-1", "Trace": "a b  c", "Empty": "", "Unicode": "été"}
+    stock = await nats.connect(nats_server.url)
+    try:
+        received: list[nats.aio.msg.Msg] = []
+
+        async def keep(msg: nats.aio.msg.Msg) -> None:
+            received.append(msg)
+
+        await stock.subscribe("interop.to-stock", cb=keep)
+        await stock.flush()
+        async with NatsBus(nats_server.url) as bus:
+            inbox = Inbox()
+            await bus.subscribe("interop.to-corps", inbox)
+            await bus.flush()
+            await bus.publish("interop.to-stock", b"1", headers=headers, reply="r.s")
+            await stock.publish("interop.to-corps", b"2", headers=headers)
+            (msg,) = await inbox.wait_for(1)
+            assert msg.headers == headers
+            await until(lambda: len(received) == 1)
+            assert received[0].headers == headers
+            assert received[0].reply == "r.s"
+            assert received[0].data == b"1"
+    finally:
+        await stock.close()
