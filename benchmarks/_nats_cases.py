@@ -14,7 +14,14 @@ from brokers import NatsBus
 
 from ._actor_cases import Echo, Ping, Sink
 
-__all__ = ("IN_FLIGHT", "nats_actor_ask", "nats_actor_tell", "raw_nats_pub_sub", "raw_nats_request")
+__all__ = (
+    "IN_FLIGHT",
+    "SAME_HEADERS",
+    "nats_actor_ask",
+    "nats_actor_tell",
+    "raw_nats_pub_sub",
+    "raw_nats_request",
+)
 
 IN_FLIGHT = 100
 """Concurrent askers in the request/reply cases."""
@@ -22,7 +29,15 @@ IN_FLIGHT = 100
 _PAYLOAD = msgspec.msgpack.encode(Ping(1))
 
 
-async def raw_nats_pub_sub(url: str, messages: int) -> float:
+SAME_HEADERS = {
+    "Nats-Msg-Id": "0123456789abcdef01234567123456",
+    "Corps-Correlation-Id": "0123456789abcdef01234567123456",
+    "Corps-Causation-Id": "0123456789abcdef01234567123455",
+}
+"""Headers shaped like the three ids corps puts on every message."""
+
+
+async def raw_nats_pub_sub(url: str, messages: int, headers: dict[str, str] | None = None) -> float:
     """Messages per second published and received on one nats-py connection."""
     nc = await nats.connect(url)
     try:
@@ -40,27 +55,29 @@ async def raw_nats_pub_sub(url: str, messages: int) -> float:
         started = time.perf_counter()
         publish = nc.publish
         for _ in range(messages):
-            await publish("bench.raw.pub", _PAYLOAD)
+            await publish("bench.raw.pub", _PAYLOAD, headers=headers)
         await done.wait()
         return messages / (time.perf_counter() - started)
     finally:
         await nc.close()
 
 
-async def raw_nats_request(url: str, requests: int, in_flight: int = IN_FLIGHT) -> float:
+async def raw_nats_request(
+    url: str, requests: int, headers: dict[str, str] | None = None, in_flight: int = IN_FLIGHT
+) -> float:
     """Requests per second on one nats-py connection, `in_flight` askers at a time."""
     nc = await nats.connect(url)
     try:
 
         async def respond(msg: Any) -> None:
-            await nc.publish(msg.reply, msg.data)
+            await nc.publish(msg.reply, msg.data, headers=headers)
 
         await nc.subscribe("bench.raw.req", cb=respond)
         await nc.flush()
 
         async def client(count: int) -> None:
             for _ in range(count):
-                await nc.request("bench.raw.req", _PAYLOAD, timeout=10)
+                await nc.request("bench.raw.req", _PAYLOAD, timeout=10, headers=headers)
 
         started = time.perf_counter()
         await asyncio.gather(*(client(requests // in_flight) for _ in range(in_flight)))
