@@ -17,6 +17,7 @@ from ._errors import (
     SlowConsumerError,
 )
 from ._ids import IdGenerator, new_id
+from ._jetstream import DeadLetterNotice, DurableSubscription, JetStream, JetStreamError, PublishAck
 from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus
 from ._memory_subscription import MemorySubscription
 from ._message import Headers, Msg
@@ -36,10 +37,14 @@ __all__ = (
     "BusTimeoutError",
     "ConnectionStatus",
     "CorpsError",
+    "DeadLetterNotice",
+    "DurableSubscription",
     "Headers",
     "IdGenerator",
     "InvalidHeaderError",
     "InvalidSubjectError",
+    "JetStream",
+    "JetStreamError",
     "MaxPayloadError",
     "MemoryBus",
     "MemorySubscription",
@@ -51,6 +56,7 @@ __all__ = (
     "NatsSubscription",
     "NoRespondersError",
     "Overflow",
+    "PublishAck",
     "SlowConsumerError",
     "Subscription",
     "find_nats_server",

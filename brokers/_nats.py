@@ -13,8 +13,9 @@ from typing import Any, Self
 from ._bus import MessageCallback, Overflow
 from ._errors import BusClosedError, BusError, MaxPayloadError
 from ._headers import HeaderCheck
+from ._jetstream import JetStream
 from ._message import Headers, Msg, as_bytes
-from ._nats_client import CorpsNatsClient
+from ._nats_client import CorpsNatsClient, delivery_task, join
 from ._replies import Replies
 from ._stats import BusStats
 from ._subjects import validate_pattern, validate_queue, validate_subject
@@ -124,7 +125,7 @@ class NatsSubscription:
         if raw is None:
             return
         self._bus._forget(self)
-        task = _delivery_task(raw)
+        task = delivery_task(raw)
         if self._drain_task is not None:
             self._drain_task.cancel()
         # A closed or draining connection has dropped the subscription already.
@@ -134,8 +135,8 @@ class NatsSubscription:
             task.cancel()  # also when nats-py refused the unsubscribe
         for msg in _take_pending(raw):
             self._dropped_msg(Msg(msg.subject, msg.data, msg.headers, msg.reply or None))
-        await _join(task)
-        await _join(self._drain_task)
+        await join(task)
+        await join(self._drain_task)
 
     async def drain(self) -> None:
         """Stop taking new messages, deliver the pending ones, then stop.
@@ -144,14 +145,14 @@ class NatsSubscription:
         """
         raw = self._raw
         if raw is None or self._drain_task is not None:
-            await _join(self._drain_task)
+            await join(self._drain_task)
             return
-        task = _delivery_task(raw)
+        task = delivery_task(raw)
         self._drain_task = asyncio.get_running_loop().create_task(self._drain(raw))
         if task is asyncio.current_task():
             return
-        await _join(self._drain_task)
-        await _join(task)
+        await join(self._drain_task)
+        await join(task)
 
     async def _drain(self, raw: RawSubscription) -> None:
         try:
@@ -201,6 +202,7 @@ class NatsBus:
         self._inbox_ready = False
         self._subscriptions: dict[int, NatsSubscription] = {}
         self._last_error: Exception | None = None
+        self._jetstream: JetStream | None = None
 
     # -- connection ----------------------------------------------------------------------
 
@@ -273,6 +275,13 @@ class NatsBus:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def jetstream(self) -> JetStream:
+        """Durable, at-least-once delivery on stream-backed subjects."""
+        if self._jetstream is None:
+            self._jetstream = JetStream(self)
+        return self._jetstream
 
     @property
     def max_payload(self) -> int:
@@ -403,7 +412,7 @@ class NatsBus:
         nc = self._nc
         if nc is None:
             return
-        tasks = [_delivery_task(sub._raw) for sub in self._subscriptions.values() if sub._raw]
+        tasks = [delivery_task(sub._raw) for sub in self._subscriptions.values() if sub._raw]
         tasks += [sub._drain_task for sub in self._subscriptions.values()]
         try:
             if nc.is_connected:
@@ -415,7 +424,7 @@ class NatsBus:
         for task in tasks:
             if task is not None and not task.done():
                 task.cancel()
-            await _join(task)
+            await join(task)
         await _join_client(nc)
         self._subscriptions.clear()
 
@@ -478,12 +487,6 @@ class NatsBus:
         return both
 
 
-def _delivery_task(raw: RawSubscription | None) -> asyncio.Task[None] | None:
-    # nats-py runs each callback subscription in a task it does not expose publicly.
-    task = getattr(raw, "_wait_for_msgs_task", None)
-    return task if isinstance(task, asyncio.Task) else None
-
-
 def _take_pending(raw: RawSubscription) -> list[NatsMsg]:
     # nats-py discards what is still queued when it unsubscribes; take it first so that it
     # is reported as dropped (askers get an answer) rather than lost in silence.
@@ -494,11 +497,6 @@ def _take_pending(raw: RawSubscription) -> list[NatsMsg]:
             taken.append(queue.get_nowait())
             queue.task_done()
     return taken
-
-
-async def _join(task: asyncio.Task[None] | None) -> None:
-    if task is not None and task is not asyncio.current_task() and not task.done():
-        await asyncio.wait((task,))
 
 
 async def _join_client(nc: Client) -> None:

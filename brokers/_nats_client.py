@@ -10,11 +10,13 @@ writer steps aside to nats-py's own code and the parser override is simply unuse
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 
-__all__ = ("CorpsNatsClient",)
+__all__ = ("CorpsNatsClient", "delivery_task", "join")
 
 
 class CorpsNatsClient(Client):
@@ -59,3 +61,15 @@ class CorpsNatsClient(Client):
                 continue
             headers[name.decode("ascii")] = value.strip().decode("utf-8", "replace")
         return headers
+
+
+def delivery_task(raw: Subscription | None) -> asyncio.Task[None] | None:
+    """The task nats-py runs a callback subscription in (it does not expose it publicly)."""
+    task = getattr(raw, "_wait_for_msgs_task", None)
+    return task if isinstance(task, asyncio.Task) else None
+
+
+async def join(task: asyncio.Task[None] | None) -> None:
+    """Wait for `task` to finish, unless it is the caller."""
+    if task is not None and task is not asyncio.current_task() and not task.done():
+        await asyncio.wait((task,))

@@ -1,0 +1,329 @@
+"""JetStream mode of NatsBus: durable, at-least-once delivery on stream-backed subjects.
+
+- `ensure_stream` declares a stream (file storage) over some subjects.
+- `publish` stores a message and waits for the stream's ack. JetStream drops a message whose
+  `Nats-Msg-Id` header it saw within the stream's duplicate window, and every corps message
+  carries one, so a retried publish is stored once.
+- `subscribe` runs a durable push consumer. A message is acked only after the callback returns.
+  A callback that raises gets its message redelivered (nak), as does one that does not finish
+  within `ack_wait`. After `max_deliver` deliveries the message goes to a dead-letter subject
+  with the error and is terminated.
+
+Push consumers with file storage keep working across a server restart: the consumer lives on
+the server, and nats-py re-subscribes its delivery subject on reconnect. Pull consumers do not
+(nats.py issue #504), and ephemeral or memory-stored consumers are gone after a restart (nats.py
+issue #234), so corps uses neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg as NatsMsg
+from nats.aio.subscription import Subscription as RawSubscription
+from nats.js import JetStreamContext, api
+
+from ._bus import MessageCallback
+from ._errors import BusError, BusTimeoutError
+from ._message import Headers, Msg
+from ._nats_client import delivery_task, join
+from ._subjects import validate_pattern, validate_subject
+
+if TYPE_CHECKING:
+    from ._nats import NatsBus
+
+__all__ = ("DeadLetterNotice", "DurableSubscription", "JetStream", "JetStreamError", "PublishAck")
+
+logger = logging.getLogger("brokers.jetstream")
+
+DEAD_LETTER_PREFIX = "corps.dead-letters"
+
+
+class JetStreamError(BusError):
+    """Raised when JetStream refuses a stream, a consumer or a message."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAck:
+    """The stream's receipt for a stored message."""
+
+    stream: str
+    sequence: int
+    duplicate: bool
+    """True when the stream already held a message with the same Nats-Msg-Id."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterNotice:
+    """A message given up on after `max_deliver` deliveries."""
+
+    subject: str
+    data: bytes
+    headers: Headers | None
+    deliveries: int
+    error: str
+
+
+class DurableSubscription:
+    """A durable JetStream consumer feeding a callback; see the module doc for the delivery
+    contract. Unsubscribing keeps the consumer on the server, so a later subscribe with the
+    same `durable` name resumes where this one stopped; `delete` removes it."""
+
+    def __init__(
+        self,
+        jetstream: JetStream,
+        subject: str,
+        stream: str,
+        durable: str,
+        queue: str | None,
+        callback: MessageCallback,
+        max_deliver: int,
+        ack_wait: float,
+        dead_letter_subject: str,
+        on_dead_letter: Callable[[DeadLetterNotice], None] | None,
+    ) -> None:
+        self._jetstream = jetstream
+        self.subject = subject
+        self.stream = stream
+        self.durable = durable
+        self.queue = queue
+        self._callback = callback
+        self.max_deliver = max_deliver
+        self.ack_wait = ack_wait
+        self.dead_letter_subject = dead_letter_subject
+        self.on_dead_letter = on_dead_letter
+        self._raw: RawSubscription | None = None
+        self.acked = 0
+        self.redelivered = 0
+        """Deliveries of a message seen before (failed, timed out, or unacked at a crash)."""
+        self.failed = 0
+        self.dead_lettered = 0
+
+    def __repr__(self) -> str:
+        return f"<DurableSubscription {self.subject!r} durable={self.durable!r}>"
+
+    async def _deliver(self, raw: NatsMsg) -> None:
+        deliveries = raw.metadata.num_delivered
+        if deliveries > 1:
+            self.redelivered += 1
+        msg = Msg(raw.subject, raw.data, raw.headers, None)
+        try:
+            await self._callback(msg)
+        except Exception as exc:
+            self.failed += 1
+            if deliveries >= self.max_deliver:
+                await self._dead_letter(raw, deliveries, exc)
+            else:
+                logger.warning(
+                    "durable %r: delivery %d of %r failed, redelivering: %r",
+                    self.durable,
+                    deliveries,
+                    raw.subject,
+                    exc,
+                )
+                await _quietly(raw.nak())
+            return
+        await _quietly(raw.ack())
+        self.acked += 1
+
+    async def _dead_letter(self, raw: NatsMsg, deliveries: int, error: Exception) -> None:
+        description = f"{type(error).__name__}: {error}"
+        headers = dict(raw.headers or {})
+        headers.pop("Nats-Msg-Id", None)  # a dead letter is a new message, not a duplicate
+        headers.update(
+            {
+                "Corps-Dead-Subject": raw.subject,
+                "Corps-Dead-Deliveries": str(deliveries),
+                "Corps-Dead-Error": description.replace("\r", " ").replace("\n", " "),
+            }
+        )
+        self.dead_lettered += 1
+        logger.error(
+            "durable %r: giving up on %r after %d deliveries: %s",
+            self.durable,
+            raw.subject,
+            deliveries,
+            description,
+        )
+        try:
+            await self._jetstream.bus.publish(self.dead_letter_subject, raw.data, headers)
+        except BusError:
+            logger.exception("durable %r: cannot publish the dead letter", self.durable)
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(
+                DeadLetterNotice(raw.subject, raw.data, raw.headers, deliveries, description)
+            )
+        await _quietly(raw.term())
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving; the durable consumer stays on the server."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            await _quietly(raw.unsubscribe())
+            await _join_delivery(raw)
+
+    async def drain(self) -> None:
+        """Finish the messages already delivered, then stop; the consumer stays."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            await _quietly(raw.drain())  # type: ignore[no-untyped-call]
+            await _join_delivery(raw)
+
+    async def delete(self) -> None:
+        """Stop and remove the durable consumer from the server."""
+        await self.unsubscribe()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._jetstream._js().delete_consumer(self.stream, self.durable)
+
+
+class JetStream:
+    """The JetStream side of a NatsBus: `bus.jetstream`."""
+
+    def __init__(self, bus: NatsBus) -> None:
+        self.bus = bus
+        self._context: JetStreamContext | None = None
+
+    def _js(self) -> JetStreamContext:
+        if self._context is None:
+            self._context = self.bus._client().jetstream()
+        return self._context
+
+    async def ensure_stream(
+        self,
+        name: str,
+        subjects: list[str],
+        *,
+        duplicate_window: float = 120.0,
+        max_msgs: int = -1,
+        max_bytes: int = -1,
+        max_age: float = 0.0,
+    ) -> None:
+        """Create the stream `name` over `subjects` (file storage), or update it to match.
+
+        `duplicate_window` is how long, in seconds, a Nats-Msg-Id is remembered for dedup.
+        """
+        for subject in subjects:
+            validate_pattern(subject)
+        config = api.StreamConfig(
+            name=name,
+            subjects=subjects,
+            storage=api.StorageType.FILE,
+            duplicate_window=duplicate_window,
+            max_msgs=max_msgs,
+            max_bytes=max_bytes,
+            max_age=max_age,
+        )
+        js = self._js()
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(config)  # it exists with another configuration
+        except nats.js.errors.Error as exc:
+            raise JetStreamError(f"cannot create stream {name!r}: {exc}") from exc
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        headers: Headers | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> PublishAck:
+        """Store a message in the stream that covers `subject` and return its receipt.
+
+        Raises JetStreamError when no stream covers the subject, BusTimeoutError when the
+        stream does not acknowledge in time.
+        """
+        validate_subject(subject)
+        if headers is not None:
+            self.bus._check_headers(headers)
+        try:
+            ack = await self._js().publish(subject, data, timeout=timeout, headers=headers)
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            raise JetStreamError(f"no stream stores subject {subject!r}") from None
+        except nats.errors.TimeoutError:
+            raise BusTimeoutError(f"no stream acknowledged {subject!r} in {timeout} s") from None
+        except nats.js.errors.Error as exc:
+            raise JetStreamError(f"cannot store a message on {subject!r}: {exc}") from exc
+        return PublishAck(ack.stream, ack.seq, bool(ack.duplicate))
+
+    async def subscribe(
+        self,
+        subject: str,
+        callback: MessageCallback,
+        *,
+        durable: str,
+        stream: str | None = None,
+        queue: str | None = None,
+        max_deliver: int = 5,
+        ack_wait: float = 30.0,
+        dead_letter_subject: str | None = None,
+        on_dead_letter: Callable[[DeadLetterNotice], None] | None = None,
+        pending_limit: int = 65536,
+    ) -> DurableSubscription:
+        """Consume `subject` from its stream through the durable consumer `durable`.
+
+        Instances sharing `queue` (and `durable`) split the messages between them. Dead letters
+        go to `dead_letter_subject` (default `corps.dead-letters.<durable>`).
+        """
+        validate_pattern(subject)
+        if max_deliver < 1 or ack_wait <= 0:
+            raise ValueError("max_deliver must be >= 1 and ack_wait > 0")
+        js = self._js()
+        try:
+            stream = stream or await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            raise JetStreamError(f"no stream stores subject {subject!r}") from None
+        sub = DurableSubscription(
+            self,
+            subject,
+            stream,
+            durable,
+            queue,
+            callback,
+            max_deliver,
+            ack_wait,
+            dead_letter_subject or f"{DEAD_LETTER_PREFIX}.{durable}",
+            on_dead_letter,
+        )
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=max_deliver
+        )
+        options: dict[str, Any] = {"queue": queue} if queue else {}
+        try:
+            sub._raw = await js.subscribe(
+                subject,
+                cb=sub._deliver,
+                durable=durable,
+                stream=stream,
+                config=config,
+                manual_ack=True,
+                pending_msgs_limit=pending_limit,
+                **options,
+            )
+        except nats.js.errors.Error as exc:
+            raise JetStreamError(f"cannot consume {subject!r} as {durable!r}: {exc}") from exc
+        return sub
+
+
+async def _quietly(operation: Any) -> None:
+    """Acks and unsubscribes on a connection that is going away fail; the server redelivers
+    what was not acked, which is the at-least-once contract."""
+    try:
+        await operation
+    except (TimeoutError, nats.errors.Error) as exc:
+        logger.debug("JetStream operation failed: %r", exc)
+
+
+async def _join_delivery(raw: RawSubscription) -> None:
+    task = delivery_task(raw)
+    if task is not None and task is not asyncio.current_task():
+        task.cancel()
+    await join(task)
