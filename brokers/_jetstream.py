@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg as NatsMsg
@@ -44,6 +45,13 @@ __all__ = ("DeadLetterNotice", "DurableSubscription", "JetStream", "JetStreamErr
 logger = logging.getLogger("brokers.jetstream")
 
 DEAD_LETTER_PREFIX = "corps.dead-letters"
+
+
+class _MaxDeliveries(msgspec.Struct):
+    """The fields corps reads from a JetStream max-deliveries advisory."""
+
+    stream_seq: int
+    deliveries: int
 
 
 class JetStreamError(BusError):
@@ -100,6 +108,7 @@ class DurableSubscription:
         self.dead_letter_subject = dead_letter_subject
         self.on_dead_letter = on_dead_letter
         self._raw: RawSubscription | None = None
+        self._advisories: RawSubscription | None = None
         self.acked = 0
         self.redelivered = 0
         """Deliveries of a message seen before (failed, timed out, or unacked at a crash)."""
@@ -134,33 +143,54 @@ class DurableSubscription:
         self.acked += 1
 
     async def _dead_letter(self, raw: NatsMsg, deliveries: int, error: Exception) -> None:
-        description = f"{type(error).__name__}: {error}"
-        headers = dict(raw.headers or {})
+        await self._send_dead_letter(
+            raw.subject, raw.data, raw.headers, deliveries, f"{type(error).__name__}: {error}"
+        )
+        await _quietly(raw.term())
+
+    async def _on_max_deliveries(self, advisory: NatsMsg) -> None:
+        """The server gave up on a message that was never acked nor failed (its handler kept
+        running past ack_wait, or its process died): dead-letter it from the stream."""
+        try:
+            event = msgspec.json.decode(advisory.data, type=_MaxDeliveries)
+            stored = await self._jetstream._js().get_msg(self.stream, event.stream_seq)
+        except (msgspec.DecodeError, nats.errors.Error) as exc:
+            logger.error("durable %r: unusable max-deliveries advisory: %r", self.durable, exc)
+            return
+        await self._send_dead_letter(
+            stored.subject or self.subject,
+            stored.data or b"",
+            stored.headers,
+            event.deliveries,
+            f"not acknowledged within {self.ack_wait} s in {event.deliveries} deliveries",
+        )
+
+    async def _send_dead_letter(
+        self, subject: str, data: bytes, original: Headers | None, deliveries: int, error: str
+    ) -> None:
+        headers = dict(original or {})
         headers.pop("Nats-Msg-Id", None)  # a dead letter is a new message, not a duplicate
         headers.update(
             {
-                "Corps-Dead-Subject": raw.subject,
+                "Corps-Dead-Subject": subject,
                 "Corps-Dead-Deliveries": str(deliveries),
-                "Corps-Dead-Error": description.replace("\r", " ").replace("\n", " "),
+                "Corps-Dead-Error": error.replace("\r", " ").replace("\n", " "),
             }
         )
         self.dead_lettered += 1
         logger.error(
             "durable %r: giving up on %r after %d deliveries: %s",
             self.durable,
-            raw.subject,
+            subject,
             deliveries,
-            description,
+            error,
         )
         try:
-            await self._jetstream.bus.publish(self.dead_letter_subject, raw.data, headers)
+            await self._jetstream.bus.publish(self.dead_letter_subject, data, headers)
         except BusError:
             logger.exception("durable %r: cannot publish the dead letter", self.durable)
         if self.on_dead_letter is not None:
-            self.on_dead_letter(
-                DeadLetterNotice(raw.subject, raw.data, raw.headers, deliveries, description)
-            )
-        await _quietly(raw.term())
+            self.on_dead_letter(DeadLetterNotice(subject, data, original, deliveries, error))
 
     async def unsubscribe(self) -> None:
         """Stop receiving; the durable consumer stays on the server."""
@@ -168,6 +198,13 @@ class DurableSubscription:
         if raw is not None:
             await _quietly(raw.unsubscribe())
             await _join_delivery(raw)
+        await self._stop_advisories()
+
+    async def _stop_advisories(self) -> None:
+        advisories, self._advisories = self._advisories, None
+        if advisories is not None:
+            await _quietly(advisories.unsubscribe())
+            await _join_delivery(advisories)
 
     async def drain(self) -> None:
         """Finish the messages already delivered, then stop; the consumer stays."""
@@ -175,6 +212,7 @@ class DurableSubscription:
         if raw is not None:
             await _quietly(raw.drain())  # type: ignore[no-untyped-call]
             await _join_delivery(raw)
+        await self._stop_advisories()
 
     async def delete(self) -> None:
         """Stop and remove the durable consumer from the server."""
@@ -310,6 +348,11 @@ class JetStream:
             )
         except nats.js.errors.Error as exc:
             raise JetStreamError(f"cannot consume {subject!r} as {durable!r}: {exc}") from exc
+        sub._advisories = await self.bus._client().subscribe(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}",
+            queue=queue or "",
+            cb=sub._on_max_deliveries,
+        )
         return sub
 
 

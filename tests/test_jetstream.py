@@ -177,3 +177,29 @@ async def test_subjects_without_a_stream_are_refused(nats_server: NatsServer) ->
             await bus.jetstream.publish("nowhere.at.all", b"")
         with pytest.raises(JetStreamError, match="no stream"):
             await bus.jetstream.subscribe("nowhere.at.all", Inbox(), durable="d")
+
+
+async def test_a_message_never_acked_goes_to_dead_letters_too(
+    nats_server: NatsServer, stream: str
+) -> None:
+    """A handler that never finishes never fails either, yet the server gives up after
+    max_deliver unacked deliveries: corps dead-letters the message from the stream all the same
+    (a consumer whose process died is dead-lettered the same way)."""
+
+    async def stuck(msg: Msg) -> None:
+        await anyio.sleep_forever()
+
+    async with NatsBus(nats_server.url) as bus:
+        dead = Inbox()
+        await bus.subscribe("corps.dead-letters.stuck", dead)
+        await bus.jetstream.ensure_stream(stream, [f"{stream}.>"])
+        sub = await bus.jetstream.subscribe(
+            f"{stream}.s", stuck, durable="stuck", max_deliver=2, ack_wait=1.0
+        )
+        await bus.jetstream.publish(f"{stream}.s", b"slow job")
+        (letter,) = await dead.wait_for(1, timeout=15)
+        assert letter.data == b"slow job"
+        assert letter.headers is not None
+        assert letter.headers["Corps-Dead-Deliveries"] == "2"
+        assert "not acknowledged" in letter.headers["Corps-Dead-Error"]
+        await sub.unsubscribe()
