@@ -13,7 +13,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 
-from brokers import DEFAULT_MAX_PAYLOAD, Bus, MemoryBus, Overflow, validate_subject
+from brokers import DEFAULT_MAX_PAYLOAD, Bus, MemoryBus, NatsBus, Overflow, validate_subject
 
 from ._actor import Actor
 from ._cell import ActorCell
@@ -66,15 +66,16 @@ class ActorGroup:
 class ActorSystem:
     """Runs actors on a bus: `async with ActorSystem() as system:`.
 
-    Each actor listens on `<prefix>.<name>` of the bus, so once the bus is NATS an actor in
-    another process can reach it. The system owns the bus only when it created it (no `bus`
-    argument). Leaving the `async with` drains every mailbox for up to `shutdown_timeout`
+    `bus` is a Bus, a NATS URL (`"nats://127.0.0.1:4222"`: the system connects a NatsBus), or
+    nothing (an in-memory bus of its own). Each actor listens on `<prefix>.<name>` of the bus,
+    so on NATS an actor in another process can reach it. The system closes the bus only when it
+    made it. Leaving the `async with` drains every mailbox for up to `shutdown_timeout`
     seconds, then cancels what is left: no actor task outlives the block.
     """
 
     def __init__(
         self,
-        bus: Bus | None = None,
+        bus: Bus | str | None = None,
         *,
         prefix: str = "corps.actors",
         mailbox_size: int = 1000,
@@ -87,8 +88,12 @@ class ActorSystem:
         validate_subject(prefix)
         if mailbox_size <= 0:
             raise ValueError("mailbox_size must be positive")
-        self._owns_bus = bus is None
-        self.bus: Bus = MemoryBus() if bus is None else bus
+        self._owns_bus = bus is None or isinstance(bus, str)
+        if bus is None:
+            bus = MemoryBus()
+        elif isinstance(bus, str):
+            bus = NatsBus(bus)
+        self.bus: Bus = bus
         self.prefix = prefix
         self.mailbox_size = mailbox_size
         self.overflow = overflow

@@ -116,3 +116,13 @@ async def test_two_processes_share_one_service_as_a_queue_group(nats_server: Nat
         counts = {pid: served.count(pid) for pid in set(served)}
         assert set(counts) == {first.pid, second.pid}
         assert min(counts.values()) >= 40  # NATS picks a member at random: both take a share
+
+
+async def test_choosing_nats_is_one_url(nats_server: NatsServer) -> None:
+    async with ActorSystem(nats_server.url) as system:
+        counter = await system.spawn(Counter, name="by-url")
+        await counter.tell(Add(amount=3))
+        assert await counter.ask(GetTotal()) == 3
+        bus = system.bus
+        assert isinstance(bus, NatsBus)
+    assert bus.closed  # the system made the bus, so it closed it
