@@ -235,13 +235,22 @@ class NatsBus:
         reconnect_attempts = options["max_reconnect_attempts"]
         options["max_reconnect_attempts"] = self.connect_attempts
         client = CorpsNatsClient()
+        # An overall deadline as well: after a failed TLS handshake nats-py waits for the
+        # socket to close, and that wait never ends (asyncio's StreamWriter.wait_closed).
+        per_attempt = float(options.get("connect_timeout", 2)) + options["reconnect_time_wait"]
+        deadline = per_attempt * self.connect_attempts * len(self.servers) + 1.0
         try:
-            await client.connect(self.servers, **options)
-        except (nats.errors.Error, OSError) as exc:
+            async with asyncio.timeout(deadline):
+                await client.connect(self.servers, **options)
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
             cause = self._last_error or exc
+            await _abandon(client)
             raise BusConnectionError(f"cannot connect to {self.servers}: {cause!r}") from exc
         client.options["max_reconnect_attempts"] = reconnect_attempts
         self._nc = client
+        # One round trip before anyone publishes: measured here, a nats-py connection that
+        # publishes at once after connecting loses a few of those first messages.
+        await self.flush()
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -485,6 +494,14 @@ class NatsBus:
             await theirs(*args)
 
         return both
+
+
+async def _abandon(client: Client) -> None:
+    """Release what a failed first connect left, without waiting on it for long."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await client.close()
+    await _join_client(client)
 
 
 def _take_pending(raw: RawSubscription) -> list[NatsMsg]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
 import anyio
 import nats
@@ -149,3 +153,35 @@ async def test_headers_interoperate_with_a_stock_nats_client(nats_server: NatsSe
             assert received[0].data == b"1"
     finally:
         await stock.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_context_passes_through(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    tls = f'tls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n}}'
+    with NatsServer(jetstream=False, extra_config=tls) as server:
+        context = ssl.create_default_context(cafile=str(cert))
+        async with NatsBus(server.url, tls=context, tls_hostname="127.0.0.1") as bus:
+            inbox = Inbox()
+            await bus.subscribe("secure", inbox)
+            await bus.publish("secure", b"over tls")
+            await inbox.wait_for(1)
+        untrusting = NatsBus(server.url, tls=ssl.create_default_context(), connect_attempts=1)
+        with anyio.fail_after(10), pytest.raises(BusConnectionError, match="CERTIFICATE_VERIFY"):
+            await untrusting.connect()  # fails with the cause, and does not hang
