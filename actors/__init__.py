@@ -33,6 +33,7 @@ from ._errors import (
     UnhandledMessageError,
 )
 from ._handlers import handler
+from ._idempotent import idempotent
 from ._message import Message, Request
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
@@ -67,4 +68,5 @@ __all__ = (
     "UnhandledMessageError",
     "current_message",
     "handler",
+    "idempotent",
 )

@@ -68,9 +68,13 @@ def current_message() -> MessageContext | None:
     )
 
 
-def outgoing_headers(correlation_id: str | None = None) -> Headers:
-    """Headers for a new message sent from the current context."""
-    message_id = new_id()
+def outgoing_headers(correlation_id: str | None = None, message_id: str | None = None) -> Headers:
+    """Headers for a new message sent from the current context.
+
+    `message_id` defaults to a new id; pass a stable one to have a resent message recognised
+    as the same (idempotent handlers, JetStream dedup).
+    """
+    message_id = message_id or new_id()
     cause = _current.get()
     if cause is None or cause.headers is None:
         return {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id or message_id}

@@ -79,11 +79,18 @@ class ActorRef(Generic[A]):
         group = self._group
         return group is not None and group.stopped
 
-    async def tell(self, message: msgspec.Struct, *, correlation_id: str | None = None) -> None:
+    async def tell(
+        self,
+        message: msgspec.Struct,
+        *,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
         """Send `message` without waiting for it to be handled.
 
         Waits only while the mailbox is full under Overflow.BLOCK. Raises
         UnhandledMessageError, ActorStoppedError or MailboxFullError (Overflow.REJECT).
+        A `message_id` you choose makes a resend recognisable (see `idempotent`).
         """
         if type(message) not in self._handlers:
             raise self._unhandled(message)
@@ -91,18 +98,30 @@ class ActorRef(Generic[A]):
         if group is not None and group.stopped:
             raise ActorStoppedError(f"actor {self.name!r} has stopped")
         try:
-            await self._bus.publish(self.subject, encode(message), outgoing_headers(correlation_id))
+            await self._publish(
+                self.subject, encode(message), outgoing_headers(correlation_id, message_id)
+            )
         except SlowConsumerError as exc:
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
 
     @overload
     async def ask(
-        self, message: Request[R], *, timeout: float = ..., correlation_id: str | None = ...
+        self,
+        message: Request[R],
+        *,
+        timeout: float = ...,
+        correlation_id: str | None = ...,
+        message_id: str | None = ...,
     ) -> R: ...
 
     @overload
     async def ask(
-        self, message: msgspec.Struct, *, timeout: float = ..., correlation_id: str | None = ...
+        self,
+        message: msgspec.Struct,
+        *,
+        timeout: float = ...,
+        correlation_id: str | None = ...,
+        message_id: str | None = ...,
     ) -> Any: ...
 
     async def ask(
@@ -111,6 +130,7 @@ class ActorRef(Generic[A]):
         *,
         timeout: float = 5.0,
         correlation_id: str | None = None,
+        message_id: str | None = None,
     ) -> Any:
         """Send `message` and return the handler's reply, decoded to its return type.
 
@@ -126,7 +146,7 @@ class ActorRef(Generic[A]):
             raise ActorStoppedError(f"actor {self.name!r} has stopped")
         try:
             reply = await self._bus.request(
-                self.subject, encode(message), timeout, outgoing_headers(correlation_id)
+                self.subject, encode(message), timeout, outgoing_headers(correlation_id, message_id)
             )
         except NoRespondersError:
             if self.stopped:

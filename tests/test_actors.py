@@ -21,8 +21,10 @@ from actors import (
     HandlerError,
     InvalidActorError,
     Request,
+    SupervisorPolicy,
     UnhandledMessageError,
     handler,
+    idempotent,
 )
 from brokers import Bus, MemoryBus, Msg
 
@@ -426,3 +428,52 @@ async def test_a_reply_too_large_for_the_bus_reaches_the_asker_as_an_error() -> 
         assert await blob.ask(Big(size=10)) == b"x" * 10
         with anyio.fail_after(1), pytest.raises(HandlerError, match="MaxPayloadError"):
             await blob.ask(Big(size=4096), timeout=30)
+
+
+class Charge(Request[int]):
+    amount: int
+
+
+class Ledger(Actor):
+    def __init__(self) -> None:
+        self.charged = 0
+        self.fail_next = False
+
+    @idempotent
+    async def charge(self, msg: Charge) -> int:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("card service unreachable")
+        self.charged += msg.amount
+        return self.charged
+
+
+async def test_idempotent_handlers_answer_a_repeated_message_id_without_rerunning(
+    bus: Bus,
+) -> None:
+    ledger = Ledger()
+    async with ActorSystem(bus, supervision=SupervisorPolicy(backoff_initial=0)) as system:
+        ref = await system.spawn(lambda: ledger)
+        assert await ref.ask(Charge(amount=10), message_id="order-1.pay") == 10
+        assert await ref.ask(Charge(amount=10), message_id="order-1.pay") == 10  # a retry
+        assert ledger.charged == 10
+        assert await ref.ask(Charge(amount=5), message_id="order-2.pay") == 15
+        ledger.fail_next = True
+        with pytest.raises(HandlerError):
+            await ref.ask(Charge(amount=1), message_id="order-3.pay")
+    assert ledger.charged == 15
+
+
+async def test_a_failed_attempt_is_not_remembered(bus: Bus) -> None:
+    made: list[Ledger] = []
+
+    def make() -> Ledger:
+        made.append(Ledger())
+        made[-1].fail_next = len(made) == 1
+        return made[-1]
+
+    async with ActorSystem(bus, supervision=SupervisorPolicy(backoff_initial=0)) as system:
+        ref = await system.spawn(make)
+        with pytest.raises(HandlerError):
+            await ref.ask(Charge(amount=3), message_id="retry-me")
+        assert await ref.ask(Charge(amount=3), message_id="retry-me") == 3  # runs again
