@@ -1,0 +1,164 @@
+"""A workflow, declared once as data: steps, compensations, retries, timeouts, failure path.
+
+Strategies read a definition; they never add behaviour of their own to it. A service signals
+a business failure (the card was declined, the item is backordered) by replying `Rejected`;
+an exception, a timeout or no responder is a technical failure, retried per the step's policy
+with the same message id, so that an idempotent service never acts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from actors import Actor, Message
+
+from ._errors import InvalidWorkflowError
+
+__all__ = ("Failure", "Notify", "Rejected", "RetryPolicy", "Step", "Workflow", "WorkflowContext")
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+
+class Rejected(Message):
+    """A service's answer when the business says no: not retried, it starts the failure
+    path."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a workflow left its happy path."""
+
+    step: str
+    reason: str
+    technical: bool
+    """True for an exception or timeout that outlived its retries, False for a Rejected."""
+
+
+@dataclass(slots=True)
+class WorkflowContext(Generic[In]):
+    """What command builders see: the input, the replies of the steps done so far, and the
+    failure once there is one."""
+
+    workflow_id: str
+    input: In
+    results: dict[str, Any] = field(default_factory=dict)
+    failure: Failure | None = None
+
+
+Builder = Callable[[WorkflowContext[Any]], msgspec.Struct]
+"""Builds a command from the workflow context."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a technical failure is retried, and how long to wait in between."""
+
+    attempts: int = 3
+    backoff: float = 0.05
+    multiplier: float = 2.0
+    max_backoff: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.backoff < 0 or self.multiplier < 1:
+            raise InvalidWorkflowError("a retry policy needs attempts >= 1, backoff >= 0")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.max_backoff, self.backoff * self.multiplier ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step: `service` (an actor name) receives the command `command(context)`.
+
+    With `wait` the step is a request: its reply (or Rejected) decides what comes next. Without
+    it the command is sent and the workflow moves on (a notification, an email).
+    `compensation(context)` undoes the step when a later step fails; a step whose effect needs
+    no undoing says `nothing_to_undo=True`.
+    """
+
+    name: str
+    service: str
+    command: Builder
+    compensation: Builder | None = None
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float = 5.0
+    wait: bool = True
+    nothing_to_undo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A command sent to `service` on the failure path (after compensation)."""
+
+    service: str
+    command: Builder
+
+
+class Workflow(Generic[In]):
+    """A named, validated workflow over an input of type `input_type`.
+
+    `services` maps the service names the steps use to the actor classes that implement them;
+    `on_failure` lists what is sent once compensation is done (tell the customer, mark the
+    order failed).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        input_type: type[In],
+        steps: Sequence[Step],
+        *,
+        services: Mapping[str, type[Actor]],
+        on_failure: Sequence[Notify] = (),
+    ) -> None:
+        self.name = name
+        self.input_type = input_type
+        self.steps = tuple(steps)
+        self.services = dict(services)
+        self.on_failure = tuple(on_failure)
+        self._validate()
+        self.input_decoder = msgspec.msgpack.Decoder(input_type)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    def _validate(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise InvalidWorkflowError(f"workflow name {self.name!r}: letters, digits, - and _")
+        if not self.steps:
+            raise InvalidWorkflowError(f"workflow {self.name!r} has no step")
+        names = [step.name for step in self.steps]
+        for name in names:
+            if not name or names.count(name) > 1:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: step name {name!r} is empty or used twice"
+                )
+        used = [(s.name, s.service) for s in self.steps]
+        used += [("on_failure", n.service) for n in self.on_failure]
+        for step_name, service in used:
+            if service not in self.services:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: {step_name!r} uses service {service!r}, which is "
+                    f"not among its services ({', '.join(sorted(self.services))})"
+                )
+        for index, step in enumerate(self.steps):
+            later = [s for s in self.steps[index + 1 :] if s.wait]
+            if step.wait and later and step.compensation is None and not step.nothing_to_undo:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: step {step.name!r} has no compensation, but "
+                    f"{later[0].name!r} after it can fail; give it one, or say "
+                    "nothing_to_undo=True"
+                )

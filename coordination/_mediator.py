@@ -1,0 +1,316 @@
+"""Mediator (orchestration): one place runs every step, retry, timeout and compensation.
+
+The Mediator keeps every instance's state in its store and drives each instance in a task it
+owns; its actor, `mediator.<workflow>` on the bus, answers status queries, so anyone on the bus
+can ask where an instance stands. It knows the exact step of every instance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import anyio
+import msgspec
+
+from actors import Actor as _Actor
+from actors import (
+    ActorError,
+    ActorRef,
+    ActorSystem,
+    Request,
+)
+from brokers import new_id
+
+from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
+from ._errors import UnknownWorkflowError
+from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._store import InstanceState, MemoryStateStore, StateStore
+
+__all__ = ("Mediator",)
+
+logger = logging.getLogger("coordination")
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+
+class StatusReply(msgspec.Struct, frozen=True):
+    found: bool
+    outcome: str = ""
+    current_step: str | None = None
+    completed: list[str] = []
+    compensated: list[str] = []
+    failure_step: str | None = None
+    failure_reason: str | None = None
+    failure_technical: bool = False
+
+
+class GetStatus(Request[StatusReply]):
+    workflow_id: str
+
+
+class _MediatorActor(_Actor):
+    """Answers status queries over the bus from the mediator's store."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    async def status(self, msg: GetStatus) -> StatusReply:
+        state = await self.store.load(msg.workflow_id)
+        if state is None:
+            return StatusReply(found=False)
+        failure = state.failure
+        return StatusReply(
+            found=True,
+            outcome=state.outcome.value,
+            current_step=state.current_step,
+            completed=list(state.completed),
+            compensated=list(state.compensated),
+            failure_step=failure.step if failure else None,
+            failure_reason=failure.reason if failure else None,
+            failure_technical=failure.technical if failure else False,
+        )
+
+
+@dataclass(slots=True)
+class _Instance:
+    state: InstanceState
+    done: anyio.Event
+
+
+class _StepFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
+class Mediator(Generic[In]):
+    """Runs `workflow` by orchestration on `system`'s bus.
+
+    ```python
+    async with Mediator(system, order_workflow) as mediator:
+        order = await mediator.start(PlaceOrder(...))
+        result = await mediator.result(order)
+    ```
+    Leaving the block cancels the instances still running (their state stays in the store).
+    """
+
+    strategy = "mediator"
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        store: StateStore | None = None,
+    ) -> None:
+        self.system = system
+        self.workflow = workflow
+        self.store: StateStore = store or MemoryStateStore()
+        self._instances: dict[str, _Instance] = {}
+        self._refs: dict[str, ActorRef[Any]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._actor: ActorRef[_MediatorActor] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._refs = {
+            name: self.system.ref(cls, name) for name, cls in self.workflow.services.items()
+        }
+        store = self.store
+        self._actor = await self.system.spawn(
+            lambda: _MediatorActor(store), name=f"mediator.{self.workflow.name}"
+        )
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        group, self._task_group = self._task_group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(exc_type, exc, tb)
+        if self._actor is not None and not self._actor.stopped:
+            await self.system.stop(self._actor)
+
+    # -- the strategy API -----------------------------------------------------------------
+
+    async def start(self, workflow_input: In) -> str:
+        """Start an instance; returns its id at once."""
+        group = self._task_group
+        if group is None:
+            raise RuntimeError("use the mediator as `async with Mediator(...)`")
+        if not isinstance(workflow_input, self.workflow.input_type):
+            raise TypeError(
+                f"{self.workflow.name} takes {self.workflow.input_type.__name__}, "
+                f"not {type(workflow_input).__name__}"
+            )
+        workflow_id = f"{self.workflow.name}-{new_id()}"
+        state = InstanceState(workflow_id, workflow_input)
+        await self.store.save(state)
+        instance = _Instance(state, anyio.Event())
+        self._instances[workflow_id] = instance
+        group.start_soon(self._run, instance)
+        return workflow_id
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """The exact state of an instance, asked of the mediator actor over the bus."""
+        assert self._actor is not None
+        reply = await self._actor.ask(GetStatus(workflow_id))
+        if not reply.found:
+            raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
+        failure = None
+        if reply.failure_step is not None:
+            failure = Failure(
+                reply.failure_step, reply.failure_reason or "", reply.failure_technical
+            )
+        return WorkflowStatus(
+            workflow_id,
+            self.strategy,
+            Outcome(reply.outcome),
+            reply.current_step,
+            tuple(reply.completed),
+            tuple(reply.compensated),
+            failure,
+        )
+
+    async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Wait for the instance to end and return its outcome."""
+        instance = self._instance(workflow_id)
+        with anyio.fail_after(timeout):
+            await instance.done.wait()
+        state = instance.state
+        return WorkflowResult(workflow_id, state.outcome, dict(state.results), state.failure)
+
+    async def cancel(self, workflow_id: str) -> bool:
+        """Ask a running instance to stop: it finishes its current step, then compensates what
+        it completed. False when it had already ended."""
+        instance = self._instance(workflow_id)
+        if instance.done.is_set():
+            return False
+        instance.state.cancel_requested = True
+        await self.store.save(instance.state)
+        return True
+
+    # -- running an instance ------------------------------------------------------------
+
+    def _instance(self, workflow_id: str) -> _Instance:
+        try:
+            return self._instances[workflow_id]
+        except KeyError:
+            raise UnknownWorkflowError(
+                f"no workflow {workflow_id!r} in {self.workflow.name}"
+            ) from None
+
+    async def _run(self, instance: _Instance) -> None:
+        state = instance.state
+        context: WorkflowContext[In] = WorkflowContext(
+            state.workflow_id, state.input, state.results
+        )
+        try:
+            for step in self.workflow.steps:
+                if state.cancel_requested:
+                    context.failure = Failure(step.name, "cancelled", technical=False)
+                    await self._unwind(state, context, cancelled=True)
+                    return
+                state.current_step = step.name
+                await self.store.save(state)
+                try:
+                    reply = await self._perform(step, context, f"{state.workflow_id}.{step.name}")
+                except _StepFailed as failed:
+                    context.failure = state.failure = failed.failure
+                    await self._unwind(state, context, cancelled=False)
+                    return
+                if step.wait:
+                    state.results[step.name] = reply
+                state.completed.append(step.name)
+            state.current_step = None
+            state.outcome = Outcome.COMPLETED
+            await self.store.save(state)
+        finally:
+            instance.done.set()
+
+    async def _perform(self, step: Step, context: WorkflowContext[In], message_id: str) -> Any:
+        """Send the step's command, retrying technical failures; raise _StepFailed."""
+        ref = self._refs[step.service]
+        command = step.command(context)
+        policy = step.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                if not step.wait:
+                    await ref.tell(
+                        command, correlation_id=context.workflow_id, message_id=message_id
+                    )
+                    return None
+                reply = await ref.ask(
+                    command,
+                    timeout=step.timeout,
+                    correlation_id=context.workflow_id,
+                    message_id=message_id,
+                )
+            except ActorError as exc:
+                if attempt == policy.attempts:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    raise _StepFailed(Failure(step.name, reason, technical=True)) from exc
+                logger.warning(
+                    "%s: step %r attempt %d failed: %r",
+                    context.workflow_id,
+                    step.name,
+                    attempt,
+                    exc,
+                )
+                await anyio.sleep(policy.delay(attempt))
+                continue
+            if isinstance(reply, Rejected):
+                raise _StepFailed(Failure(step.name, reply.reason, technical=False))
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _unwind(
+        self, state: InstanceState, context: WorkflowContext[In], *, cancelled: bool
+    ) -> None:
+        """Compensate completed steps in reverse order, then run the failure path."""
+        for name in reversed(state.completed):
+            step = self.workflow.step(name)
+            if step.compensation is None:
+                continue
+            undo = Step(
+                f"{name}.undo",
+                step.service,
+                step.compensation,
+                retry=step.retry,
+                timeout=step.timeout,
+            )
+            try:
+                await self._perform(undo, context, f"{state.workflow_id}.{name}.undo")
+            except _StepFailed as failed:
+                logger.error(
+                    "%s: compensation of %r failed: %s",
+                    state.workflow_id,
+                    name,
+                    failed.failure.reason,
+                )
+                continue
+            state.compensated.append(name)
+        for notify in self.workflow.on_failure:
+            try:
+                await self._refs[notify.service].tell(
+                    notify.command(context), correlation_id=state.workflow_id
+                )
+            except ActorError as exc:
+                logger.error(
+                    "%s: failure notice to %r not sent: %r", state.workflow_id, notify.service, exc
+                )
+        if cancelled:
+            state.outcome = Outcome.CANCELLED
+        elif state.compensated:
+            state.outcome = Outcome.COMPENSATED
+        else:
+            state.outcome = Outcome.FAILED
+        state.current_step = None
+        await self.store.save(state)

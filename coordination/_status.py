@@ -1,0 +1,52 @@
+"""What a strategy can say about a workflow instance, and what it cannot."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ._definition import Failure
+
+__all__ = ("Outcome", "WorkflowResult", "WorkflowStatus")
+
+
+class Outcome(enum.Enum):
+    """How a workflow ended (or that it has not)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    """A step failed and there was nothing to undo."""
+    COMPENSATED = "compensated"
+    """A step failed and the steps done before it were undone."""
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStatus:
+    """A strategy's view of one instance. A field a strategy cannot know is None, and its
+    name is in `unknown`: a status never invents what its pattern does not see."""
+
+    workflow_id: str
+    strategy: str
+    outcome: Outcome | None
+    current_step: str | None
+    completed_steps: tuple[str, ...] | None
+    compensated_steps: tuple[str, ...] | None
+    failure: Failure | None
+    unknown: frozenset[str] = frozenset()
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome not in (None, Outcome.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowResult:
+    """The end of a workflow: its outcome, the replies of its steps, and why it failed."""
+
+    workflow_id: str
+    outcome: Outcome
+    results: dict[str, Any]
+    failure: Failure | None

@@ -1,0 +1,51 @@
+"""Where a strategy keeps its workflow instances. Memory is the default; durable stores plug
+in behind the same protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._definition import Failure
+from ._status import Outcome
+
+__all__ = ("InstanceState", "MemoryStateStore", "StateStore")
+
+
+@dataclass(slots=True)
+class InstanceState:
+    """Everything a mediator knows about one workflow instance."""
+
+    workflow_id: str
+    input: Any
+    outcome: Outcome = Outcome.RUNNING
+    current_step: str | None = None
+    completed: list[str] = field(default_factory=list)
+    compensated: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    failure: Failure | None = None
+    cancel_requested: bool = False
+
+
+class StateStore(Protocol):
+    async def save(self, state: InstanceState) -> None:
+        """Record `state` as the instance's latest state."""
+
+    async def load(self, workflow_id: str) -> InstanceState | None:
+        """The latest state of `workflow_id`, or None."""
+
+
+class MemoryStateStore:
+    """Instances in a dict: fast, and gone with the process."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, InstanceState] = {}
+
+    async def save(self, state: InstanceState) -> None:
+        self._states[state.workflow_id] = state
+
+    async def load(self, workflow_id: str) -> InstanceState | None:
+        return self._states.get(workflow_id)
+
+    def __len__(self) -> int:
+        return len(self._states)

@@ -1,0 +1,1 @@
+"""The seeds' scenarios as shipped workflows: services, messages and definitions."""

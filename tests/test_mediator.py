@@ -1,0 +1,265 @@
+"""The Mediator strategy on the chapter's order placement, on both buses."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import anyio
+import pytest
+
+from actors import Actor, ActorSystem, SupervisorPolicy, idempotent
+from brokers import Bus
+from coordination import (
+    InvalidWorkflowError,
+    Mediator,
+    Notify,
+    Outcome,
+    Step,
+    UnknownWorkflowError,
+    Workflow,
+    WorkflowStatus,
+)
+from coordination.scenarios.order_placement import (
+    Charge,
+    Charged,
+    EmailService,
+    Fulfill,
+    Fulfilled,
+    FulfillmentService,
+    OrderService,
+    PaymentService,
+    PlaceOrder,
+    Rejected,
+    order_workflow,
+)
+
+from .helpers import until
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Shop:
+    system: ActorSystem
+    mediator: Mediator[PlaceOrder]
+    orders: OrderService
+    payment: PaymentService
+    fulfillment: FulfillmentService
+    email: EmailService
+
+
+def order(number: int, customer: str = "ann", item: str = "book", quantity: int = 1) -> PlaceOrder:
+    return PlaceOrder(f"o{number}", customer, item, quantity, amount=1000)
+
+
+@contextlib.asynccontextmanager
+async def open_shop(
+    bus: Bus,
+    *,
+    payment: PaymentService | None = None,
+    fulfillment: FulfillmentService | None = None,
+    workflow: Workflow[PlaceOrder] = order_workflow,
+) -> AsyncIterator[Shop]:
+    orders, email = OrderService(), EmailService()
+    payment = payment or PaymentService(declined=frozenset({"mallory"}))
+    fulfillment = fulfillment or FulfillmentService(stock={"book": 1000, "rare": 0})
+    policy = SupervisorPolicy(max_restarts=100, backoff_initial=0)
+    async with ActorSystem(bus, supervision=policy) as system:
+        for name, service in [
+            ("order", orders),
+            ("payment", payment),
+            ("fulfillment", fulfillment),
+            ("email", email),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        async with Mediator(system, workflow) as mediator:
+            yield Shop(system, mediator, orders, payment, fulfillment, email)
+
+
+@pytest.fixture
+async def shop(bus: Bus) -> AsyncIterator[Shop]:
+    async with open_shop(bus) as opened:
+        yield opened
+
+
+async def reach_step(mediator: Mediator[PlaceOrder], workflow_id: str, step: str) -> WorkflowStatus:
+    """Poll the status until the instance is in `step`."""
+    with anyio.fail_after(5):
+        while (status := await mediator.status(workflow_id)).current_step != step:  # noqa: ASYNC110 - the status API is what is under test
+            await anyio.sleep(0.005)
+    return status
+
+
+class GatedFulfillment(FulfillmentService):
+    """Holds every fulfillment until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(stock={"book": 10})
+        self.gate = anyio.Event()
+
+    async def fulfill(self, msg: Fulfill) -> Fulfilled | Rejected:
+        await self.gate.wait()
+        return await super().fulfill(msg)
+
+
+class SlowFirstPayment(PaymentService):
+    """Its first charge takes longer than the step's timeout: the mediator retries while the
+    charge is still being made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    @idempotent
+    async def charge(self, msg: Charge) -> Charged | Rejected:
+        self.calls += 1
+        if self.calls == 1:
+            await anyio.sleep(0.3)
+        self.charges[msg.order_id] = self.charges.get(msg.order_id, 0) + msg.amount
+        return Charged(msg.order_id, msg.amount)
+
+
+async def test_happy_path(shop: Shop) -> None:
+    workflow_id = await shop.mediator.start(order(1))
+    result = await shop.mediator.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.failure is None
+    assert result.results["payment"] == Charged("o1", 1000)
+    await until(lambda: shop.orders.orders.get("o1") == "placed")
+    assert shop.payment.charges == {"o1": 1000}
+    assert shop.fulfillment.stock["book"] == 999
+    assert shop.email.sent == [("ann", "order o1 placed")]
+    status = await shop.mediator.status(workflow_id)
+    assert status.outcome is Outcome.COMPLETED
+    assert status.completed_steps == (
+        "create_order",
+        "payment",
+        "fulfillment",
+        "confirmation",
+        "mark_placed",
+    )
+    assert status.unknown == frozenset()  # the mediator knows everything
+
+
+async def test_payment_rejected_notifies_and_marks_the_order_failed(shop: Shop) -> None:
+    workflow_id = await shop.mediator.start(order(2, customer="mallory"))
+    result = await shop.mediator.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.FAILED  # nothing to undo
+    assert result.failure is not None
+    assert (result.failure.step, result.failure.reason) == ("payment", "card declined")
+    assert not result.failure.technical
+    await until(lambda: shop.orders.orders.get("o2") == "failed")
+    assert shop.payment.charges == {}
+    assert shop.fulfillment.shipped == {}
+    assert shop.email.sent == [("mallory", "order o2 failed: card declined")]
+
+
+async def test_backorder_refunds_the_payment_then_notifies(shop: Shop) -> None:
+    workflow_id = await shop.mediator.start(order(3, item="rare"))
+    result = await shop.mediator.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.COMPENSATED
+    assert result.failure is not None
+    assert result.failure.reason == "backordered"
+    status = await shop.mediator.status(workflow_id)
+    assert status.compensated_steps == ("payment",)
+    assert shop.payment.charges == {"o3": 1000}
+    assert shop.payment.refunds == {"o3": 1000}  # every refund matches a charge
+    await until(lambda: shop.orders.orders.get("o3") == "failed")
+    assert shop.email.sent == [("ann", "order o3 failed: backordered")]
+
+
+async def test_status_knows_the_exact_step(bus: Bus) -> None:
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment) as shop:
+        workflow_id = await shop.mediator.start(order(4))
+        status = await reach_step(shop.mediator, workflow_id, "fulfillment")
+        assert status.outcome is Outcome.RUNNING
+        assert status.current_step == "fulfillment"
+        assert status.completed_steps == ("create_order", "payment")
+        fulfillment.gate.set()
+        result = await shop.mediator.result(workflow_id, timeout=5)
+        assert result.outcome is Outcome.COMPLETED
+
+
+async def test_a_timed_out_step_is_retried_without_charging_twice(bus: Bus) -> None:
+    payment_step = replace(order_workflow.step("payment"), timeout=0.1)
+    steps = [payment_step if s.name == "payment" else s for s in order_workflow.steps]
+    quick = Workflow(
+        "quick-orders",
+        PlaceOrder,
+        steps,
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    payment = SlowFirstPayment()
+    async with open_shop(bus, payment=payment, workflow=quick) as shop:
+        workflow_id = await shop.mediator.start(order(5))
+        result = await shop.mediator.result(workflow_id, timeout=10)
+        assert result.outcome is Outcome.COMPLETED
+        assert payment.calls == 1  # the retry got the first answer: same message id
+        assert payment.charges == {"o5": 1000}
+
+
+async def test_cancel_compensates_what_completed(bus: Bus) -> None:
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment) as shop:
+        workflow_id = await shop.mediator.start(order(6))
+        await reach_step(shop.mediator, workflow_id, "fulfillment")
+        assert await shop.mediator.cancel(workflow_id)
+        fulfillment.gate.set()
+        result = await shop.mediator.result(workflow_id, timeout=5)
+        # The step under way finishes, then everything done is undone in reverse order.
+        assert result.outcome is Outcome.CANCELLED
+        status = await shop.mediator.status(workflow_id)
+        assert status.compensated_steps == ("fulfillment", "payment")
+        assert shop.payment.refunds == {"o6": 1000}
+        assert fulfillment.stock["book"] == 10
+        await until(lambda: shop.orders.orders.get("o6") == "cancelled")
+        assert shop.email.sent == [("ann", "order o6 failed: cancelled")]
+
+
+async def test_hundreds_of_concurrent_workflows(shop: Shop) -> None:
+    customers = ["mallory" if n % 5 == 0 else "ann" for n in range(300)]
+    ids = [await shop.mediator.start(order(n, customer=c)) for n, c in enumerate(customers)]
+    results = [await shop.mediator.result(i, timeout=30) for i in ids]
+    outcomes = [r.outcome for r in results]
+    assert outcomes.count(Outcome.FAILED) == 60
+    assert outcomes.count(Outcome.COMPLETED) == 240
+    assert len(shop.payment.charges) == 240
+    assert sum(shop.payment.charges.values()) == 240 * 1000
+    assert shop.fulfillment.stock["book"] == 1000 - 240
+
+
+async def test_unknown_workflow_ids_are_refused(shop: Shop) -> None:
+    with pytest.raises(UnknownWorkflowError):
+        await shop.mediator.status("order-placement-nope")
+    with pytest.raises(UnknownWorkflowError):
+        await shop.mediator.result("order-placement-nope")
+    with pytest.raises(TypeError, match="PlaceOrder"):
+        await shop.mediator.start(Charged("x", 1))  # type: ignore[arg-type]
+
+
+class Nobody(Actor):
+    pass
+
+
+def test_definitions_are_validated_when_built() -> None:
+    step = Step("a", "svc", lambda c: Charged("x", 1))
+    with pytest.raises(InvalidWorkflowError, match="used twice"):
+        Workflow("w", PlaceOrder, [step, step], services={"svc": Nobody})
+    with pytest.raises(InvalidWorkflowError, match="service 'svc'"):
+        Workflow("w", PlaceOrder, [step], services={"other": Nobody})
+    with pytest.raises(InvalidWorkflowError, match="'a' has no compensation"):
+        Workflow("w", PlaceOrder, [step, Step("b", "svc", step.command)], services={"svc": Nobody})
+    with pytest.raises(InvalidWorkflowError, match="no step"):
+        Workflow("w", PlaceOrder, [], services={})
+    with pytest.raises(InvalidWorkflowError, match="'mail'"):
+        Workflow(
+            "w",
+            PlaceOrder,
+            [step],
+            services={"svc": Nobody},
+            on_failure=[Notify("mail", step.command)],
+        )
