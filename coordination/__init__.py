@@ -17,6 +17,7 @@ from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowErr
 from ._mediator import Mediator
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._store import InstanceState, MemoryStateStore, StateStore
+from ._strategy import Strategy
 
 __all__ = (
     "CoordinationError",
@@ -31,6 +32,7 @@ __all__ = (
     "RetryPolicy",
     "StateStore",
     "Step",
+    "Strategy",
     "UnknownWorkflowError",
     "Workflow",
     "WorkflowContext",

@@ -1,4 +1,6 @@
-"""The Mediator strategy on the chapter's order placement, on both buses."""
+"""The strategy-equivalence suite: the chapter's order placement and its error cases under
+every strategy, on both buses. The same business outcome and the same final state of every
+service are expected whatever coordinates them; only what `status` can see differs."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from coordination import (
     Notify,
     Outcome,
     Step,
+    Strategy,
     UnknownWorkflowError,
     Workflow,
     WorkflowStatus,
@@ -40,10 +43,19 @@ from .helpers import until
 pytestmark = pytest.mark.anyio
 
 
+STRATEGIES: dict[str, type[Mediator[PlaceOrder]]] = {"mediator": Mediator}
+"""The strategies under test; the choreographies join as they are built."""
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def strategy_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @dataclass
 class Shop:
     system: ActorSystem
-    mediator: Mediator[PlaceOrder]
+    mediator: Strategy[PlaceOrder]
     orders: OrderService
     payment: PaymentService
     fulfillment: FulfillmentService
@@ -61,6 +73,7 @@ async def open_shop(
     payment: PaymentService | None = None,
     fulfillment: FulfillmentService | None = None,
     workflow: Workflow[PlaceOrder] = order_workflow,
+    strategy: str = "mediator",
 ) -> AsyncIterator[Shop]:
     orders, email = OrderService(), EmailService()
     payment = payment or PaymentService(declined=frozenset({"mallory"}))
@@ -74,17 +87,17 @@ async def open_shop(
             ("email", email),
         ]:
             await system.spawn(lambda service=service: service, name=name)
-        async with Mediator(system, workflow) as mediator:
+        async with STRATEGIES[strategy](system, workflow) as mediator:
             yield Shop(system, mediator, orders, payment, fulfillment, email)
 
 
 @pytest.fixture
-async def shop(bus: Bus) -> AsyncIterator[Shop]:
-    async with open_shop(bus) as opened:
+async def shop(bus: Bus, strategy_name: str) -> AsyncIterator[Shop]:
+    async with open_shop(bus, strategy=strategy_name) as opened:
         yield opened
 
 
-async def reach_step(mediator: Mediator[PlaceOrder], workflow_id: str, step: str) -> WorkflowStatus:
+async def reach_step(mediator: Strategy[PlaceOrder], workflow_id: str, step: str) -> WorkflowStatus:
     """Poll the status until the instance is in `step`."""
     with anyio.fail_after(5):
         while (status := await mediator.status(workflow_id)).current_step != step:  # noqa: ASYNC110 - the status API is what is under test
@@ -170,9 +183,9 @@ async def test_backorder_refunds_the_payment_then_notifies(shop: Shop) -> None:
     assert shop.email.sent == [("ann", "order o3 failed: backordered")]
 
 
-async def test_status_knows_the_exact_step(bus: Bus) -> None:
+async def test_status_knows_the_exact_step(bus: Bus, strategy_name: str) -> None:
     fulfillment = GatedFulfillment()
-    async with open_shop(bus, fulfillment=fulfillment) as shop:
+    async with open_shop(bus, fulfillment=fulfillment, strategy=strategy_name) as shop:
         workflow_id = await shop.mediator.start(order(4))
         status = await reach_step(shop.mediator, workflow_id, "fulfillment")
         assert status.outcome is Outcome.RUNNING
@@ -183,7 +196,9 @@ async def test_status_knows_the_exact_step(bus: Bus) -> None:
         assert result.outcome is Outcome.COMPLETED
 
 
-async def test_a_timed_out_step_is_retried_without_charging_twice(bus: Bus) -> None:
+async def test_a_timed_out_step_is_retried_without_charging_twice(
+    bus: Bus, strategy_name: str
+) -> None:
     payment_step = replace(order_workflow.step("payment"), timeout=0.1)
     steps = [payment_step if s.name == "payment" else s for s in order_workflow.steps]
     quick = Workflow(
@@ -194,7 +209,7 @@ async def test_a_timed_out_step_is_retried_without_charging_twice(bus: Bus) -> N
         on_failure=order_workflow.on_failure,
     )
     payment = SlowFirstPayment()
-    async with open_shop(bus, payment=payment, workflow=quick) as shop:
+    async with open_shop(bus, payment=payment, workflow=quick, strategy=strategy_name) as shop:
         workflow_id = await shop.mediator.start(order(5))
         result = await shop.mediator.result(workflow_id, timeout=10)
         assert result.outcome is Outcome.COMPLETED
@@ -202,9 +217,9 @@ async def test_a_timed_out_step_is_retried_without_charging_twice(bus: Bus) -> N
         assert payment.charges == {"o5": 1000}
 
 
-async def test_cancel_compensates_what_completed(bus: Bus) -> None:
+async def test_cancel_compensates_what_completed(bus: Bus, strategy_name: str) -> None:
     fulfillment = GatedFulfillment()
-    async with open_shop(bus, fulfillment=fulfillment) as shop:
+    async with open_shop(bus, fulfillment=fulfillment, strategy=strategy_name) as shop:
         workflow_id = await shop.mediator.start(order(6))
         await reach_step(shop.mediator, workflow_id, "fulfillment")
         assert await shop.mediator.cancel(workflow_id)

@@ -1,0 +1,32 @@
+"""The API every coordination strategy offers, whatever it coordinates with."""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from ._status import WorkflowResult, WorkflowStatus
+
+__all__ = ("Strategy",)
+
+In = TypeVar("In", bound=msgspec.Struct, contravariant=True)
+
+
+class Strategy(Protocol[In]):
+    """Runs one workflow definition; used as an async context manager."""
+
+    strategy: str
+    """The strategy's name, as metrics and reports show it."""
+
+    async def start(self, workflow_input: In) -> str:
+        """Start an instance and return its id at once."""
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """What the strategy's pattern lets it know about the instance."""
+
+    async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Wait for the instance to end."""
+
+    async def cancel(self, workflow_id: str) -> bool:
+        """Stop the instance and compensate what it completed; False if it had ended."""
