@@ -12,7 +12,12 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
 PROGRAMS = [block for block in BLOCKS if "asyncio.run(" in block]
-EXPECTED = ["balance: 42", "b'HELLO'", "pong"]
+EXPECTED = [
+    "balance: 42",
+    "b'HELLO'",
+    "pong",
+    "ann completed\nmallory failed card declined\nbob compensated backordered",
+]
 """What each program prints, in README order."""
 
 
