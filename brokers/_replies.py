@@ -16,11 +16,17 @@ NO_RESPONDERS = {"Status": "503"}
 """The headers of NATS' no-responders status message."""
 
 
+TICK = 0.01
+"""Timeouts are grouped in buckets of this many seconds: one loop timer per bucket instead of
+one per request (a timer heap of thousands of entries cost more than the request itself).
+A request times out up to one tick late."""
+
+
 class Replies:
     """The pending requests of one bus. Replies arrive on `<prefix><token>`, and the bus
     subscribes `pattern` once to feed them to `deliver`."""
 
-    __slots__ = ("_futures", "_next_token", "pattern", "prefix", "stats")
+    __slots__ = ("_buckets", "_futures", "_next_token", "pattern", "prefix", "stats")
 
     def __init__(self, stats: BusStats) -> None:
         ids = IdGenerator()
@@ -28,6 +34,7 @@ class Replies:
         self.pattern = self.prefix + "*"
         self._next_token = ids.next_id
         self._futures: dict[str, asyncio.Future[Msg]] = {}
+        self._buckets: dict[int, dict[int, asyncio.Future[Msg]]] = {}
         self.stats = stats
 
     def open(self) -> tuple[str, asyncio.Future[Msg]]:
@@ -55,7 +62,14 @@ class Replies:
 
     async def wait(self, future: asyncio.Future[Msg], subject: str, timeout: float) -> Msg:
         """The reply, or NoRespondersError, or BusTimeoutError after `timeout` seconds."""
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        loop = asyncio.get_running_loop()
+        bucket = -int(-(loop.time() + timeout) // TICK)  # the first tick at or after the deadline
+        waiting = self._buckets.get(bucket)
+        if waiting is None:
+            waiting = self._buckets[bucket] = {}
+            loop.call_at(bucket * TICK, self._expire, bucket)
+        key = id(future)
+        waiting[key] = future
         try:
             return await future
         except NoRespondersError:
@@ -64,7 +78,12 @@ class Replies:
         except TimeoutError:
             raise self.timed_out(subject, timeout) from None
         finally:
-            timer.cancel()
+            waiting.pop(key, None)
+
+    def _expire(self, bucket: int) -> None:
+        for future in self._buckets.pop(bucket, {}).values():
+            if not future.done():
+                future.set_exception(TimeoutError())
 
     def timed_out(self, subject: str, timeout: float) -> BusTimeoutError:
         self.stats.timeouts += 1
@@ -75,8 +94,3 @@ class Replies:
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(BusClosedError("the bus closed before the reply came"))
-
-
-def _expire(future: asyncio.Future[Msg]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())

@@ -7,6 +7,7 @@ can ask where an instance stands. It knows the exact step of every instance.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
@@ -77,7 +78,7 @@ class _MediatorActor(_Actor):
 @dataclass(slots=True)
 class _Instance:
     state: InstanceState
-    done: anyio.Event
+    done: asyncio.Future[None]
 
 
 class _StepFailed(Exception):
@@ -110,7 +111,9 @@ class Mediator(Generic[In]):
         self.store: StateStore = store or MemoryStateStore()
         self._instances: dict[str, _Instance] = {}
         self._refs: dict[str, ActorRef[Any]] = {}
-        self._task_group: anyio.abc.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] | None = None
+        """The running instances: owned here, cancelled and joined when the mediator exits.
+        Plain tasks, because anyio's start_soon cost more than a workflow step."""
         self._actor: ActorRef[_MediatorActor] | None = None
 
     async def __aenter__(self) -> Self:
@@ -121,8 +124,7 @@ class Mediator(Generic[In]):
         self._actor = await self.system.spawn(
             lambda: _MediatorActor(store), name=f"mediator.{self.workflow.name}"
         )
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        self._tasks = set()
         return self
 
     async def __aexit__(
@@ -131,10 +133,11 @@ class Mediator(Generic[In]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        group, self._task_group = self._task_group, None
-        if group is not None:
-            group.cancel_scope.cancel()
-            await group.__aexit__(exc_type, exc, tb)
+        tasks, self._tasks = self._tasks, None
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
         if self._actor is not None and not self._actor.stopped:
             await self.system.stop(self._actor)
 
@@ -142,8 +145,8 @@ class Mediator(Generic[In]):
 
     async def start(self, workflow_input: In) -> str:
         """Start an instance; returns its id at once."""
-        group = self._task_group
-        if group is None:
+        tasks = self._tasks
+        if tasks is None:
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
         if not isinstance(workflow_input, self.workflow.input_type):
             raise TypeError(
@@ -153,9 +156,12 @@ class Mediator(Generic[In]):
         workflow_id = f"{self.workflow.name}-{new_id()}"
         state = InstanceState(workflow_id, workflow_input)
         await self.store.save(state)
-        instance = _Instance(state, anyio.Event())
+        loop = asyncio.get_running_loop()
+        instance = _Instance(state, loop.create_future())
         self._instances[workflow_id] = instance
-        group.start_soon(self._run, instance)
+        task = loop.create_task(self._run(instance), name=workflow_id)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         return workflow_id
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
@@ -182,8 +188,11 @@ class Mediator(Generic[In]):
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""
         instance = self._instance(workflow_id)
-        with anyio.fail_after(timeout):
-            await instance.done.wait()
+        if timeout is None:
+            await asyncio.shield(instance.done)
+        else:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(instance.done)
         state = instance.state
         return WorkflowResult(workflow_id, state.outcome, dict(state.results), state.failure)
 
@@ -191,7 +200,7 @@ class Mediator(Generic[In]):
         """Ask a running instance to stop: it finishes its current step, then compensates what
         it completed. False when it had already ended."""
         instance = self._instance(workflow_id)
-        if instance.done.is_set():
+        if instance.done.done():
             return False
         instance.state.cancel_requested = True
         await self.store.save(instance.state)
@@ -233,7 +242,8 @@ class Mediator(Generic[In]):
             state.outcome = Outcome.COMPLETED
             await self.store.save(state)
         finally:
-            instance.done.set()
+            if not instance.done.done():
+                instance.done.set_result(None)
 
     async def _perform(self, step: Step, context: WorkflowContext[In], message_id: str) -> Any:
         """Send the step's command, retrying technical failures; raise _StepFailed."""

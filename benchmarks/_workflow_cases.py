@@ -1,0 +1,116 @@
+"""Workflows per second: corps strategies against a hand-written raw-asyncio mediator.
+
+The workload is a chain of `steps` request/reply steps, each to its own service, driven by a
+closed loop of `clients` that each start a workflow and wait for its end before the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from actors import Actor, ActorSystem, Message, Request
+from coordination import Mediator, Step, Workflow, WorkflowContext
+
+__all__ = ("Job", "chain_workflow", "mediator_chain", "raw_mediator_chain")
+
+
+class Job(msgspec.Struct, frozen=True):
+    number: int
+
+
+class Done(Message):
+    number: int
+
+
+class Work(Request[Done]):
+    number: int
+
+
+class Worker(Actor):
+    async def work(self, msg: Work) -> Done:
+        return Done(msg.number)
+
+
+def _work(context: WorkflowContext[Job]) -> Work:
+    return Work(context.input.number)
+
+
+def chain_workflow(steps: int) -> Workflow[Job]:
+    return Workflow(
+        f"chain{steps}",
+        Job,
+        [Step(f"s{n}", f"worker{n}", _work, nothing_to_undo=True) for n in range(steps)],
+        services={f"worker{n}": Worker for n in range(steps)},
+    )
+
+
+async def mediator_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
+    """Workflows per second through the corps Mediator on MemoryBus."""
+    workflow = chain_workflow(steps)
+    async with ActorSystem() as system:
+        for n in range(steps):
+            await system.spawn(Worker, name=f"worker{n}")
+        async with Mediator(system, workflow) as mediator:
+
+            async def client(count: int) -> None:
+                for number in range(count):
+                    await mediator.result(await mediator.start(Job(number)))
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
+            return (workflows // clients * clients) / (time.perf_counter() - started)
+
+
+class _Command(msgspec.Struct, frozen=True, array_like=True):
+    workflow: int
+    number: int
+
+
+async def raw_mediator_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
+    """The floor: one mediator task driving a state machine, a task per service, asyncio
+    queues between them and msgpack on every hop."""
+    encode = msgspec.msgpack.encode
+    decode = msgspec.msgpack.Decoder(_Command).decode
+    inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()  # (step or -1 for a start, body)
+    services: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in range(steps)]
+    waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def service(index: int) -> None:
+        queue = services[index]
+        while True:
+            command = decode(await queue.get())
+            inbox.put_nowait((index, encode(_Command(command.workflow, command.number))))
+
+    async def mediator() -> None:
+        while True:
+            step, body = await inbox.get()
+            command = decode(body)
+            following = step + 1
+            if following < steps:
+                services[following].put_nowait(encode(command))
+            else:
+                waiting.pop(command.workflow).set_result(None)
+
+    tasks = [asyncio.create_task(service(n)) for n in range(steps)]
+    tasks.append(asyncio.create_task(mediator()))
+    loop = asyncio.get_running_loop()
+    ids = iter(range(1 << 62))
+
+    async def client(count: int) -> None:
+        for number in range(count):
+            workflow = next(ids)
+            done = waiting[workflow] = loop.create_future()
+            inbox.put_nowait((-1, encode(_Command(workflow, number))))
+            await done
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
+        return (workflows // clients * clients) / (time.perf_counter() - started)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
