@@ -30,6 +30,7 @@ from ._nats_cases import (
     raw_nats_request,
 )
 from ._stats import Sample
+from ._workflow_cases import mediator_chain, raw_mediator_chain
 
 __all__ = ("main",)
 
@@ -103,6 +104,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"asks per repetition on NATS, {IN_FLIGHT} in flight (20000)",
     )
     parser.add_argument(
+        "--workflows",
+        type=int,
+        default=20_000,
+        help="workflows per repetition, a 4-step chain, 100 clients in a closed loop (20000)",
+    )
+    parser.add_argument(
         "--idle-actors",
         type=int,
         default=100_000,
@@ -115,11 +122,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.repeat = 1
-        for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors"):
+        for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors", "workflows"):
             setattr(args, name, getattr(args, name) // 10)
-    counts = (args.repeat, args.messages, args.asks, args.nats_messages, args.nats_asks)
-    if min(counts) < 1 or args.idle_actors < 1 or args.nats_asks < IN_FLIGHT:
-        parser.error(f"counts must be positive, and --nats-asks at least {IN_FLIGHT}")
+    counts = (
+        args.repeat,
+        args.messages,
+        args.asks,
+        args.nats_messages,
+        args.nats_asks,
+        args.workflows,
+    )
+    if min(counts) < 1 or args.idle_actors < 1 or min(args.nats_asks, args.workflows) < 100:
+        parser.error("counts must be positive, --nats-asks and --workflows at least 100")
     return args
 
 
@@ -163,6 +177,14 @@ def memory_cases(args: argparse.Namespace) -> list[Case]:
             "ping-pong, two tasks",
             lambda: raw_ping_pong(args.asks),
             0.35,
+        ),
+        Case(
+            "mediator",
+            "workflows/s, 4 steps, 100 clients",
+            lambda: mediator_chain(args.workflows),
+            "raw asyncio mediator",
+            lambda: raw_mediator_chain(args.workflows),
+            0.40,
         ),
     ]
 
@@ -249,7 +271,7 @@ def fmt(value: float) -> str:
 def print_table(title: str, comparisons: list[Comparison]) -> None:
     print(f"\n{title}")
     header = (
-        f"{'case':<6} {'corps: median [min-max]':>28}   {'baseline':<24} {'median':>10}"
+        f"{'case':<8} {'corps: median [min-max]':>28}   {'baseline':<24} {'median':>10}"
         f" {'ratio':>6}  target"
     )
     print(header)
@@ -259,7 +281,7 @@ def print_table(title: str, comparisons: list[Comparison]) -> None:
         target = c.case.target_ratio
         verdict = "" if target is None else f">= {target:.2f} {'ok' if c.met else 'MISSED'}"
         print(
-            f"{c.case.name:<6} {ours:>28}   {c.case.baseline_name:<24}"
+            f"{c.case.name:<8} {ours:>28}   {c.case.baseline_name:<24}"
             f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.2f}  {verdict}"
         )
     units = sorted({f"{c.case.name}: {c.case.unit}" for c in comparisons})
