@@ -16,13 +16,7 @@ from typing import Any, Generic, Self, TypeVar
 import anyio
 import msgspec
 
-from actors import Actor as _Actor
-from actors import (
-    ActorError,
-    ActorRef,
-    ActorSystem,
-    Request,
-)
+from actors import Actor, ActorError, ActorRef, ActorSystem, Request
 from brokers import new_id
 
 from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
@@ -52,7 +46,7 @@ class GetStatus(Request[StatusReply]):
     workflow_id: str
 
 
-class _MediatorActor(_Actor):
+class _MediatorActor(Actor):
     """Answers status queries over the bus from the mediator's store."""
 
     def __init__(self, store: StateStore) -> None:
@@ -248,7 +242,11 @@ class Mediator(Generic[In]):
     async def _perform(self, step: Step, context: WorkflowContext[In], message_id: str) -> Any:
         """Send the step's command, retrying technical failures; raise _StepFailed."""
         ref = self._refs[step.service]
-        command = step.command(context)
+        try:
+            command = step.command(context)
+        except Exception as exc:  # a bug in the definition: fail the step, not the mediator
+            reason = f"building the command failed: {type(exc).__name__}: {exc}"
+            raise _StepFailed(Failure(step.name, reason, technical=True)) from exc
         policy = step.retry
         for attempt in range(1, policy.attempts + 1):
             try:
@@ -312,7 +310,7 @@ class Mediator(Generic[In]):
                 await self._refs[notify.service].tell(
                     notify.command(context), correlation_id=state.workflow_id
                 )
-            except ActorError as exc:
+            except Exception as exc:  # an unreachable service, or a bug in the builder
                 logger.error(
                     "%s: failure notice to %r not sent: %r", state.workflow_id, notify.service, exc
                 )

@@ -22,6 +22,7 @@ from coordination import (
     Strategy,
     UnknownWorkflowError,
     Workflow,
+    WorkflowContext,
     WorkflowStatus,
 )
 from coordination.scenarios.order_placement import (
@@ -278,3 +279,32 @@ def test_definitions_are_validated_when_built() -> None:
             services={"svc": Nobody},
             on_failure=[Notify("mail", step.command)],
         )
+
+
+async def test_a_failing_command_builder_fails_the_workflow_not_the_strategy(
+    bus: Bus, strategy_name: str
+) -> None:
+    def broken(context: WorkflowContext[PlaceOrder]) -> Fulfill:
+        raise KeyError("no warehouse for this item")
+
+    steps = [
+        replace(s, command=broken) if s.name == "fulfillment" else s for s in order_workflow.steps
+    ]
+    buggy = Workflow(
+        "buggy-orders",
+        PlaceOrder,
+        steps,
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    async with open_shop(bus, workflow=buggy, strategy=strategy_name) as shop:
+        result = await shop.mediator.result(await shop.mediator.start(order(7)), timeout=5)
+        assert result.outcome is Outcome.COMPENSATED
+        assert result.failure is not None
+        assert result.failure.technical
+        assert "building the command failed: KeyError" in result.failure.reason
+        assert shop.payment.refunds == {"o7": 1000}
+        # the strategy is still running: the next order goes the same way, refund included
+        again = await shop.mediator.result(await shop.mediator.start(order(8)), timeout=5)
+        assert again.outcome is Outcome.COMPENSATED
+        assert shop.payment.refunds == {"o7": 1000, "o8": 1000}
