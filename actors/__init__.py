@@ -34,6 +34,7 @@ from ._errors import (
 )
 from ._handlers import handler
 from ._idempotent import idempotent
+from ._links import Link, LinkRecorder, acting_as
 from ._message import Message, Request
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
@@ -59,6 +60,8 @@ __all__ = (
     "HandlerError",
     "HandlerTimeoutError",
     "InvalidActorError",
+    "Link",
+    "LinkRecorder",
     "MailboxFullError",
     "Message",
     "MessageContext",
@@ -66,6 +69,7 @@ __all__ = (
     "Request",
     "SupervisorPolicy",
     "UnhandledMessageError",
+    "acting_as",
     "current_message",
     "handler",
     "idempotent",

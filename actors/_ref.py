@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import msgspec
 
-from brokers import Bus, BusTimeoutError, NoRespondersError, SlowConsumerError
+from brokers import Bus, BusTimeoutError, Headers, NoRespondersError, SlowConsumerError
 
 from ._actor import Actor
 from ._codec import ErrorReply, decode, encode
-from ._context import ERROR_KIND, ErrorKind, outgoing_headers
+from ._context import CORRELATION_ID, ERROR_KIND, ErrorKind, _current, outgoing_headers
 from ._errors import (
     ActorNotFoundError,
     ActorStoppedError,
@@ -21,6 +21,7 @@ from ._errors import (
     UnhandledMessageError,
 )
 from ._handlers import HandlerTable
+from ._links import Link, LinkRecorder, sender_override
 
 if TYPE_CHECKING:
     from ._message import Request
@@ -45,7 +46,9 @@ class ActorRef(Generic[A]):
         "_bus",
         "_group",
         "_handlers",
+        "_links",
         "_max_reply",
+        "_prefix",
         "_publish",
         "_reply_decoders",
         "name",
@@ -60,8 +63,12 @@ class ActorRef(Generic[A]):
         table: HandlerTable,
         max_reply: int,
         group: ActorGroup | None = None,
+        links: LinkRecorder | None = None,
+        prefix: str = "",
     ) -> None:
         self._bus = bus
+        self._links = links
+        self._prefix = prefix + "."
         self._publish = bus.publish
         self.name = name
         self.subject = subject
@@ -97,10 +104,11 @@ class ActorRef(Generic[A]):
         group = self._group
         if group is not None and group.stopped:
             raise ActorStoppedError(f"actor {self.name!r} has stopped")
+        headers = outgoing_headers(correlation_id, message_id)
+        if self._links is not None:
+            self._record(message, headers, request=False)
         try:
-            await self._publish(
-                self.subject, encode(message), outgoing_headers(correlation_id, message_id)
-            )
+            await self._publish(self.subject, encode(message), headers)
         except SlowConsumerError as exc:
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
 
@@ -144,10 +152,11 @@ class ActorRef(Generic[A]):
         group = self._group
         if group is not None and group.stopped:
             raise ActorStoppedError(f"actor {self.name!r} has stopped")
+        headers = outgoing_headers(correlation_id, message_id)
+        if self._links is not None:
+            self._record(message, headers, request=True)
         try:
-            reply = await self._bus.request(
-                self.subject, encode(message), timeout, outgoing_headers(correlation_id, message_id)
-            )
+            reply = await self._bus.request(self.subject, encode(message), timeout, headers)
         except NoRespondersError:
             if self.stopped:
                 raise ActorStoppedError(f"actor {self.name!r} has stopped") from None
@@ -158,10 +167,21 @@ class ActorRef(Generic[A]):
             ) from None
         except SlowConsumerError as exc:
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
-        headers = reply.headers
-        if headers is not None and ERROR_KIND in headers:
-            raise self._remote_error(headers[ERROR_KIND], reply.data)
+        reply_headers = reply.headers
+        if reply_headers is not None and ERROR_KIND in reply_headers:
+            raise self._remote_error(reply_headers[ERROR_KIND], reply.data)
         return decode(reply_decoder, reply.data, self._max_reply)
+
+    def _record(self, message: msgspec.Struct, headers: Headers, *, request: bool) -> None:
+        assert self._links is not None
+        sender = sender_override()
+        if sender is None:
+            current = _current.get()
+            subject = current.subject if current is not None else ""
+            prefix = self._prefix
+            sender = subject[len(prefix) :] if subject.startswith(prefix) else "client"
+        link = Link(sender, self.name, type(message).__name__, request)
+        self._links.record(link, headers.get(CORRELATION_ID))
 
     def _unhandled(self, message: object) -> UnhandledMessageError:
         handled = ", ".join(sorted(t.__name__ for t in self._handlers))

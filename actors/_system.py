@@ -21,6 +21,7 @@ from ._context import _current
 from ._dead_letters import DeadLetters
 from ._errors import ActorError, DuplicateActorError
 from ._handlers import handler_table
+from ._links import LinkRecorder
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
 
@@ -84,6 +85,7 @@ class ActorSystem:
         max_message_size: int = DEFAULT_MAX_PAYLOAD,
         dead_letter_capacity: int = 1000,
         shutdown_timeout: float = 5.0,
+        record_links: bool = False,
     ) -> None:
         validate_subject(prefix)
         if mailbox_size <= 0:
@@ -101,6 +103,8 @@ class ActorSystem:
         self.max_message_size = max_message_size
         self.shutdown_timeout = shutdown_timeout
         self.dead_letters = DeadLetters(dead_letter_capacity)
+        self.links: LinkRecorder | None = LinkRecorder() if record_links else None
+        """The communication links used, when `record_links` is on."""
         self.failures: deque[ActorFailure] = deque(maxlen=100)
         """Actors that stopped for good, the latest 100."""
         self._groups: dict[str, ActorGroup] = {}
@@ -160,7 +164,9 @@ class ActorSystem:
         subject = f"{self.prefix}.{name}"
         validate_subject(subject)
         group = ActorGroup(name, subject)
-        group.ref = ActorRef(self.bus, name, subject, table, self.max_message_size, group)
+        group.ref = ActorRef(
+            self.bus, name, subject, table, self.max_message_size, group, self.links, self.prefix
+        )
         self._groups[name] = group
         policy = supervision or self.supervision
         try:
@@ -191,7 +197,10 @@ class ActorSystem:
             return group.ref
         subject = f"{self.prefix}.{name}"
         validate_subject(subject)
-        return ActorRef(self.bus, name, subject, handler_table(actor_class), self.max_message_size)
+        table = handler_table(actor_class)
+        return ActorRef(
+            self.bus, name, subject, table, self.max_message_size, None, self.links, self.prefix
+        )
 
     async def stop(self, ref: ActorRef[Any], timeout: float | None = None) -> None:
         """Stop a local actor: its mailbox is handled first, for up to `timeout` seconds.

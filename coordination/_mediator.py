@@ -16,7 +16,7 @@ from typing import Any, Generic, Self, TypeVar
 import anyio
 import msgspec
 
-from actors import Actor, ActorError, ActorRef, ActorSystem, Request
+from actors import Actor, ActorError, ActorRef, ActorSystem, Request, acting_as
 from brokers import new_id
 
 from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
@@ -211,6 +211,10 @@ class Mediator(Generic[In]):
             ) from None
 
     async def _run(self, instance: _Instance) -> None:
+        with acting_as(f"mediator.{self.workflow.name}"):
+            await self._drive(instance)
+
+    async def _drive(self, instance: _Instance) -> None:
         state = instance.state
         context: WorkflowContext[In] = WorkflowContext(
             state.workflow_id, state.input, state.results

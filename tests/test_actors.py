@@ -20,9 +20,11 @@ from actors import (
     DuplicateActorError,
     HandlerError,
     InvalidActorError,
+    Link,
     Request,
     SupervisorPolicy,
     UnhandledMessageError,
+    acting_as,
     handler,
     idempotent,
 )
@@ -477,3 +479,39 @@ async def test_a_failed_attempt_is_not_remembered(bus: Bus) -> None:
         with pytest.raises(HandlerError):
             await ref.ask(Charge(amount=3), message_id="retry-me")
         assert await ref.ask(Charge(amount=3), message_id="retry-me") == 3  # runs again
+
+
+async def test_links_record_who_sent_what_to_whom(bus: Bus) -> None:
+    async with ActorSystem(bus, record_links=True) as system:
+        recorder = await system.spawn(Recorder, name="recorder")
+        relay = await system.spawn(Relay, name="relay")
+        await relay.tell(Forward(label="x"), correlation_id="conv-1")
+        await until(lambda: len(recorder_seen(system)) == 1)
+        await recorder.ask(GetSeen())
+        with acting_as("auditor"):
+            await recorder.tell(Seen(label="audit"), correlation_id="conv-2")
+        assert system.links is not None
+        assert system.links.links == {
+            Link("client", "relay", "Forward", request=False),
+            Link("relay", "recorder", "Seen", request=False),
+            Link("client", "recorder", "GetSeen", request=True),
+            Link("auditor", "recorder", "Seen", request=False),
+        }
+        assert system.links.sequence("conv-1") == [
+            Link("client", "relay", "Forward", request=False),
+            Link("relay", "recorder", "Seen", request=False),
+        ]
+        flowchart = system.links.flowchart()
+        assert flowchart.startswith("flowchart LR")
+        assert "    relay -.->|Seen| recorder" in flowchart
+        assert "    client -->|GetSeen| recorder" in flowchart
+        assert system.links.sequence_diagram("conv-1").splitlines() == [
+            "sequenceDiagram",
+            "    client-)relay: Forward",
+            "    relay-)recorder: Seen",
+        ]
+
+
+async def test_links_are_off_by_default(bus: Bus) -> None:
+    async with ActorSystem(bus) as system:
+        assert system.links is None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import anyio
 import pytest
 
-from actors import Actor, ActorSystem, SupervisorPolicy, idempotent
+from actors import Actor, ActorSystem, Link, SupervisorPolicy, idempotent
 from brokers import Bus
 from coordination import (
     InvalidWorkflowError,
@@ -75,12 +75,13 @@ async def open_shop(
     fulfillment: FulfillmentService | None = None,
     workflow: Workflow[PlaceOrder] = order_workflow,
     strategy: str = "mediator",
+    record_links: bool = False,
 ) -> AsyncIterator[Shop]:
     orders, email = OrderService(), EmailService()
     payment = payment or PaymentService(declined=frozenset({"mallory"}))
     fulfillment = fulfillment or FulfillmentService(stock={"book": 1000, "rare": 0})
     policy = SupervisorPolicy(max_restarts=100, backoff_initial=0)
-    async with ActorSystem(bus, supervision=policy) as system:
+    async with ActorSystem(bus, supervision=policy, record_links=record_links) as system:
         for name, service in [
             ("order", orders),
             ("payment", payment),
@@ -308,3 +309,54 @@ async def test_a_failing_command_builder_fails_the_workflow_not_the_strategy(
         again = await shop.mediator.result(await shop.mediator.start(order(8)), timeout=5)
         assert again.outcome is Outcome.COMPENSATED
         assert shop.payment.refunds == {"o7": 1000, "o8": 1000}
+
+
+MEDIATOR = "mediator.order-placement"
+CHAPTER_LINKS = {
+    # figure 11-4: the happy path
+    "completed": {
+        Link(MEDIATOR, "order", "CreateOrder", request=True),
+        Link(MEDIATOR, "payment", "Charge", request=True),
+        Link(MEDIATOR, "fulfillment", "Fulfill", request=True),
+        Link(MEDIATOR, "email", "SendEmail", request=False),
+        Link(MEDIATOR, "order", "MarkOrder", request=False),
+    },
+    # figure 11-5: payment rejected
+    "rejected": {
+        Link(MEDIATOR, "order", "CreateOrder", request=True),
+        Link(MEDIATOR, "payment", "Charge", request=True),
+        Link(MEDIATOR, "email", "SendEmail", request=False),
+        Link(MEDIATOR, "order", "MarkOrder", request=False),
+    },
+    # figure 11-6: backordered, the payment refunded
+    "backordered": {
+        Link(MEDIATOR, "order", "CreateOrder", request=True),
+        Link(MEDIATOR, "payment", "Charge", request=True),
+        Link(MEDIATOR, "fulfillment", "Fulfill", request=True),
+        Link(MEDIATOR, "payment", "Refund", request=True),
+        Link(MEDIATOR, "email", "SendEmail", request=False),
+        Link(MEDIATOR, "order", "MarkOrder", request=False),
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "placed"),
+    [
+        ("completed", PlaceOrder("o9", "ann", "book", 1, 1000)),
+        ("rejected", PlaceOrder("o9", "mallory", "book", 1, 1000)),
+        ("backordered", PlaceOrder("o9", "ann", "rare", 1, 1000)),
+    ],
+)
+async def test_the_mediator_uses_the_chapters_links(
+    bus: Bus, case: str, placed: PlaceOrder
+) -> None:
+    async with open_shop(bus, record_links=True) as shop:
+        workflow_id = await shop.mediator.start(placed)
+        await shop.mediator.result(workflow_id, timeout=5)
+        links = shop.system.links
+        assert links is not None
+        used = {link for link in links.links if link.sender == MEDIATOR}
+        assert used == CHAPTER_LINKS[case]
+        diagram = links.sequence_diagram(workflow_id)
+        assert diagram.splitlines()[1] == "    mediator_order_placement->>order: CreateOrder"
