@@ -103,6 +103,8 @@ async def test_ask_and_tell_a_service_in_another_process(nats_server: NatsServer
                 await ledger.ask(GetTotal(), timeout=30)  # now at once, not at the timeout
 
             host.start()
+            await bus.flush()  # our connection sees the new host's subscription (see the note
+            # in test_nats_bus: another connection's subscription can lag for a moment)
             await ledger.tell(Add(amount=1))
             assert await ledger.ask(GetTotal(), timeout=5) == 1  # a new process, fresh state
         assert host.terminate() == 0  # SIGTERM: a clean shutdown

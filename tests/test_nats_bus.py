@@ -143,6 +143,9 @@ async def test_headers_interoperate_with_a_stock_nats_client(nats_server: NatsSe
             inbox = Inbox()
             await bus.subscribe("interop.to-corps", inbox)
             await bus.flush()
+            # Measured: another connection's publish can miss a subscription for a moment
+            # even after the subscriber's flush; a round trip on the publisher settles it.
+            await stock.flush()
             await bus.publish("interop.to-stock", b"1", headers=headers, reply="r.s")
             await stock.publish("interop.to-corps", b"2", headers=headers)
             (msg,) = await inbox.wait_for(1)
