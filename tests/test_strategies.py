@@ -4,7 +4,9 @@ service are expected whatever coordinates them; only what `status` can see diffe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -360,3 +362,46 @@ async def test_the_mediator_uses_the_chapters_links(
         assert used == CHAPTER_LINKS[case]
         diagram = links.sequence_diagram(workflow_id)
         assert diagram.splitlines()[1] == "    mediator_order_placement->>order: CreateOrder"
+
+
+async def test_every_order_ends_consistent_under_a_concurrent_mix(
+    bus: Bus, strategy_name: str
+) -> None:
+    """A history check in the manner of Jepsen: 300 concurrent orders, some cards declined,
+    stock running out half way; each order's effects must match its outcome."""
+    rng = random.Random(7)
+    stock = 150
+    fulfillment = FulfillmentService(stock={"book": stock})
+    async with open_shop(bus, fulfillment=fulfillment, strategy=strategy_name) as shop:
+        placed = [
+            order(n, customer=rng.choice(["ann", "bob", "mallory"]), quantity=rng.choice([1, 2]))
+            for n in range(300)
+        ]
+        ids = await asyncio.gather(*(shop.mediator.start(p) for p in placed))
+        results = await asyncio.gather(*(shop.mediator.result(i, timeout=60) for i in ids))
+        await until(lambda: len(shop.orders.orders) == 300)
+        await until(lambda: len(shop.email.sent) == 300)
+        await until(lambda: "pending" not in shop.orders.orders.values())
+    charges, refunds = shop.payment.charges, shop.payment.refunds
+    for p, result in zip(placed, results, strict=True):
+        charged, refunded = charges.get(p.order_id, 0), refunds.get(p.order_id, 0)
+        shipped = fulfillment.shipped.get(p.order_id, 0)
+        if result.outcome is Outcome.COMPLETED:
+            assert (charged, refunded, shipped) == (p.amount, 0, p.quantity), p
+            assert shop.orders.orders[p.order_id] == "placed"
+        elif result.outcome is Outcome.FAILED:
+            assert p.customer == "mallory", p
+            assert (charged, refunded, shipped) == (0, 0, 0), p
+            assert shop.orders.orders[p.order_id] == "failed"
+        else:
+            assert result.outcome is Outcome.COMPENSATED, p
+            assert result.failure is not None
+            assert result.failure.reason == "backordered"
+            assert (charged, refunded, shipped) == (p.amount, p.amount, 0), p
+            assert shop.orders.orders[p.order_id] == "failed"
+    emails = [to for to, _ in shop.email.sent]
+    assert sorted(emails) == sorted(p.customer for p in placed)  # one email per order
+    shipped_total = sum(fulfillment.shipped.values())
+    assert fulfillment.stock["book"] == stock - shipped_total
+    outcomes = {r.outcome for r in results}
+    assert outcomes == {Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPENSATED}
