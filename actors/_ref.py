@@ -99,6 +99,8 @@ class ActorRef(Generic[A]):
         UnhandledMessageError, ActorStoppedError or MailboxFullError (Overflow.REJECT).
         A `message_id` you choose makes a resend recognisable (see `idempotent`).
         """
+        # tell and ask repeat these checks inline: they are the hot path, and a shared
+        # helper would cost a call per message.
         if type(message) not in self._handlers:
             raise self._unhandled(message)
         group = self._group
