@@ -14,6 +14,7 @@ from ._actor import Actor
 from ._context import (
     CAUSATION_ID,
     CORRELATION_ID,
+    ERROR_KIND,
     MESSAGE_ID,
     MessageContext,
     current_message,
@@ -43,6 +44,7 @@ from ._system import ActorFailure, ActorSystem
 __all__ = (
     "CAUSATION_ID",
     "CORRELATION_ID",
+    "ERROR_KIND",
     "MESSAGE_ID",
     "Actor",
     "ActorError",

@@ -114,6 +114,43 @@ class ActorRef(Generic[A]):
         except SlowConsumerError as exc:
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
 
+    async def send(
+        self,
+        message: msgspec.Struct,
+        reply_to: str,
+        *,
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Send a request whose reply the handler publishes to `reply_to`, a subject of yours.
+
+        Unlike `ask`, nothing waits here: a coordinator keeps many requests in flight and
+        handles each reply as a message when it lands. The reply carries this message's id as
+        its causation id (`CAUSATION_ID`), and an error reply carries the `Corps-Error` header.
+        Decode a reply with `reply_decoder(type(message))`. Raises what `tell` raises.
+        """
+        if type(message) not in self._reply_decoders:
+            raise self._unhandled(message)
+        group = self._group
+        if group is not None and group.stopped:
+            raise ActorStoppedError(f"actor {self.name!r} has stopped")
+        headers = outgoing_headers(correlation_id, message_id)
+        if self._links is not None:
+            self._record(message, headers, request=True)
+        try:
+            await self._publish(self.subject, encode(message), headers, reply_to)
+        except SlowConsumerError as exc:
+            raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
+
+    def reply_decoder(self, message_type: type) -> msgspec.msgpack.Decoder[Any]:
+        """The decoder of the replies to `message_type` (raises UnhandledMessageError)."""
+        decoder = self._reply_decoders.get(message_type)
+        if decoder is None:
+            raise UnhandledMessageError(
+                f"actor {self.name!r} has no handler for {message_type.__name__}"
+            )
+        return decoder
+
     @overload
     async def ask(
         self,
@@ -171,7 +208,7 @@ class ActorRef(Generic[A]):
             raise MailboxFullError(f"actor {self.name!r}: {exc}") from exc
         reply_headers = reply.headers
         if reply_headers is not None and ERROR_KIND in reply_headers:
-            raise self._remote_error(reply_headers[ERROR_KIND], reply.data)
+            raise self.reply_error(reply_headers[ERROR_KIND], reply.data)
         return decode(reply_decoder, reply.data, self._max_reply)
 
     def _record(self, message: msgspec.Struct, headers: Headers, *, request: bool) -> None:
@@ -192,7 +229,8 @@ class ActorRef(Generic[A]):
             f"(it handles: {handled})"
         )
 
-    def _remote_error(self, kind: str, data: bytes) -> Exception:
+    def reply_error(self, kind: str, data: bytes) -> Exception:
+        """The exception an error reply stands for: `kind` is its `Corps-Error` header."""
         try:
             body = _error_decoder.decode(data)
         except Exception:

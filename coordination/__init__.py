@@ -1,7 +1,9 @@
 """Workflow coordination: one workflow definition, interchangeable strategies.
 
 Declare a `Workflow` once (steps, compensations, retries, timeouts, failure path) and run it
-with a strategy: `Mediator` (orchestration) so far; the choreographies follow.
+with any strategy: `Mediator` (orchestration), or one of the choreographies, `FrontController`,
+`StampCoupled`, `QueryAll` and `EventSourced`. They share one API (`start`, `status`,
+`result`, `cancel`) and differ in cost and in what `status` can see.
 """
 
 from ._definition import (
@@ -14,22 +16,33 @@ from ._definition import (
     WorkflowContext,
 )
 from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowError
+from ._event_sourced import EventSourced
+from ._event_store import EventStore, MemoryEventStore
+from ._front_controller import FrontController
 from ._mediator import Mediator
+from ._query_all import QueryAll
+from ._stamp_coupled import StampCoupled
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._store import InstanceState, MemoryStateStore, StateStore
 from ._strategy import Strategy
 
 __all__ = (
     "CoordinationError",
+    "EventSourced",
+    "EventStore",
     "Failure",
+    "FrontController",
     "InstanceState",
     "InvalidWorkflowError",
     "Mediator",
+    "MemoryEventStore",
     "MemoryStateStore",
     "Notify",
     "Outcome",
+    "QueryAll",
     "Rejected",
     "RetryPolicy",
+    "StampCoupled",
     "StateStore",
     "Step",
     "Strategy",

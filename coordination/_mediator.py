@@ -16,12 +16,13 @@ from typing import Any, Generic, Self, TypeVar
 import anyio
 import msgspec
 
-from actors import Actor, ActorError, ActorRef, ActorSystem, Request, acting_as
+from actors import Actor, ActorError, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
 from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
 from ._errors import UnknownWorkflowError
 from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ._store import InstanceState, MemoryStateStore, StateStore
 
 __all__ = ("Mediator",)
@@ -31,21 +32,6 @@ logger = logging.getLogger("coordination")
 In = TypeVar("In", bound=msgspec.Struct)
 
 
-class StatusReply(msgspec.Struct, frozen=True):
-    found: bool
-    outcome: str = ""
-    current_step: str | None = None
-    completed: list[str] = []
-    compensated: list[str] = []
-    failure_step: str | None = None
-    failure_reason: str | None = None
-    failure_technical: bool = False
-
-
-class GetStatus(Request[StatusReply]):
-    workflow_id: str
-
-
 class _MediatorActor(Actor):
     """Answers status queries over the bus from the mediator's store."""
 
@@ -53,20 +39,7 @@ class _MediatorActor(Actor):
         self.store = store
 
     async def status(self, msg: GetStatus) -> StatusReply:
-        state = await self.store.load(msg.workflow_id)
-        if state is None:
-            return StatusReply(found=False)
-        failure = state.failure
-        return StatusReply(
-            found=True,
-            outcome=state.outcome.value,
-            current_step=state.current_step,
-            completed=list(state.completed),
-            compensated=list(state.compensated),
-            failure_step=failure.step if failure else None,
-            failure_reason=failure.reason if failure else None,
-            failure_technical=failure.technical if failure else False,
-        )
+        return reply_from_state(await self.store.load(msg.workflow_id))
 
 
 @dataclass(slots=True)
@@ -164,20 +137,7 @@ class Mediator(Generic[In]):
         reply = await self._actor.ask(GetStatus(workflow_id))
         if not reply.found:
             raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
-        failure = None
-        if reply.failure_step is not None:
-            failure = Failure(
-                reply.failure_step, reply.failure_reason or "", reply.failure_technical
-            )
-        return WorkflowStatus(
-            workflow_id,
-            self.strategy,
-            Outcome(reply.outcome),
-            reply.current_step,
-            tuple(reply.completed),
-            tuple(reply.compensated),
-            failure,
-        )
+        return status_from_reply(workflow_id, self.strategy, reply)
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""

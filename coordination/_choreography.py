@@ -1,0 +1,603 @@
+"""The machinery the four choreographies share: an adapter per service, routing derived from
+the definition, failure events that lead services to compensate themselves.
+
+Nobody drives a choreographed workflow. Each service is wrapped by an adapter (an actor named
+`<strategy>.<workflow>.<service>`) that reacts to `Advance` by building its step's command and
+sending it to the service, and, when the service answers, publishes the next `Advance` to the
+adapter of the next step, or `Ended` when there is none. A business refusal, a technical
+failure that outlived its retries, or a cancellation turns the flow around: the adapter sends
+`Unwind` to the adapter of the latest completed step that has a compensation, which undoes its
+step and passes `Unwind` on to the one before; the last of them (or the failing adapter, when
+nothing needs undoing) sends the failure notices and `Ended`.
+
+The strategies differ in what the events carry and in who can answer `status`; they fill in the
+hooks of `Choreography`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import msgspec
+
+from actors import Actor, ActorError, ActorRef, ActorSystem, acting_as
+from brokers import new_id
+
+from ._carriage import ContextCodec
+from ._commands import CommandPort
+from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
+from ._errors import CoordinationError, UnknownWorkflowError
+from ._events import Advance, Cancel, Carried, Ended, Unwind
+from ._status import Outcome, WorkflowResult, WorkflowStatus
+
+__all__ = ("Adapter", "Choreography")
+
+logger = logging.getLogger("coordination")
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+CANCELLED = "cancelled"
+REMEMBERED_CANCELS = 10_000
+
+
+@dataclass(slots=True)
+class _Command:
+    """What a pending command of an adapter was for."""
+
+    workflow_id: str
+    step: int
+    undo: bool
+    context: WorkflowContext[Any]
+    data: Carried | None
+    event: Unwind | None = None
+
+
+class Adapter(Actor, Generic[In]):
+    """Wraps one service for a choreography: performs and undoes the service's steps when
+    events say so, and tells the next service what comes next."""
+
+    def __init__(self, engine: Choreography[In], service: str) -> None:
+        self.engine = engine
+        self.service = service
+        self.workflow = engine.workflow
+        self.steps = engine.workflow.steps
+        self.service_ref: ActorRef[Any] = engine.refs[service]
+        self.cancelled: OrderedDict[str, None] = OrderedDict()
+        self.records: OrderedDict[str, Any] = OrderedDict()
+        """A strategy's own per-workflow records (query-all keeps each service's part here)."""
+        self.port: CommandPort[_Command] | None = None
+        self.adapter_name = engine.adapter_name(service)
+
+    async def on_start(self) -> None:
+        if self.port is None:
+            self.port = CommandPort(
+                self.engine.system, self.adapter_name, self._replied, self._command_failed
+            )
+            await self.port.open()
+
+    async def on_stop(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            await port.close()
+
+    # -- events -----------------------------------------------------------------------
+
+    async def advance(self, event: Advance) -> None:
+        index = event.step
+        if not self._mine(index, event):
+            return
+        step = self.steps[index]
+        workflow_id = event.workflow_id
+        engine = self.engine
+        try:
+            context = await engine.context_for(self, workflow_id, event.data, index)
+        except Exception as exc:
+            await self._abandon(workflow_id, index, index, [], f"no context: {exc!r}")
+            return
+        if workflow_id in self.cancelled:
+            failure = Failure(step.name, CANCELLED, technical=False)
+            await self._turn_back(workflow_id, index, False, failure, True, context, event.data)
+            return
+        await engine.step_started(self, workflow_id, index, event.data)
+        try:
+            command = step.command(context)
+        except Exception as exc:  # a bug in the definition: fail the step, not the service
+            reason = f"building the command failed: {type(exc).__name__}: {exc}"
+            failure = Failure(step.name, reason, technical=True)
+            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
+            return
+        message_id = f"{workflow_id}.{step.name}"
+        if step.wait:
+            assert self.port is not None
+            pending = _Command(workflow_id, index, False, context, event.data)
+            await self.port.send(
+                self.service_ref,
+                command,
+                pending,
+                message_id=message_id,
+                correlation_id=workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
+            )
+            return
+        error = await self._tell(step, command, workflow_id, message_id)
+        if error is not None:
+            failure = Failure(step.name, error, technical=True)
+            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
+            return
+        await self._done(_Command(workflow_id, index, False, context, event.data), None, b"")
+
+    async def unwind(self, event: Unwind) -> None:
+        index = event.step
+        if not self._mine(index, event):
+            return
+        step = self.steps[index]
+        assert step.compensation is not None
+        workflow_id = event.workflow_id
+        try:
+            context = await self.engine.context_for(self, workflow_id, event.data, index)
+        except Exception as exc:
+            reason = f"no context to compensate {step.name!r}: {exc!r}"
+            await self._abandon(workflow_id, index, event.completed, event.compensated, reason)
+            return
+        context.failure = Failure(event.failed_step, event.reason, event.technical)
+        pending = _Command(workflow_id, index, True, context, event.data, event)
+        try:
+            command = step.compensation(context)
+        except Exception as exc:
+            await self._undo_failed(pending, f"building the compensation failed: {exc!r}")
+            return
+        assert self.port is not None
+        await self.port.send(
+            self.service_ref,
+            command,
+            pending,
+            message_id=f"{workflow_id}.{step.name}.undo",
+            correlation_id=workflow_id,
+            policy=step.retry,
+            timeout=step.timeout,
+        )
+
+    async def cancel(self, event: Cancel) -> None:
+        self.cancelled[event.workflow_id] = None
+        if len(self.cancelled) > REMEMBERED_CANCELS:
+            self.cancelled.popitem(last=False)
+
+    # -- the service's answers ---------------------------------------------------------
+
+    async def _replied(self, pending: _Command, reply: Any, data: bytes) -> None:
+        with acting_as(self.adapter_name):
+            if pending.undo:
+                if isinstance(reply, Rejected):
+                    await self._undo_failed(
+                        pending, f"the compensation was refused: {reply.reason}"
+                    )
+                else:
+                    await self._undone(pending)
+            elif isinstance(reply, Rejected):
+                step = self.steps[pending.step]
+                failure = Failure(step.name, reply.reason, technical=False)
+                await self._failed(pending, failure)
+            else:
+                await self._done(pending, reply, data)
+
+    async def _command_failed(self, pending: _Command, reason: str) -> None:
+        with acting_as(self.adapter_name):
+            if pending.undo:
+                await self._undo_failed(pending, reason)
+            else:
+                step = self.steps[pending.step]
+                await self._failed(pending, Failure(step.name, reason, technical=True))
+
+    async def _done(self, pending: _Command, reply: Any, data: bytes) -> None:
+        workflow_id, index = pending.workflow_id, pending.step
+        step = self.steps[index]
+        engine = self.engine
+        if step.wait:
+            pending.context.results[step.name] = reply
+        carried = engine.step_done(self, workflow_id, index, pending.data, data)
+        if workflow_id in self.cancelled:
+            failure = Failure(step.name, CANCELLED, technical=False)
+            await self._turn_back(workflow_id, index, True, failure, True, pending.context, carried)
+            return
+        following = index + 1
+        if following < len(self.steps):
+            advance = Advance(workflow_id, following, carried)
+            await engine.adapters[self.steps[following].service].tell(
+                advance, correlation_id=workflow_id
+            )
+            return
+        completed = [s.name for s in self.steps]
+        await engine.end(self, Ended(workflow_id, Outcome.COMPLETED.value, completed, data=carried))
+
+    async def _failed(self, pending: _Command, failure: Failure) -> None:
+        carried = self.engine.step_failed(self, pending.workflow_id, pending.step, pending.data)
+        await self._turn_back(
+            pending.workflow_id, pending.step, False, failure, False, pending.context, carried
+        )
+
+    async def _undone(self, pending: _Command) -> None:
+        event = pending.event
+        assert event is not None
+        step = self.steps[pending.step]
+        carried = self.engine.step_compensated(self, event.workflow_id, pending.step, event.data)
+        compensated = [*event.compensated, step.name]
+        await self._unwind_from(event, pending.step, compensated, pending.context, carried)
+
+    async def _undo_failed(self, pending: _Command, reason: str) -> None:
+        event = pending.event
+        assert event is not None
+        logger.error(
+            "%s: compensation of %r failed: %s",
+            event.workflow_id,
+            self.steps[pending.step].name,
+            reason,
+        )
+        await self._unwind_from(event, pending.step, event.compensated, pending.context, event.data)
+
+    # -- the way back ------------------------------------------------------------------
+
+    async def _turn_back(
+        self,
+        workflow_id: str,
+        index: int,
+        done: bool,
+        failure: Failure,
+        cancelled: bool,
+        context: WorkflowContext[Any],
+        carried: Carried | None,
+    ) -> None:
+        """Step `index` failed (or was cancelled, `done` saying whether it completed first):
+        start compensating the steps before it, newest first."""
+        completed = index + 1 if done else index
+        first = Unwind(
+            workflow_id,
+            completed,
+            failure.step,
+            failure.reason,
+            failure.technical,
+            cancelled,
+            completed,
+            [],
+            carried,
+        )
+        context.failure = failure
+        await self._unwind_from(first, completed, [], context, carried)
+
+    async def _unwind_from(
+        self,
+        event: Unwind,
+        below: int,
+        compensated: list[str],
+        context: WorkflowContext[Any],
+        carried: Carried | None,
+    ) -> None:
+        """Hand the compensation on to the newest compensable step before `below`, or, when
+        none is left, send the failure notices and end the workflow."""
+        workflow_id = event.workflow_id
+        for index in range(below - 1, -1, -1):
+            step = self.steps[index]
+            if step.compensation is not None:
+                await self.engine.adapters[step.service].tell(
+                    Unwind(
+                        workflow_id,
+                        index,
+                        event.failed_step,
+                        event.reason,
+                        event.technical,
+                        event.cancelled,
+                        event.completed,
+                        compensated,
+                        carried,
+                    ),
+                    correlation_id=workflow_id,
+                )
+                return
+        context.failure = Failure(event.failed_step, event.reason, event.technical)
+        for notify in self.workflow.on_failure:
+            try:
+                await self.engine.refs[notify.service].tell(
+                    notify.command(context), correlation_id=workflow_id
+                )
+            except Exception as exc:  # an unreachable service, or a bug in the builder
+                logger.error(
+                    "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
+                )
+        if event.cancelled:
+            outcome = Outcome.CANCELLED
+        elif compensated:
+            outcome = Outcome.COMPENSATED
+        else:
+            outcome = Outcome.FAILED
+        ended = Ended(
+            workflow_id,
+            outcome.value,
+            [s.name for s in self.steps[: event.completed]],
+            compensated,
+            event.failed_step,
+            event.reason,
+            event.technical,
+            carried,
+        )
+        await self.engine.end(self, ended)
+
+    async def _abandon(
+        self, workflow_id: str, index: int, completed: int, compensated: list[str], reason: str
+    ) -> None:
+        """End a workflow that cannot go on, not even backwards: the data its builders need
+        is gone (a participant forgot it, or did not answer). Nothing more is sent to the
+        services; the outcome says what happened."""
+        logger.error("%s: abandoned at %r: %s", workflow_id, self.steps[index].name, reason)
+        ended = Ended(
+            workflow_id,
+            Outcome.FAILED.value,
+            [s.name for s in self.steps[:completed]],
+            compensated,
+            self.steps[index].name,
+            reason,
+            technical=True,
+        )
+        await self.engine.end(self, ended)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _mine(self, index: int, event: Advance | Unwind) -> bool:
+        if 0 <= index < len(self.steps) and self.steps[index].service == self.service:
+            return True
+        logger.error("%s: %r reached %r, which does not serve it", self.name, event, self.service)
+        return False
+
+    async def _tell(
+        self, step: Step, command: msgspec.Struct, workflow_id: str, message_id: str
+    ) -> str | None:
+        """Tell a step that nobody waits for, retrying a refusal; the last error, or None."""
+        policy = step.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                await self.service_ref.tell(
+                    command, correlation_id=workflow_id, message_id=message_id
+                )
+            except ActorError as exc:
+                if attempt == policy.attempts:
+                    return f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(policy.delay(attempt))
+            else:
+                return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _always(adapter: Adapter[Any]) -> Callable[[], Adapter[Any]]:
+    """A factory that gives back the same adapter: a restart keeps its pending commands."""
+    return lambda: adapter
+
+
+class _Client(Actor):
+    """Receives `Ended` for the callers of `result` (the strategies without a front
+    controller)."""
+
+    def __init__(self, engine: Choreography[Any]) -> None:
+        self.engine = engine
+
+    async def ended(self, event: Ended) -> None:
+        self.engine.finish(event)
+
+
+class Choreography(Generic[In]):
+    """Base of the choreographed strategies: the strategy API over adapters and events.
+
+    Subclasses say what events carry (`carries_data`) and how `status` is answered, and may
+    hook into each step's start, end, failure and compensation.
+    """
+
+    strategy: ClassVar[str]
+    carries_data: ClassVar[bool] = True
+
+    def __init__(self, system: ActorSystem, workflow: Workflow[In]) -> None:
+        self.system = system
+        self.workflow = workflow
+        self.codec = ContextCodec(workflow)
+        self.refs: dict[str, ActorRef[Any]] = {}
+        self.adapters: dict[str, ActorRef[Adapter[In]]] = {}
+        self.endpoint: ActorRef[Any] | None = None
+        self._waiting: dict[str, asyncio.Future[WorkflowResult]] = {}
+        self._ended: dict[str, Ended] = {}
+        self._running = False
+
+    def adapter_name(self, service: str) -> str:
+        return f"{self.strategy}.{self.workflow.name}.{service}"
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"{self.strategy}.{self.workflow.name}.client"
+
+    async def __aenter__(self) -> Self:
+        system = self.system
+        self.refs = {name: system.ref(cls, name) for name, cls in self.workflow.services.items()}
+        services = dict.fromkeys(step.service for step in self.workflow.steps)
+        try:
+            for service in services:
+                adapter: Adapter[In] = Adapter(self, service)
+                self.adapters[service] = await system.spawn(
+                    _always(adapter), name=self.adapter_name(service)
+                )
+            self.endpoint = await system.spawn(self._make_endpoint, name=self.endpoint_name)
+            await self._open()
+        except BaseException:
+            await self._stop_actors()
+            raise
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._running = False
+        await self._stop_actors()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(
+                    CoordinationError("the strategy stopped before the workflow ended")
+                )
+                future.exception()  # nobody may be waiting: do not warn about it
+
+    async def _stop_actors(self) -> None:
+        await self._close()
+        refs = [*self.adapters.values()]
+        if self.endpoint is not None:
+            refs.append(self.endpoint)
+        for ref in refs:
+            if not ref.stopped:
+                await self.system.stop(ref)
+
+    # -- the strategy API -------------------------------------------------------------
+
+    async def start(self, workflow_input: In, *, results: Mapping[str, Any] | None = None) -> str:
+        """Start an instance; returns its id at once.
+
+        `results` are replies of steps done elsewhere, which this instance's commands may read
+        (a hybrid hands the core's replies to the strategy that runs the rest).
+        """
+        if not self._running:
+            raise RuntimeError(f"use the strategy as `async with {type(self).__name__}(...)`")
+        if not isinstance(workflow_input, self.workflow.input_type):
+            raise TypeError(
+                f"{self.workflow.name} takes {self.workflow.input_type.__name__}, "
+                f"not {type(workflow_input).__name__}"
+            )
+        workflow_id = f"{self.workflow.name}-{new_id()}"
+        self._waiting[workflow_id] = asyncio.get_running_loop().create_future()
+        await self._begin(workflow_id, self.codec.carried(workflow_input, results))
+        return workflow_id
+
+    async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Wait for the instance to end and return its outcome."""
+        future = self._future(workflow_id)
+        if timeout is None:
+            return await asyncio.shield(future)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(future)
+
+    async def cancel(self, workflow_id: str) -> bool:
+        """Tell every service to stop the instance at the next step it sees and unwind it.
+
+        False when the instance is known to have ended. A choreography cannot stop a step
+        under way, and a cancel that reaches the services after the last step comes too late:
+        the outcome then stays what it was.
+        """
+        future = self._future(workflow_id)
+        if future.done():
+            return False
+        for adapter in self.adapters.values():
+            await adapter.tell(Cancel(workflow_id), correlation_id=workflow_id)
+        return True
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """What this strategy's pattern can know about the instance."""
+        raise NotImplementedError
+
+    # -- for adapters and endpoints ---------------------------------------------------
+
+    def finish(self, event: Ended) -> None:
+        """The instance ended: resolve whoever waits for it."""
+        future = self._waiting.get(event.workflow_id)
+        if future is None or future.done():
+            return
+        self._ended[event.workflow_id] = event
+        future.set_result(self.result_of(event))
+
+    def result_of(self, event: Ended) -> WorkflowResult:
+        failure = None
+        if event.failed_step is not None:
+            failure = Failure(event.failed_step, event.reason or "", event.technical)
+        results = self.codec.results(event.data.results) if event.data is not None else {}
+        return WorkflowResult(event.workflow_id, Outcome(event.outcome), results, failure)
+
+    async def end(self, adapter: Adapter[In], event: Ended) -> None:
+        """Send `Ended` to whoever waits for the outcome."""
+        assert self.endpoint is not None
+        await self.endpoint.tell(event, correlation_id=event.workflow_id)
+
+    async def context_for(
+        self, adapter: Adapter[In], workflow_id: str, data: Carried | None, step: int
+    ) -> WorkflowContext[In]:
+        """The context step number `step`'s builders see."""
+        assert data is not None, f"{self.strategy} events carry their data"
+        return self.codec.context(workflow_id, data.input, data.results)
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def _make_endpoint(self) -> Actor:
+        """The actor `Ended` goes to."""
+        return _Client(self)
+
+    async def _open(self) -> None:
+        """Start what the strategy needs besides its adapters."""
+
+    async def _close(self) -> None:
+        """Stop it again."""
+
+    async def _begin(self, workflow_id: str, data: Carried) -> None:
+        first = self.workflow.steps[0].service
+        await self.adapters[first].tell(Advance(workflow_id, 0, data), correlation_id=workflow_id)
+
+    async def step_started(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> None:
+        """An adapter is about to perform step number `step`."""
+
+    def step_done(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+    ) -> Carried | None:
+        """Step `step` answered `reply`: what the next event carries."""
+        if data is None or not self.workflow.steps[step].wait:
+            return data
+        results = dict(data.results)
+        results[self.workflow.steps[step].name] = msgspec.Raw(reply)
+        return Carried(data.input, results, data.trail)
+
+    def step_failed(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None:
+        """Step `step` failed: what the failure events carry."""
+        return data
+
+    def step_compensated(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None:
+        """Step `step` was undone: what the next failure event carries."""
+        return data
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _future(self, workflow_id: str) -> asyncio.Future[WorkflowResult]:
+        try:
+            return self._waiting[workflow_id]
+        except KeyError:
+            raise UnknownWorkflowError(
+                f"no workflow {workflow_id!r} in {self.workflow.name}"
+            ) from None
+
+    def _ended_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The full status of an instance whose `Ended` arrived, or None."""
+        event = self._ended.get(workflow_id)
+        if event is None:
+            return None
+        result = self.result_of(event)
+        return WorkflowStatus(
+            workflow_id,
+            self.strategy,
+            result.outcome,
+            None,
+            tuple(event.completed),
+            tuple(event.compensated),
+            result.failure,
+        )

@@ -1,0 +1,234 @@
+"""CommandPort: many commands in flight from one coordinator, replies handled as they land.
+
+A coordinator (the mediator, a choreography adapter) sends a step's command with a reply
+subject of its own instead of waiting in `ask`: nothing blocks between sending and the reply,
+so one coordinator keeps every workflow instance moving at once. The port matches a reply to
+its command by the causation id the service puts on it, retries a technical failure (an error
+reply, no reply within the step's timeout) with the same message id and the policy's backoff,
+and reports each command's end once: `on_reply` for an answer (a `Rejected` included: the
+business said no), `on_error` when the retries are spent.
+
+Timeouts are checked by one sweeper task per port, every `TICK` seconds while commands are
+pending, over buckets of a tick each (no timer and no heap entry per command): a command
+times out up to a tick late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from actors import CAUSATION_ID, ERROR_KIND, ActorError, ActorRef, ActorSystem, Request
+from brokers import Msg, Subscription, new_id
+
+from ._definition import RetryPolicy
+
+__all__ = ("TICK", "CommandPort")
+
+logger = logging.getLogger("coordination")
+
+TICK = 0.01
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    token: T
+    ref: ActorRef[Any]
+    command: msgspec.Struct
+    decoder: msgspec.msgpack.Decoder[Any]
+    correlation_id: str
+    policy: RetryPolicy
+    timeout: float
+    attempt: int = 1
+    bucket: int = 0
+    """The tick at which its timeout or resend is due."""
+    resend: bool = False
+    """Whether what is due is a resend (after a backoff) rather than a timeout."""
+
+
+class CommandPort(Generic[T]):
+    """Sends commands for `owner` (a name, for logs and links) and reports their ends.
+
+    `on_reply(token, reply, data)` gets the decoded reply and its bytes; `on_error(token,
+    reason)` a technical failure that outlived its retries. `token` is whatever the caller
+    gave `send` to know the command again.
+    """
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        owner: str,
+        on_reply: Callable[[T, Any, bytes], Awaitable[None]],
+        on_error: Callable[[T, str], Awaitable[None]],
+    ) -> None:
+        self.system = system
+        self.owner = owner
+        self.subject = f"{system.prefix}.{owner}.replies.{new_id()}"
+        """Unique per port: two processes running the same coordinator get their own replies."""
+        self._on_reply = on_reply
+        self._on_error = on_error
+        self._pending: dict[str, _Pending[T]] = {}
+        self._buckets: dict[int, set[str]] = {}
+        """Tick number to the message ids due then."""
+        self._ticks: list[int] = []
+        """The ticks that have a bucket, as a heap."""
+        self._subscription: Subscription | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Commands sent and not yet ended."""
+        return len(self._pending)
+
+    async def open(self) -> None:
+        self._subscription = await self.system.bus.subscribe(self.subject, self._reply)
+
+    async def close(self) -> None:
+        """Stop listening; commands still pending are forgotten (their owner is stopping)."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+        if self._subscription is not None:
+            await self._subscription.unsubscribe()
+            self._subscription = None
+        self._pending.clear()
+
+    async def send(
+        self,
+        ref: ActorRef[Any],
+        command: msgspec.Struct,
+        token: T,
+        *,
+        message_id: str,
+        correlation_id: str,
+        policy: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        """Send `command` to `ref`; its end comes back through `on_reply` or `on_error`.
+
+        `message_id` must be stable for the command (retries reuse it, so an idempotent
+        service answers a resend with its first result) and unique among pending commands.
+        """
+        if not isinstance(command, Request):
+            raise TypeError(
+                f"{type(command).__name__} is sent as a request: subclass actors.Request"
+            )
+        pending = _Pending(
+            token, ref, command, ref.reply_decoder(type(command)), correlation_id, policy, timeout
+        )
+        self._pending[message_id] = pending
+        await self._transmit(message_id, pending)
+
+    def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
+        self._unschedule(message_id, pending)
+        loop = asyncio.get_running_loop()
+        tick = -int(-(loop.time() + delay) // TICK)  # the first tick at or after the deadline
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = set()
+            heapq.heappush(self._ticks, tick)
+        bucket.add(message_id)
+        pending.bucket = tick
+        pending.resend = resend
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep(), name=f"{self.owner} timeouts")
+
+    def _unschedule(self, message_id: str, pending: _Pending[T]) -> None:
+        bucket = self._buckets.get(pending.bucket)
+        if bucket is not None:
+            bucket.discard(message_id)
+
+    async def _transmit(self, message_id: str, pending: _Pending[T]) -> None:
+        self._schedule(message_id, pending, pending.timeout, resend=False)
+        try:
+            await pending.ref.send(
+                pending.command,
+                self.subject,
+                correlation_id=pending.correlation_id,
+                message_id=message_id,
+            )
+        except ActorError as exc:  # stopped, mailbox full: a technical failure like any other
+            await self._failed(message_id, pending, f"{type(exc).__name__}: {exc}")
+
+    async def _reply(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers is None:
+            return
+        message_id = headers.get(CAUSATION_ID)
+        pending = self._pending.get(message_id) if message_id is not None else None
+        if pending is None:
+            return  # the answer to a resend that an earlier answer already settled
+        assert message_id is not None
+        # An answer to an earlier attempt, come while a resend waits, is the answer all the same.
+        self._unschedule(message_id, pending)
+        kind = headers.get(ERROR_KIND)
+        if kind is not None:
+            error = pending.ref.reply_error(kind, msg.data)
+            await self._failed(message_id, pending, f"{type(error).__name__}: {error}")
+            return
+        del self._pending[message_id]
+        try:
+            reply = pending.decoder.decode(msg.data)
+        except Exception as exc:  # a service answering out of contract: not worth a retry
+            await self._report_error(pending, f"undecodable reply: {exc}")
+            return
+        try:
+            await self._on_reply(pending.token, reply, msg.data)
+        except Exception:
+            logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
+
+    async def _failed(self, message_id: str, pending: _Pending[T], reason: str) -> None:
+        """A technical failure of one attempt: resend after the backoff, or give up."""
+        policy = pending.policy
+        if pending.attempt >= policy.attempts:
+            del self._pending[message_id]
+            await self._report_error(pending, reason)
+            return
+        logger.warning(
+            "%s: %s attempt %d failed: %s",
+            pending.correlation_id,
+            type(pending.command).__name__,
+            pending.attempt,
+            reason,
+        )
+        pending.attempt += 1
+        self._schedule(message_id, pending, policy.delay(pending.attempt - 1), resend=True)
+
+    async def _report_error(self, pending: _Pending[T], reason: str) -> None:
+        try:
+            await self._on_error(pending.token, reason)
+        except Exception:
+            logger.exception("%s: handling a failed command failed", self.owner)
+
+    async def _sweep(self) -> None:
+        """Time commands out and resend them, while any is pending."""
+        loop = asyncio.get_running_loop()
+        buckets, ticks = self._buckets, self._ticks
+        try:
+            while self._pending:
+                await asyncio.sleep(TICK)
+                now = loop.time() // TICK
+                while ticks and ticks[0] <= now:
+                    for message_id in buckets.pop(heapq.heappop(ticks)):
+                        pending = self._pending.get(message_id)
+                        if pending is None:
+                            continue
+                        if pending.resend:
+                            await self._transmit(message_id, pending)
+                        else:
+                            reason = f"no reply within {pending.timeout} s"
+                            await self._failed(message_id, pending, reason)
+        finally:
+            self._sweeper = None
+            if not self._pending:
+                buckets.clear()
+                ticks.clear()

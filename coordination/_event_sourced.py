@@ -1,0 +1,105 @@
+"""EventSourced: choreography whose every event is also appended to an event log.
+
+The services choreograph the workflow as in any choreography; an event store listens to all
+the events of the workflow's services on the bus (it taps the subjects, nobody sends to it)
+and appends them, without their data, to the workflow's log. `status` replays the log, so it
+knows the exact step, what completed and what was undone, but only as far as the store has
+caught up: a status read right after an event may not show it yet (eventual consistency).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+import msgspec
+
+from actors import ActorSystem
+from brokers import Msg, Subscription
+
+from ._choreography import Choreography
+from ._definition import Failure, Workflow
+from ._event_store import EventStore, MemoryEventStore
+from ._events import Advance, Cancel, Ended, Unwind
+from ._status import Outcome, WorkflowStatus
+
+__all__ = ("EventSourced",)
+
+logger = logging.getLogger("coordination")
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+_event_decoder: msgspec.msgpack.Decoder[Advance | Unwind | Ended | Cancel] = (
+    msgspec.msgpack.Decoder(Advance | Unwind | Ended | Cancel)
+)
+
+
+class EventSourced(Choreography[In]):
+    """Runs a workflow by choreography and answers `status` by replaying its event log.
+
+    `store` keeps the log (memory by default).
+    """
+
+    strategy = "event_sourced"
+
+    def __init__(
+        self, system: ActorSystem, workflow: Workflow[In], *, store: EventStore | None = None
+    ) -> None:
+        super().__init__(system, workflow)
+        self.store: EventStore = store or MemoryEventStore()
+        self._tap: Subscription | None = None
+
+    async def _open(self) -> None:
+        # Every adapter and the client listen on <prefix>.<strategy>.<workflow>.<name>.
+        pattern = f"{self.system.prefix}.{self.strategy}.{self.workflow.name}.*"
+        self._tap = await self.system.bus.subscribe(pattern, self._record)
+
+    async def _close(self) -> None:
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            await tap.drain()
+
+    async def _record(self, msg: Msg) -> None:
+        try:
+            event = _event_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            logger.warning("%s: not a workflow event on %r", self.strategy, msg.subject)
+            return
+        if not isinstance(event, Cancel):
+            event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
+        await self.store.append(event.workflow_id, event)
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """The state the log replays to."""
+        self._future(workflow_id)
+        names = [step.name for step in self.workflow.steps]
+        outcome = Outcome.RUNNING
+        current: str | None = None
+        completed: list[str] = []
+        compensated: list[str] = []
+        failure: Failure | None = None
+        for event in await self.store.load(workflow_id):
+            match event:
+                case Advance(step=step):
+                    current, completed = names[step], names[:step]
+                case Unwind() as unwind:
+                    current = None
+                    completed = names[: unwind.completed]
+                    compensated = list(unwind.compensated)
+                    failure = Failure(unwind.failed_step, unwind.reason, unwind.technical)
+                case Ended() as ended:
+                    outcome, current = Outcome(ended.outcome), None
+                    completed, compensated = list(ended.completed), list(ended.compensated)
+                    if ended.failed_step is not None:
+                        failure = Failure(ended.failed_step, ended.reason or "", ended.technical)
+                case _:
+                    pass
+        return WorkflowStatus(
+            workflow_id,
+            self.strategy,
+            outcome,
+            current,
+            tuple(completed),
+            tuple(compensated),
+            failure,
+        )

@@ -1,0 +1,39 @@
+"""Where event sourcing keeps its log of workflow events. Memory is the default; durable logs
+plug in behind the same protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+__all__ = ("EventStore", "MemoryEventStore")
+
+
+class EventStore(Protocol):
+    async def append(self, workflow_id: str, event: msgspec.Struct) -> None:
+        """Add `event` to the end of `workflow_id`'s log."""
+
+    async def load(self, workflow_id: str) -> Sequence[msgspec.Struct]:
+        """`workflow_id`'s log, oldest first (empty when it has none)."""
+
+
+class MemoryEventStore:
+    """Logs in a dict of lists: fast, and gone with the process."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list[msgspec.Struct]] = {}
+
+    async def append(self, workflow_id: str, event: msgspec.Struct) -> None:
+        log = self._logs.get(workflow_id)
+        if log is None:
+            self._logs[workflow_id] = [event]
+        else:
+            log.append(event)
+
+    async def load(self, workflow_id: str) -> Sequence[msgspec.Struct]:
+        return tuple(self._logs.get(workflow_id, ()))
+
+    def __len__(self) -> int:
+        return len(self._logs)

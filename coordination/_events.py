@@ -1,0 +1,116 @@
+"""The events choreographed services exchange, and the data some of them carry.
+
+A choreography moves a workflow forward with `Advance` (perform step k), backward with
+`Unwind` (compensate step k), and ends it with `Ended`, sent to whoever waits for the outcome.
+What an event carries depends on the strategy: the stamp of stamp coupling and the domain data
+of the front controller and event sourcing travel in `Carried`; query-all's events carry ids
+only, each service keeping its own part.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors import Message
+
+__all__ = (
+    "Advance",
+    "Begin",
+    "Cancel",
+    "Carried",
+    "Ended",
+    "Progress",
+    "RecordQuery",
+    "RecordReply",
+    "Unwind",
+)
+
+
+class Carried(msgspec.Struct, frozen=True):
+    """Workflow data travelling with an event: the input and the replies so far, as the
+    msgpack the services produced (passed on without decoding), and, for stamp coupling, the
+    trail of what happened to the workflow (`step:status` entries)."""
+
+    input: msgspec.Raw
+    results: dict[str, msgspec.Raw] = {}
+    trail: list[str] = []
+
+
+class Advance(Message):
+    """Perform step number `step` of `workflow_id`."""
+
+    workflow_id: str
+    step: int
+    data: Carried | None = None
+
+
+class Unwind(Message):
+    """Compensate step number `step`: `failed_step` failed for `reason` (or was cancelled)
+    after the first `completed` steps had completed, and those in `compensated` are undone
+    already."""
+
+    workflow_id: str
+    step: int
+    failed_step: str
+    reason: str
+    technical: bool
+    cancelled: bool
+    completed: int
+    compensated: list[str]
+    data: Carried | None = None
+
+
+class Ended(Message):
+    """The workflow is over: `outcome` is an `Outcome` value."""
+
+    workflow_id: str
+    outcome: str
+    completed: list[str]
+    compensated: list[str] = []
+    failed_step: str | None = None
+    reason: str | None = None
+    technical: bool = False
+    data: Carried | None = None
+
+
+class Cancel(Message):
+    """Stop `workflow_id` at the next step this service sees, and unwind it."""
+
+    workflow_id: str
+
+
+class Begin(Message):
+    """A front controller's order to record and start a workflow."""
+
+    workflow_id: str
+    data: Carried
+
+
+class Progress(Message):
+    """A service's call back to the front controller: it started step number `step`."""
+
+    workflow_id: str
+    step: int
+
+
+class RecordQuery(msgspec.Struct, frozen=True):
+    """Query-all: what do you know of `workflow_id`?"""
+
+    workflow_id: str
+
+
+class RecordReply(msgspec.Struct, frozen=True):
+    """One participant's own record of a workflow: its steps' states (`started`, `done`,
+    `failed`, `compensated`), the replies of its steps, the request if it took it, the
+    failure it saw, and the outcome if it ended the workflow."""
+
+    found: bool
+    states: dict[str, str] = {}
+    results: dict[str, msgspec.Raw] = {}
+    request: list[msgspec.Raw] = []
+    """The workflow's input, when this participant took the request (msgspec.Raw cannot be
+    optional, so it is a list of none or one)."""
+    failed_step: str | None = None
+    reason: str | None = None
+    technical: bool = False
+    outcome: str | None = None

@@ -1,0 +1,123 @@
+"""FrontController: choreography with one service that owns the workflow's record.
+
+The front controller takes the request, records the workflow, and publishes the first event;
+the services then choreograph the steps among themselves, and the last of them reports the end
+back to it. So it knows when a workflow started and how it ended, and nothing in between,
+unless the services call back as they start each step (`callbacks=True`: one more message per
+step, and the front controller becomes the "pseudo-mediator" of the chapter's figure 11-13).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from actors import Actor, ActorSystem
+
+from ._choreography import Adapter, Choreography
+from ._definition import Failure, Workflow
+from ._events import Advance, Begin, Carried, Ended, Progress
+from ._status import Outcome, WorkflowStatus
+from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
+from ._store import InstanceState, MemoryStateStore, StateStore
+
+__all__ = ("FrontController",)
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+UNSEEN_WITHOUT_CALLBACKS = frozenset(
+    {"current_step", "completed_steps", "compensated_steps", "failure"}
+)
+UNSEEN_WITH_CALLBACKS = frozenset({"compensated_steps", "failure"})
+
+
+class _Front(Actor):
+    """The front controller: records start, progress (when called back) and end."""
+
+    def __init__(self, engine: FrontController[Any]) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.names = [step.name for step in engine.workflow.steps]
+
+    async def begin(self, msg: Begin) -> None:
+        await self.store.save(InstanceState(msg.workflow_id, None))
+        first = self.engine.workflow.steps[0].service
+        await self.engine.adapters[first].tell(
+            Advance(msg.workflow_id, 0, msg.data), correlation_id=msg.workflow_id
+        )
+
+    async def progress(self, msg: Progress) -> None:
+        state = await self.store.load(msg.workflow_id)
+        if state is None or state.outcome is not Outcome.RUNNING:
+            return  # a late call back: the end is recorded already
+        state.current_step = self.names[msg.step]
+        state.completed = self.names[: msg.step]
+        await self.store.save(state)
+
+    async def ended(self, msg: Ended) -> None:
+        state = await self.store.load(msg.workflow_id) or InstanceState(msg.workflow_id, None)
+        state.outcome = Outcome(msg.outcome)
+        state.current_step = None
+        state.completed = list(msg.completed)
+        state.compensated = list(msg.compensated)
+        if msg.failed_step is not None:
+            state.failure = Failure(msg.failed_step, msg.reason or "", msg.technical)
+        await self.store.save(state)
+        self.engine.finish(msg)
+
+    async def status(self, msg: GetStatus) -> StatusReply:
+        return reply_from_state(await self.store.load(msg.workflow_id))
+
+
+class FrontController(Choreography[In]):
+    """Runs a workflow by choreography behind a front controller that keeps its record.
+
+    `store` keeps the records (memory by default); with `callbacks` the services report each
+    step they start, so `status` knows the current step too.
+    """
+
+    strategy = "front_controller"
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        store: StateStore | None = None,
+        callbacks: bool = False,
+    ) -> None:
+        super().__init__(system, workflow)
+        self.store: StateStore = store or MemoryStateStore()
+        self.callbacks = callbacks
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"{self.strategy}.{self.workflow.name}.front"
+
+    def _make_endpoint(self) -> Actor:
+        return _Front(self)
+
+    async def _begin(self, workflow_id: str, data: Carried) -> None:
+        assert self.endpoint is not None
+        await self.endpoint.tell(Begin(workflow_id, data), correlation_id=workflow_id)
+
+    async def step_started(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> None:
+        if self.callbacks:
+            assert self.endpoint is not None
+            await self.endpoint.tell(Progress(workflow_id, step), correlation_id=workflow_id)
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """The front controller's record: start and end, and the current step when the
+        services call back."""
+        self._future(workflow_id)
+        assert self.endpoint is not None
+        reply = await self.endpoint.ask(GetStatus(workflow_id))
+        if not reply.found:  # started, and Begin not handled yet
+            reply = StatusReply(found=True, outcome=Outcome.RUNNING.value)
+        unknown: frozenset[str] = frozenset()
+        if reply.outcome == Outcome.RUNNING.value:
+            unknown = UNSEEN_WITH_CALLBACKS if self.callbacks else UNSEEN_WITHOUT_CALLBACKS
+        return status_from_reply(workflow_id, self.strategy, reply, unknown)

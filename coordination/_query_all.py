@@ -1,0 +1,246 @@
+"""QueryAll (stateless choreography): nobody holds the workflow's state; ask everyone.
+
+Events carry ids only (the first carries the request). Each service keeps its own record of
+each workflow: the states of its steps, its replies, and the request if it took it. A service
+that needs the request or earlier replies to build its command asks the services of the earlier
+steps for their records, all in parallel; `status` asks every participant and merges their
+records; `result` gathers the replies once the end is announced. Small events, more messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from actors import ActorSystem, Link
+from brokers import Msg, Subscription
+
+from ._choreography import Adapter, Choreography
+from ._definition import Failure, Workflow, WorkflowContext
+from ._events import Carried, Ended, RecordQuery, RecordReply
+from ._status import Outcome, WorkflowResult, WorkflowStatus
+
+__all__ = ("QueryAll",)
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+STARTED, DONE, FAILED, COMPENSATED = "started", "done", "failed", "compensated"
+
+_encode = msgspec.msgpack.Encoder().encode
+_reply_decoder = msgspec.msgpack.Decoder(RecordReply)
+_query_decoder = msgspec.msgpack.Decoder(RecordQuery)
+
+
+@dataclass(slots=True)
+class _Record:
+    """One service's own part of one workflow."""
+
+    states: dict[str, str] = field(default_factory=dict)
+    results: dict[str, msgspec.Raw] = field(default_factory=dict)
+    input: msgspec.Raw | None = None
+    failure: Failure | None = None
+    outcome: str | None = None
+
+    def reply(self) -> RecordReply:
+        failure = self.failure
+        return RecordReply(
+            True,
+            self.states,
+            self.results,
+            [] if self.input is None else [self.input],
+            failure.step if failure else None,
+            failure.reason if failure else None,
+            failure.technical if failure else False,
+            self.outcome,
+        )
+
+
+class QueryAll(Choreography[In]):
+    """Runs a workflow by stateless choreography; `status` is a scatter-gather.
+
+    Each service remembers its part of the latest `remember` workflows.
+    """
+
+    strategy = "query_all"
+    carries_data = False
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        remember: int = 100_000,
+        query_timeout: float = 5.0,
+    ) -> None:
+        super().__init__(system, workflow)
+        self.remember = remember
+        self.query_timeout = query_timeout
+        self._records: dict[str, OrderedDict[str, _Record]] = {}
+        self._subscriptions: list[Subscription] = []
+
+    def _records_subject(self, service: str) -> str:
+        return f"{self.system.prefix}.{self.adapter_name(service)}.records"
+
+    async def _open(self) -> None:
+        for service in self.adapters:
+            records: OrderedDict[str, _Record] = OrderedDict()
+            self._records[service] = records
+            subscription = await self.system.bus.subscribe(
+                self._records_subject(service), self._answerer(records)
+            )
+            self._subscriptions.append(subscription)
+
+    async def _close(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+        self._subscriptions.clear()
+
+    def _answerer(self, records: OrderedDict[str, _Record]) -> Any:
+        bus = self.system.bus
+
+        async def answer(msg: Msg) -> None:
+            if msg.reply is None:
+                return
+            try:
+                query = _query_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                return  # not a query: nothing to answer
+            record = records.get(query.workflow_id)
+            reply = record.reply() if record is not None else RecordReply(False)
+            await bus.publish(msg.reply, _encode(reply))
+
+        return answer
+
+    # -- each service's own record ------------------------------------------------------
+
+    def _record(self, adapter: Adapter[In], workflow_id: str) -> _Record:
+        records = self._records[adapter.service]
+        record = records.get(workflow_id)
+        if record is None:
+            record = records[workflow_id] = _Record()
+            if len(records) > self.remember:
+                records.popitem(last=False)
+        return record
+
+    async def step_started(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> None:
+        record = self._record(adapter, workflow_id)
+        if data is not None:  # the first event carries the request (and a hybrid's replies)
+            record.input = data.input
+            record.results.update(data.results)
+        record.states[self.workflow.steps[step].name] = STARTED
+
+    def step_done(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+    ) -> Carried | None:
+        record = self._record(adapter, workflow_id)
+        definition = self.workflow.steps[step]
+        record.states[definition.name] = DONE
+        if definition.wait:
+            record.results[definition.name] = msgspec.Raw(reply)
+        return None
+
+    def step_failed(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None:
+        self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = FAILED
+        return None
+
+    def step_compensated(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None:
+        self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = COMPENSATED
+        return None
+
+    async def end(self, adapter: Adapter[In], event: Ended) -> None:
+        record = self._record(adapter, event.workflow_id)
+        record.outcome = event.outcome
+        if event.failed_step is not None:
+            record.failure = Failure(event.failed_step, event.reason or "", event.technical)
+        await super().end(adapter, event)
+
+    # -- asking around ------------------------------------------------------------------
+
+    async def _gather(self, asker: str, services: list[str], workflow_id: str) -> list[RecordReply]:
+        """Every record of `workflow_id` among `services`, asked in parallel."""
+        query = _encode(RecordQuery(workflow_id))
+        request = self.system.bus.request
+        links = self.system.links
+        if links is not None:
+            for service in services:
+                link = Link(asker, self.adapter_name(service), "RecordQuery", request=True)
+                links.record(link, workflow_id)
+        replies = await asyncio.gather(
+            *(
+                request(self._records_subject(service), query, self.query_timeout)
+                for service in services
+            )
+        )
+        return [_reply_decoder.decode(reply.data) for reply in replies]
+
+    async def context_for(
+        self, adapter: Adapter[In], workflow_id: str, data: Carried | None, step: int
+    ) -> WorkflowContext[In]:
+        if data is not None:
+            return self.codec.context(workflow_id, data.input, data.results)
+        steps = self.workflow.steps
+        wanted = dict.fromkeys(s.service for s in steps[: step + 1])
+        mine = self._record(adapter, workflow_id)
+        others = [service for service in wanted if service != adapter.service]
+        records = await self._gather(adapter.adapter_name, others, workflow_id)
+        raw_input = mine.input
+        results = dict(mine.results)
+        for record in records:
+            if raw_input is None and record.request:
+                raw_input = record.request[0]
+            results.update(record.results)
+        if raw_input is None:
+            raise LookupError(f"{workflow_id}: no participant holds the request any more")
+        return self.codec.context(workflow_id, raw_input, results)
+
+    async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Wait for the end, then gather the replies from the participants."""
+        ended = await super().result(workflow_id, timeout)
+        records = await self._gather("client", list(self.adapters), workflow_id)
+        results: dict[str, msgspec.Raw] = {}
+        for record in records:
+            results.update(record.results)
+        return WorkflowResult(
+            workflow_id, ended.outcome, self.codec.results(results), ended.failure
+        )
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """Every participant's record, merged."""
+        self._future(workflow_id)
+        records = await self._gather("client", list(self.adapters), workflow_id)
+        states: dict[str, str] = {}
+        outcome = Outcome.RUNNING
+        failure: Failure | None = None
+        for record in records:
+            states.update(record.states)
+            if record.outcome is not None:
+                outcome = Outcome(record.outcome)
+            if record.failed_step is not None:
+                failure = Failure(record.failed_step, record.reason or "", record.technical)
+        names = [step.name for step in self.workflow.steps]
+        completed = [n for n in names if states.get(n) in (DONE, COMPENSATED)]
+        compensated = [n for n in reversed(names) if states.get(n) == COMPENSATED]
+        # A failed step whose reason is not told yet (the end is not announced): say so.
+        unknown = frozenset({"failure"}) if failure is None and FAILED in states.values() else None
+        started = [n for n in names if states.get(n) == STARTED]
+        current = started[-1] if started and outcome is Outcome.RUNNING else None
+        return WorkflowStatus(
+            workflow_id,
+            self.strategy,
+            outcome,
+            current,
+            tuple(completed),
+            tuple(compensated),
+            failure,
+            unknown or frozenset(),
+        )

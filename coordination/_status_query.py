@@ -1,0 +1,64 @@
+"""Status over the bus: the query a status-holding actor (a mediator, a front controller)
+answers from its store, and the reply turned back into a `WorkflowStatus`."""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors import Request
+
+from ._definition import Failure
+from ._status import Outcome, WorkflowStatus
+from ._store import InstanceState
+
+__all__ = ("GetStatus", "StatusReply", "reply_from_state", "status_from_reply")
+
+
+class StatusReply(msgspec.Struct, frozen=True):
+    found: bool
+    outcome: str = ""
+    current_step: str | None = None
+    completed: list[str] = []
+    compensated: list[str] = []
+    failure_step: str | None = None
+    failure_reason: str | None = None
+    failure_technical: bool = False
+
+
+class GetStatus(Request[StatusReply]):
+    workflow_id: str
+
+
+def reply_from_state(state: InstanceState | None) -> StatusReply:
+    if state is None:
+        return StatusReply(found=False)
+    failure = state.failure
+    return StatusReply(
+        found=True,
+        outcome=state.outcome.value,
+        current_step=state.current_step,
+        completed=list(state.completed),
+        compensated=list(state.compensated),
+        failure_step=failure.step if failure else None,
+        failure_reason=failure.reason if failure else None,
+        failure_technical=failure.technical if failure else False,
+    )
+
+
+def status_from_reply(
+    workflow_id: str, strategy: str, reply: StatusReply, unknown: frozenset[str] = frozenset()
+) -> WorkflowStatus:
+    """The status a reply says; the fields named in `unknown` are None."""
+    failure = None
+    if reply.failure_step is not None:
+        failure = Failure(reply.failure_step, reply.failure_reason or "", reply.failure_technical)
+    return WorkflowStatus(
+        workflow_id,
+        strategy,
+        Outcome(reply.outcome),
+        None if "current_step" in unknown else reply.current_step,
+        None if "completed_steps" in unknown else tuple(reply.completed),
+        None if "compensated_steps" in unknown else tuple(reply.compensated),
+        None if "failure" in unknown else failure,
+        unknown,
+    )
