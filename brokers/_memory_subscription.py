@@ -8,6 +8,7 @@ is full.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 from collections import deque
@@ -109,8 +110,13 @@ class MemorySubscription:
                 self._drop(msg)
                 return True
             pending = self._pending = deque()
+            # A context of its own: the task is created by whichever publisher comes first,
+            # and must not inherit that publisher's context variables (as a NATS
+            # subscription, which never sees the publisher, does not).
             self._task = asyncio.get_running_loop().create_task(
-                self._deliver(pending), name=f"corps-subscription:{self.subject}"
+                self._deliver(pending),
+                name=f"corps-subscription:{self.subject}",
+                context=contextvars.Context(),
             )
         if len(pending) >= self.limit:
             if self.overflow is Overflow.DROP:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
 
 import msgspec
 
@@ -30,3 +31,12 @@ class Strategy(Protocol[In]):
 
     async def cancel(self, workflow_id: str) -> bool:
         """Stop the instance and compensate what it completed; False if it had ended."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

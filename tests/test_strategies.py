@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import anyio
@@ -16,10 +16,14 @@ import pytest
 from actors import Actor, ActorSystem, Link, SupervisorPolicy, idempotent
 from brokers import Bus
 from coordination import (
+    EventSourced,
+    FrontController,
     InvalidWorkflowError,
     Mediator,
     Notify,
     Outcome,
+    QueryAll,
+    StampCoupled,
     Step,
     Strategy,
     UnknownWorkflowError,
@@ -41,13 +45,30 @@ from coordination.scenarios.order_placement import (
     order_workflow,
 )
 
-from .helpers import until
+from .helpers import Inbox, until
 
 pytestmark = pytest.mark.anyio
 
 
-STRATEGIES: dict[str, type[Mediator[PlaceOrder]]] = {"mediator": Mediator}
-"""The strategies under test; the choreographies join as they are built."""
+StrategyFactory = Callable[[ActorSystem, Workflow[PlaceOrder]], Strategy[PlaceOrder]]
+
+STRATEGIES: dict[str, StrategyFactory] = {
+    "mediator": Mediator,
+    "front_controller": FrontController,
+    "front_controller+callbacks": lambda s, w: FrontController(s, w, callbacks=True),
+    "stamp_coupled": StampCoupled,
+    "query_all": QueryAll,
+    "event_sourced": EventSourced,
+}
+"""Every strategy, run on every test that takes `strategy_name`."""
+
+SEES_THE_CURRENT_STEP = {
+    "mediator",
+    "front_controller+callbacks",
+    "query_all",
+    "event_sourced",
+}
+"""The strategies whose `status` can tell the step an instance is in (the design's table)."""
 
 
 @pytest.fixture(params=sorted(STRATEGIES))
@@ -115,8 +136,10 @@ class GatedFulfillment(FulfillmentService):
     def __init__(self) -> None:
         super().__init__(stock={"book": 10})
         self.gate = anyio.Event()
+        self.entered = anyio.Event()
 
     async def fulfill(self, msg: Fulfill) -> Fulfilled | Rejected:
+        self.entered.set()
         await self.gate.wait()
         return await super().fulfill(msg)
 
@@ -187,17 +210,30 @@ async def test_backorder_refunds_the_payment_then_notifies(shop: Shop) -> None:
     assert shop.email.sent == [("ann", "order o3 failed: backordered")]
 
 
-async def test_status_knows_the_exact_step(bus: Bus, strategy_name: str) -> None:
+async def test_status_sees_what_its_pattern_sees(bus: Bus, strategy_name: str) -> None:
     fulfillment = GatedFulfillment()
     async with open_shop(bus, fulfillment=fulfillment, strategy=strategy_name) as shop:
         workflow_id = await shop.mediator.start(order(4))
-        status = await reach_step(shop.mediator, workflow_id, "fulfillment")
+        with anyio.fail_after(5):
+            await fulfillment.entered.wait()
+        if strategy_name in SEES_THE_CURRENT_STEP:
+            status = await reach_step(shop.mediator, workflow_id, "fulfillment")
+            assert status.completed_steps == ("create_order", "payment")
+            assert "current_step" not in status.unknown
+        else:  # the front controller without call backs, stamp coupling: blind until the end
+            status = await shop.mediator.status(workflow_id)
+            assert status.current_step is None
+            assert status.completed_steps is None
+            assert {"current_step", "completed_steps"} <= status.unknown
         assert status.outcome is Outcome.RUNNING
-        assert status.current_step == "fulfillment"
-        assert status.completed_steps == ("create_order", "payment")
+        assert status.strategy == strategy_name.split("+")[0]
         fulfillment.gate.set()
         result = await shop.mediator.result(workflow_id, timeout=5)
         assert result.outcome is Outcome.COMPLETED
+        ended = await shop.mediator.status(workflow_id)
+        assert ended.unknown == frozenset()  # the end is known to every strategy
+        assert ended.completed_steps is not None
+        assert len(ended.completed_steps) == 5
 
 
 async def test_a_timed_out_step_is_retried_without_charging_twice(
@@ -225,7 +261,8 @@ async def test_cancel_compensates_what_completed(bus: Bus, strategy_name: str) -
     fulfillment = GatedFulfillment()
     async with open_shop(bus, fulfillment=fulfillment, strategy=strategy_name) as shop:
         workflow_id = await shop.mediator.start(order(6))
-        await reach_step(shop.mediator, workflow_id, "fulfillment")
+        with anyio.fail_after(5):
+            await fulfillment.entered.wait()
         assert await shop.mediator.cancel(workflow_id)
         fulfillment.gate.set()
         result = await shop.mediator.result(workflow_id, timeout=5)
@@ -237,6 +274,7 @@ async def test_cancel_compensates_what_completed(bus: Bus, strategy_name: str) -
         assert fulfillment.stock["book"] == 10
         await until(lambda: shop.orders.orders.get("o6") == "cancelled")
         assert shop.email.sent == [("ann", "order o6 failed: cancelled")]
+        assert not await shop.mediator.cancel(workflow_id)  # it has ended
 
 
 async def test_hundreds_of_concurrent_workflows(shop: Shop) -> None:
@@ -405,3 +443,82 @@ async def test_every_order_ends_consistent_under_a_concurrent_mix(
     assert fulfillment.stock["book"] == stock - shipped_total
     outcomes = {r.outcome for r in results}
     assert outcomes == {Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPENSATED}
+
+
+CHOREOGRAPHIES = ["front_controller", "stamp_coupled", "query_all", "event_sourced"]
+
+
+def adapter(strategy: str, service: str) -> str:
+    return f"{strategy}.order-placement.{service}"
+
+
+@pytest.mark.parametrize("strategy", CHOREOGRAPHIES)
+@pytest.mark.parametrize(
+    ("case", "placed"),
+    [
+        ("completed", PlaceOrder("o9", "ann", "book", 1, 1000)),
+        ("rejected", PlaceOrder("o9", "mallory", "book", 1, 1000)),
+        ("backordered", PlaceOrder("o9", "ann", "rare", 1, 1000)),
+    ],
+)
+async def test_choreographies_link_services_to_each_other(
+    bus: Bus, strategy: str, case: str, placed: PlaceOrder
+) -> None:
+    """Figures 11-7 to 11-9: services trigger each other, and each error case adds links from
+    the failing service to those that must react."""
+
+    def a(service: str) -> str:
+        return adapter(strategy, service)
+
+    async with open_shop(bus, strategy=strategy, record_links=True) as shop:
+        workflow_id = await shop.mediator.start(placed)
+        await shop.mediator.result(workflow_id, timeout=5)
+        links = shop.system.links
+        assert links is not None
+        used = links.links
+    chain = [
+        Link(a("order"), a("payment"), "Advance", request=False),
+        Link(a("payment"), a("fulfillment"), "Advance", request=False),
+        Link(a("fulfillment"), a("email"), "Advance", request=False),
+        Link(a("email"), a("order"), "Advance", request=False),
+    ]
+    notices_from = {
+        "completed": None,
+        "rejected": "payment",  # figure 11-8: payment tells email and order placement
+        "backordered": "payment",  # figure 11-9: after the refund, payment tells them
+    }[case]
+    if case == "completed":
+        assert set(chain) <= used
+        assert not any(link.message == "Unwind" for link in used)
+    elif case == "rejected":
+        assert chain[0] in used
+        assert chain[1] not in used
+    else:
+        assert set(chain[:2]) <= used
+        assert Link(a("fulfillment"), a("payment"), "Unwind", request=False) in used
+        assert Link(a("payment"), "payment", "Refund", request=True) in used
+    if notices_from is not None:
+        assert Link(a(notices_from), "email", "SendEmail", request=False) in used
+        assert Link(a(notices_from), "order", "MarkOrder", request=False) in used
+    # a service is called by its own adapter only: it never learns who coordinates it
+    assert {link.sender for link in used if link.receiver == "payment"} == {a("payment")}
+    assert not any(link.sender.startswith("mediator") for link in used)
+
+
+@pytest.mark.parametrize(("strategy", "grows"), [("stamp_coupled", True), ("query_all", False)])
+async def test_the_stamp_grows_and_query_all_events_carry_ids(
+    bus: Bus, strategy: str, grows: bool
+) -> None:
+    async with open_shop(bus, strategy=strategy) as shop:
+        inbox = Inbox()
+        await bus.subscribe(f"corps.actors.{strategy}.order-placement.*", inbox)
+        await bus.flush()
+        workflow_id = await shop.mediator.start(order(10))
+        await shop.mediator.result(workflow_id, timeout=5)
+        await until(lambda: len(inbox.messages) >= 6)  # five Advance events and Ended
+        sizes = [len(m.data) for m in inbox.messages[:5]]
+    if grows:  # each step adds its reply and a trail entry
+        assert sizes[1] < sizes[2] < sizes[3] < sizes[4]
+    else:  # after the request, events are ids
+        assert sizes[1] == sizes[2] == sizes[3] == sizes[4]
+        assert sizes[0] > sizes[1]  # the first carries the request
