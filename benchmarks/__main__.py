@@ -30,7 +30,8 @@ from ._nats_cases import (
     raw_nats_request,
 )
 from ._stats import Sample
-from ._workflow_cases import mediator_chain, raw_mediator_chain
+from ._strategy_cases import STRATEGIES
+from ._strategy_report import compare_strategies, print_strategies
 
 __all__ = ("main",)
 
@@ -107,7 +108,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workflows",
         type=int,
         default=20_000,
-        help="workflows per repetition, a 4-step chain, 100 clients in a closed loop (20000)",
+        help="order placements per strategy and repetition, 100 clients in a closed loop (20000)",
+    )
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help=f"comma-separated strategies to measure, or 'none' (default: {','.join(STRATEGIES)})",
+    )
+    parser.add_argument(
+        "--strategy-repeat",
+        type=int,
+        default=3,
+        help="repetitions of the strategy comparison (default 3: it is the longest part)",
+    )
+    parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.0,
+        help="share of orders that fail, half declined, half backordered (default 0)",
     )
     parser.add_argument(
         "--idle-actors",
@@ -120,8 +138,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="a smoke run: 1 repetition, a tenth of the work"
     )
     args = parser.parse_args(argv)
+    chosen = [] if args.strategies == "none" else args.strategies.split(",")
+    unknown = [name for name in chosen if name not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose among {', '.join(STRATEGIES)}")
+    args.strategies = chosen
+    if not 0 <= args.failure_rate <= 1:
+        parser.error("--failure-rate is a share, between 0 and 1")
     if args.quick:
         args.repeat = 1
+        args.strategy_repeat = 1
         for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors", "workflows"):
             setattr(args, name, getattr(args, name) // 10)
     counts = (
@@ -131,6 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.nats_messages,
         args.nats_asks,
         args.workflows,
+        args.strategy_repeat,
     )
     if min(counts) < 1 or args.idle_actors < 1 or min(args.nats_asks, args.workflows) < 100:
         parser.error("counts must be positive, --nats-asks and --workflows at least 100")
@@ -177,14 +204,6 @@ def memory_cases(args: argparse.Namespace) -> list[Case]:
             "ping-pong, two tasks",
             lambda: raw_ping_pong(args.asks),
             0.35,
-        ),
-        Case(
-            "mediator",
-            "workflows/s, 4 steps, 100 clients",
-            lambda: mediator_chain(args.workflows),
-            "raw asyncio mediator",
-            lambda: raw_mediator_chain(args.workflows),
-            0.40,
         ),
     ]
 
@@ -324,10 +343,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     cases_out: list[dict[str, object]] = []
     if "memory" in buses:
         cases = memory_cases(args)
-        progress = Progress(2 * args.repeat * len(cases) + 1)
+        strategy_steps = args.strategy_repeat * (1 + len(args.strategies))
+        progress = Progress(2 * args.repeat * len(cases) + 1 + strategy_steps)
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))
         progress.step("idle actors")
+        strategies = asyncio.run(
+            compare_strategies(
+                args.strategies,
+                args.workflows,
+                args.strategy_repeat,
+                args.failure_rate,
+                progress.step,
+            )
+        )
         progress.close()
         print_table("actors on MemoryBus, against raw asyncio", comparisons)
         cases_out += [as_json(c, "memory") for c in comparisons]
@@ -337,6 +366,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             f"actors (bus subscription included), {idle.tasks_created} tasks; "
             f"target < 4 KiB and no task: {'ok' if memory_ok else 'MISSED'}"
         )
+        print_strategies(strategies, args.failure_rate)
+        results["strategies"] = [c.as_json() for c in strategies]
         results["idle_actors"] = {
             "actors": idle.actors,
             "bytes_per_actor": idle.bytes_per_actor,

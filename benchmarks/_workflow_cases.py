@@ -14,7 +14,13 @@ import msgspec
 from actors import Actor, ActorSystem, Message, Request
 from coordination import Mediator, Step, Workflow, WorkflowContext
 
-__all__ = ("Job", "chain_workflow", "mediator_chain", "raw_mediator_chain")
+__all__ = (
+    "Job",
+    "chain_workflow",
+    "mediator_chain",
+    "raw_choreography_chain",
+    "raw_mediator_chain",
+)
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -104,6 +110,45 @@ async def raw_mediator_chain(workflows: int, steps: int = 4, clients: int = 100)
             workflow = next(ids)
             done = waiting[workflow] = loop.create_future()
             inbox.put_nowait((-1, encode(_Command(workflow, number))))
+            await done
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
+        return (workflows // clients * clients) / (time.perf_counter() - started)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
+    """The floor of choreography: a task per service, each one's queue feeding the next
+    one's, msgpack on every hop; the last service resolves the client's future."""
+    encode = msgspec.msgpack.encode
+    decode = msgspec.msgpack.Decoder(_Command).decode
+    queues: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in range(steps)]
+    waiting: dict[int, asyncio.Future[None]] = {}
+
+    async def service(index: int) -> None:
+        queue = queues[index]
+        following = queues[index + 1] if index + 1 < steps else None
+        while True:
+            event = decode(await queue.get())
+            if following is not None:
+                following.put_nowait(encode(_Command(event.workflow, event.number)))
+            else:
+                waiting.pop(event.workflow).set_result(None)
+
+    tasks = [asyncio.create_task(service(n)) for n in range(steps)]
+    loop = asyncio.get_running_loop()
+    ids = iter(range(1 << 62))
+
+    async def client(count: int) -> None:
+        for number in range(count):
+            workflow = next(ids)
+            done = waiting[workflow] = loop.create_future()
+            queues[0].put_nowait(encode(_Command(workflow, number)))
             await done
 
     try:

@@ -121,7 +121,9 @@ class MemoryBus:
             )
         if headers is not None:
             self._check_headers(headers)
-        self.stats.published += 1
+        stats = self.stats
+        stats.published += 1
+        stats.published_bytes += len(data)
         inbox = self._inbox
         if (
             inbox is not None

@@ -331,7 +331,9 @@ class NatsBus:
             self._check_headers(headers)
         if reply is not None and not reply.startswith(self._replies.prefix):
             validate_subject(reply)
-        self.stats.published += 1
+        stats = self.stats
+        stats.published += 1
+        stats.published_bytes += len(data)
         try:
             await nc.publish(subject, data, reply or "", headers)
         except nats.errors.ConnectionClosedError:

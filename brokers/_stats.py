@@ -15,6 +15,7 @@ class BusStats:
         "late_replies",
         "no_responders",
         "published",
+        "published_bytes",
         "reconnects",
         "timeouts",
         "unrouted",
@@ -23,6 +24,8 @@ class BusStats:
     def __init__(self) -> None:
         self.published = 0
         """Messages published through this bus object."""
+        self.published_bytes = 0
+        """Their payload bytes (headers not counted)."""
         self.unrouted = 0
         """Messages published to a subject nobody subscribes to (MemoryBus only: NATS drops
         them without telling)."""

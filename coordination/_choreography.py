@@ -395,7 +395,7 @@ class Choreography(Generic[In]):
     hook into each step's start, end, failure and compensation.
     """
 
-    strategy: ClassVar[str]
+    strategy: str
     carries_data: ClassVar[bool] = True
 
     def __init__(self, system: ActorSystem, workflow: Workflow[In]) -> None:

@@ -27,7 +27,26 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     figures = {(case["bus"], case["name"], case["baseline_name"]) for case in report["cases"]}
     assert ("memory", "tell", "asyncio.Queue one-way") in figures
-    assert ("memory", "mediator", "raw asyncio mediator") in figures
+    strategies = {figure["strategy"]: figure for figure in report["strategies"]}
+    assert set(strategies) == {
+        "mediator",
+        "front_controller",
+        "stamp_coupled",
+        "query_all",
+        "event_sourced",
+    }
+    assert strategies["mediator"]["floor_name"] == "raw asyncio mediator"
+    assert strategies["query_all"]["floor_name"] == "raw asyncio choreography"
+    for figure in strategies.values():
+        assert figure["workflows_per_s"][0] > 0
+        assert figure["links"] > 0
+        assert figure["messages_per_workflow"] > 0
+    # stamp coupling's last stamp carries every reply: the largest message of all strategies
+    assert strategies["stamp_coupled"]["largest_message"] == max(
+        f["largest_message"] for f in strategies.values()
+    )
+    assert strategies["stamp_coupled"]["status_messages"] == 0  # it reads the stamp it has
+    assert strategies["query_all"]["status_messages"] > 2  # it asks every participant
     assert ("nats", "ask", "nats-py request") in figures
     assert all(value > 0 for case in report["cases"] for value in case["corps"])
     assert report["idle_actors"]["tasks_created"] == 0
@@ -41,5 +60,14 @@ def test_help_explains_every_option() -> None:
         timeout=60,
         check=True,
     )
-    for option in ("--bus", "--nats-url", "--repeat", "--json", "--quick", "--workflows"):
+    for option in (
+        "--bus",
+        "--nats-url",
+        "--repeat",
+        "--json",
+        "--quick",
+        "--workflows",
+        "--strategies",
+        "--failure-rate",
+    ):
         assert option in done.stdout
