@@ -19,6 +19,7 @@ from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowErr
 from ._event_sourced import EventSourced
 from ._event_store import EventStore, MemoryEventStore
 from ._front_controller import FrontController
+from ._hybrid import Hybrid
 from ._mediator import Mediator
 from ._query_all import QueryAll
 from ._stamp_coupled import StampCoupled
@@ -32,6 +33,7 @@ __all__ = (
     "EventStore",
     "Failure",
     "FrontController",
+    "Hybrid",
     "InstanceState",
     "InvalidWorkflowError",
     "Mediator",

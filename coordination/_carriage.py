@@ -56,7 +56,7 @@ class ContextCodec(Generic[In]):
         self._input = workflow.input_decoder
         self._replies = {
             step.name: reply_decoder(workflow.services[step.service])
-            for step in workflow.steps
+            for step in (*workflow.done_elsewhere, *workflow.steps)
             if step.wait
         }
 

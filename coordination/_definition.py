@@ -106,7 +106,8 @@ class Workflow(Generic[In]):
 
     `services` maps the service names the steps use to the actor classes that implement them;
     `on_failure` lists what is sent once compensation is done (tell the customer, mark the
-    order failed).
+    order failed); `done_elsewhere` names the steps that run before this workflow under
+    another strategy (see `Hybrid`).
     """
 
     def __init__(
@@ -117,10 +118,14 @@ class Workflow(Generic[In]):
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
+        done_elsewhere: Sequence[Step] = (),
     ) -> None:
         self.name = name
         self.input_type = input_type
         self.steps = tuple(steps)
+        self.done_elsewhere = tuple(done_elsewhere)
+        """Steps another strategy runs before this workflow (a hybrid's core): their replies
+        come in with `start(..., results=...)`, typed as their services declare."""
         self.services = dict(services)
         self.on_failure = tuple(on_failure)
         self._validate()
@@ -146,7 +151,7 @@ class Workflow(Generic[In]):
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: step name {name!r} is empty or used twice"
                 )
-        used = [(s.name, s.service) for s in self.steps]
+        used = [(s.name, s.service) for s in (*self.done_elsewhere, *self.steps)]
         used += [("on_failure", n.service) for n in self.on_failure]
         for step_name, service in used:
             if service not in self.services:

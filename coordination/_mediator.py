@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -110,8 +111,12 @@ class Mediator(Generic[In]):
 
     # -- the strategy API -----------------------------------------------------------------
 
-    async def start(self, workflow_input: In) -> str:
-        """Start an instance; returns its id at once."""
+    async def start(self, workflow_input: In, *, results: Mapping[str, Any] | None = None) -> str:
+        """Start an instance; returns its id at once.
+
+        `results` are replies of steps done elsewhere, which this instance's commands may read
+        (a hybrid hands the core's replies to the strategy that runs the rest).
+        """
         tasks = self._tasks
         if tasks is None:
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
@@ -121,7 +126,7 @@ class Mediator(Generic[In]):
                 f"not {type(workflow_input).__name__}"
             )
         workflow_id = f"{self.workflow.name}-{new_id()}"
-        state = InstanceState(workflow_id, workflow_input)
+        state = InstanceState(workflow_id, workflow_input, results=dict(results or {}))
         await self.store.save(state)
         loop = asyncio.get_running_loop()
         instance = _Instance(state, loop.create_future())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import msgspec
 
@@ -20,8 +21,9 @@ class Strategy(Protocol[In]):
     strategy: str
     """The strategy's name, as metrics and reports show it."""
 
-    async def start(self, workflow_input: In) -> str:
-        """Start an instance and return its id at once."""
+    async def start(self, workflow_input: In, *, results: Mapping[str, Any] | None = None) -> str:
+        """Start an instance and return its id at once; `results` are replies of steps done
+        elsewhere that its commands may read (a hybrid's hand-off)."""
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """What the strategy's pattern lets it know about the instance."""

@@ -1,0 +1,222 @@
+"""Hybrid: the core of a workflow under one strategy, the rest under another.
+
+The chapter's Sysops Squad decision: orchestrate the core ticket flow, where visibility and
+error handling matter, and choreograph what follows `TicketResolved`, where the teams want
+independence. A hybrid splits one definition after the step `handoff`: the core steps run
+under `core`, and once they complete, the rest runs under `rest`, seeded with the core's
+replies. A failure in the core ends the workflow there; a failure in the rest unwinds the rest
+only (what the core did stands: the hand-off is a commitment), and both run the definition's
+failure path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+import msgspec
+
+from actors import ActorSystem
+from brokers import new_id
+
+from ._definition import Workflow
+from ._errors import InvalidWorkflowError, UnknownWorkflowError
+from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._strategy import Strategy
+
+__all__ = ("Hybrid",)
+
+In = TypeVar("In", bound=msgspec.Struct)
+
+StrategyFactory = Callable[[ActorSystem, Workflow[In]], Strategy[In]]
+
+
+@dataclass(slots=True)
+class _Instance:
+    core_id: str
+    done: asyncio.Future[WorkflowResult]
+    rest_id: str | None = None
+
+
+class Hybrid(Generic[In]):
+    """Runs `workflow`'s steps up to `handoff` under `core`, and the others under `rest`.
+
+    ```python
+    async with Hybrid(system, ticket_workflow, core=Mediator, rest=FrontController,
+                      handoff="resolve") as hybrid:
+        result = await hybrid.result(await hybrid.start(SubmitTicket(...)))
+    ```
+    """
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        core: StrategyFactory[In],
+        rest: StrategyFactory[In],
+        handoff: str,
+    ) -> None:
+        names = [step.name for step in workflow.steps]
+        if handoff not in names or handoff == names[-1]:
+            raise InvalidWorkflowError(
+                f"hybrid of {workflow.name!r}: hand-off {handoff!r} must name a step that "
+                f"is not the last ({', '.join(names[:-1])})"
+            )
+        split = names.index(handoff) + 1
+        self.workflow = workflow
+        self.core_workflow = Workflow(
+            f"{workflow.name}-core",
+            workflow.input_type,
+            workflow.steps[:split],
+            services=workflow.services,
+            on_failure=workflow.on_failure,
+        )
+        self.rest_workflow = Workflow(
+            f"{workflow.name}-rest",
+            workflow.input_type,
+            workflow.steps[split:],
+            services=workflow.services,
+            on_failure=workflow.on_failure,
+            done_elsewhere=workflow.steps[:split],
+        )
+        self.core = core(system, self.core_workflow)
+        self.rest = rest(system, self.rest_workflow)
+        self.strategy = f"hybrid({self.core.strategy}+{self.rest.strategy})"
+        self._instances: dict[str, _Instance] = {}
+        self._tasks: set[asyncio.Task[None]] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.core.__aenter__()
+        try:
+            await self.rest.__aenter__()
+        except BaseException as exc:
+            await self.core.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._tasks = set()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tasks, self._tasks = self._tasks, None
+        if tasks:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        try:
+            await self.rest.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.core.__aexit__(exc_type, exc, tb)
+
+    async def start(self, workflow_input: In, *, results: Mapping[str, Any] | None = None) -> str:
+        """Start the core of an instance; the rest starts when the core completes."""
+        tasks = self._tasks
+        if tasks is None:
+            raise RuntimeError("use the hybrid as `async with Hybrid(...)`")
+        core_id = await self.core.start(workflow_input, results=results)
+        workflow_id = f"{self.workflow.name}-{new_id()}"
+        loop = asyncio.get_running_loop()
+        instance = _Instance(core_id, loop.create_future())
+        self._instances[workflow_id] = instance
+        task = loop.create_task(self._run(workflow_id, instance, workflow_input))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return workflow_id
+
+    async def _run(self, workflow_id: str, instance: _Instance, workflow_input: In) -> None:
+        try:
+            core = await self.core.result(instance.core_id)
+            if core.outcome is not Outcome.COMPLETED:
+                outcome = WorkflowResult(workflow_id, core.outcome, core.results, core.failure)
+            else:
+                instance.rest_id = await self.rest.start(workflow_input, results=core.results)
+                rest = await self.rest.result(instance.rest_id)
+                results = {**core.results, **rest.results}
+                outcome = WorkflowResult(workflow_id, rest.outcome, results, rest.failure)
+        except Exception as exc:
+            instance.done.set_exception(exc)
+            instance.done.exception()  # retrieved by result(); do not warn if nobody asks
+            return
+        instance.done.set_result(outcome)
+
+    async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
+        """Wait for the instance to end, rest included."""
+        done = self._instance(workflow_id).done
+        if timeout is None:
+            return await asyncio.shield(done)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(done)
+
+    async def status(self, workflow_id: str) -> WorkflowStatus:
+        """The core's status while it runs (what the core strategy sees), then the rest's,
+        with the core's steps counted as completed."""
+        instance = self._instance(workflow_id)
+        if instance.rest_id is None:
+            status = await self.core.status(instance.core_id)
+            if status.outcome is Outcome.COMPLETED and not instance.done.done():
+                status = _handing_over(status)  # completed core, rest not started yet
+            return _renamed(status, workflow_id, self.strategy)
+        status = await self.rest.status(instance.rest_id)
+        core_steps = tuple(step.name for step in self.core_workflow.steps)
+        completed = status.completed_steps
+        return WorkflowStatus(
+            workflow_id,
+            self.strategy,
+            status.outcome,
+            status.current_step,
+            None if completed is None else core_steps + completed,
+            status.compensated_steps,
+            status.failure,
+            status.unknown,
+        )
+
+    async def cancel(self, workflow_id: str) -> bool:
+        """Cancel the part that runs: the core (compensating it), or the rest (compensating
+        the rest only)."""
+        instance = self._instance(workflow_id)
+        if instance.done.done():
+            return False
+        if instance.rest_id is None:
+            return await self.core.cancel(instance.core_id)
+        return await self.rest.cancel(instance.rest_id)
+
+    def _instance(self, workflow_id: str) -> _Instance:
+        try:
+            return self._instances[workflow_id]
+        except KeyError:
+            raise UnknownWorkflowError(
+                f"no workflow {workflow_id!r} in {self.workflow.name}"
+            ) from None
+
+
+def _handing_over(status: WorkflowStatus) -> WorkflowStatus:
+    return WorkflowStatus(
+        status.workflow_id,
+        status.strategy,
+        Outcome.RUNNING,
+        None,
+        status.completed_steps,
+        status.compensated_steps,
+        status.failure,
+        status.unknown,
+    )
+
+
+def _renamed(status: WorkflowStatus, workflow_id: str, strategy: str) -> WorkflowStatus:
+    return WorkflowStatus(
+        workflow_id,
+        strategy,
+        status.outcome,
+        status.current_step,
+        status.completed_steps,
+        status.compensated_steps,
+        status.failure,
+        status.unknown,
+    )

@@ -1,0 +1,195 @@
+"""The Sysops Squad ticket workflow under every strategy and under the seed's hybrid
+(orchestrated core, choreographed after TicketResolved, a front controller for status), on
+both buses: same business outcome, same final state of every service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from actors import ActorSystem, SupervisorPolicy
+from brokers import Bus
+from coordination import FrontController, Hybrid, InvalidWorkflowError, Mediator, Outcome
+from coordination.scenarios.sysops_squad import (
+    TICKET_RESOLVED,
+    AssignmentService,
+    BillingService,
+    NotificationService,
+    ResolutionService,
+    SubmitTicket,
+    SurveyService,
+    TicketService,
+    ValidationService,
+    ticket_workflow,
+)
+
+from .helpers import until
+from .test_strategies import STRATEGIES, StrategyFactory
+
+pytestmark = pytest.mark.anyio
+
+HYBRID = "hybrid"
+FACTORIES: dict[str, StrategyFactory] = {
+    **STRATEGIES,
+    HYBRID: lambda system, workflow: Hybrid(  # type: ignore[return-value]
+        system, workflow, core=Mediator, rest=FrontController, handoff=TICKET_RESOLVED
+    ),
+}
+STEPS = tuple(step.name for step in ticket_workflow.steps)
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def strategy_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@dataclass
+class Squad:
+    system: ActorSystem
+    strategy: object
+    tickets: TicketService
+    assignment: AssignmentService
+    billing: BillingService
+    survey: SurveyService
+    notifications: NotificationService
+    resolution: ResolutionService
+
+    async def run(self, ticket: SubmitTicket) -> object:
+        strategy = self.strategy
+        workflow_id = await strategy.start(ticket)  # type: ignore[attr-defined]
+        return await strategy.result(workflow_id, timeout=10)  # type: ignore[attr-defined]
+
+
+@contextlib.asynccontextmanager
+async def open_squad(bus: Bus, strategy: str, experts: list[str]) -> AsyncIterator[Squad]:
+    tickets, notifications = TicketService(), NotificationService()
+    assignment, resolution = AssignmentService(experts), ResolutionService()
+    billing, survey = BillingService(declined=frozenset({"broke"})), SurveyService()
+    validation = ValidationService({"ann": "basic", "bob": "premium", "broke": "basic"})
+    policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
+    async with ActorSystem(bus, supervision=policy) as system:
+        for name, service in [
+            ("ticket", tickets),
+            ("validation", validation),
+            ("assignment", assignment),
+            ("notification", notifications),
+            ("resolution", resolution),
+            ("billing", billing),
+            ("survey", survey),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        async with FACTORIES[strategy](system, ticket_workflow) as running:
+            yield Squad(
+                system,
+                running,
+                tickets,
+                assignment,
+                billing,
+                survey,
+                notifications,
+                resolution,
+            )
+
+
+async def test_a_ticket_is_resolved_billed_surveyed_and_closed(
+    bus: Bus, strategy_name: str
+) -> None:
+    async with open_squad(bus, strategy_name, experts=["sam"]) as squad:
+        result = await squad.run(SubmitTicket("t1", "ann", "printer on fire"))
+        assert result.outcome is Outcome.COMPLETED  # type: ignore[attr-defined]
+        await until(lambda: squad.tickets.tickets.get("t1") == "closed")
+        await until(lambda: len(squad.notifications.sent) == 2)
+        status = await squad.strategy.status(result.workflow_id)  # type: ignore[attr-defined]
+    assert status.completed_steps == STEPS
+    assert squad.resolution.resolved == {"t1": "sam"}
+    assert squad.billing.invoices == {"t1": (10 + len("printer on fire") % 50) * 200}
+    assert squad.survey.sent == ["t1"]
+    assert squad.notifications.sent == [("sam", "ticket t1"), ("ann", "ticket t1 resolved")]
+    assert squad.assignment.free == ["sam"]  # released after resolution
+
+
+async def test_a_customer_without_contract_is_refused(bus: Bus, strategy_name: str) -> None:
+    async with open_squad(bus, strategy_name, experts=["sam"]) as squad:
+        result = await squad.run(SubmitTicket("t2", "eve", "vpn"))
+        await until(lambda: squad.tickets.tickets.get("t2") == "rejected")
+        await until(lambda: len(squad.notifications.sent) == 1)
+    assert result.outcome is Outcome.FAILED  # type: ignore[attr-defined]
+    failure = result.failure  # type: ignore[attr-defined]
+    assert (failure.step, failure.reason, failure.technical) == (
+        "validate",
+        "no support contract",
+        False,
+    )
+    assert squad.assignment.history == []
+    assert squad.notifications.sent == [("eve", "ticket t2 not handled: no support contract")]
+
+
+async def test_no_expert_free_is_retried_then_escalated(bus: Bus, strategy_name: str) -> None:
+    async with open_squad(bus, strategy_name, experts=[]) as squad:
+        result = await squad.run(SubmitTicket("t3", "ann", "laptop"))
+        await until(lambda: squad.tickets.tickets.get("t3") == "escalated")
+        await until(lambda: len(squad.notifications.sent) == 1)
+    assert result.outcome is Outcome.FAILED  # type: ignore[attr-defined]
+    failure = result.failure  # type: ignore[attr-defined]
+    assert failure.step == "assign"
+    assert failure.technical
+    assert "NoExpertFree" in failure.reason
+    assert squad.notifications.sent == [("manager", "escalated: t3 waits for an expert")]
+    assert squad.resolution.resolved == {}
+
+
+async def test_tickets_wait_for_a_busy_expert(bus: Bus, strategy_name: str) -> None:
+    """One expert, three tickets at once: assignment fails while the expert is busy, is
+    retried, and every ticket is resolved by the same expert in turn."""
+    async with open_squad(bus, strategy_name, experts=["sam"]) as squad:
+        results = await asyncio.gather(
+            *(squad.run(SubmitTicket(f"t{n}", "bob", "mouse")) for n in range(4, 7))
+        )
+        await until(lambda: list(squad.tickets.tickets.values()) == ["closed"] * 3)
+    assert [r.outcome for r in results] == [Outcome.COMPLETED] * 3  # type: ignore[attr-defined]
+    assert squad.resolution.resolved == {"t4": "sam", "t5": "sam", "t6": "sam"}
+    assert squad.billing.invoices == {"t4": 0, "t5": 0, "t6": 0}  # a premium plan
+    assert squad.assignment.free == ["sam"]
+
+
+async def test_a_declined_bill_after_resolution(bus: Bus, strategy_name: str) -> None:
+    """Under one strategy the whole workflow unwinds (the assignment is undone, a no-op once
+    the expert is released); under the hybrid the hand-off is a commitment: the rest fails
+    alone. The services end in the same state either way."""
+    async with open_squad(bus, strategy_name, experts=["sam"]) as squad:
+        result = await squad.run(SubmitTicket("t7", "broke", "disk"))
+        await until(lambda: squad.tickets.tickets.get("t7") == "failed")
+        await until(lambda: len(squad.notifications.sent) == 2)
+    expected = Outcome.FAILED if strategy_name == HYBRID else Outcome.COMPENSATED
+    assert result.outcome is expected  # type: ignore[attr-defined]
+    assert result.failure.reason == "card declined"  # type: ignore[attr-defined]
+    assert squad.billing.invoices == {}
+    assert squad.resolution.resolved == {"t7": "sam"}
+    assert squad.assignment.free == ["sam"]
+    assert squad.notifications.sent == [
+        ("sam", "ticket t7"),
+        ("broke", "ticket t7 not handled: card declined"),
+    ]
+
+
+async def test_the_hybrid_reports_the_part_that_runs(bus: Bus) -> None:
+    async with open_squad(bus, HYBRID, experts=["sam"]) as squad:
+        hybrid = squad.strategy
+        assert isinstance(hybrid, Hybrid)
+        assert hybrid.strategy == "hybrid(mediator+front_controller)"
+        result = await squad.run(SubmitTicket("t8", "ann", "keyboard"))
+        status = await hybrid.status(result.workflow_id)  # type: ignore[attr-defined]
+    assert status.strategy == hybrid.strategy
+    assert status.outcome is Outcome.COMPLETED
+    assert status.completed_steps == STEPS
+
+
+def test_a_hybrid_needs_a_hand_off_inside_the_workflow() -> None:
+    with pytest.raises(InvalidWorkflowError, match="hand-off"):
+        Hybrid(None, ticket_workflow, core=Mediator, rest=FrontController, handoff="nope")  # type: ignore[arg-type]
+    with pytest.raises(InvalidWorkflowError, match="hand-off"):
+        Hybrid(None, ticket_workflow, core=Mediator, rest=FrontController, handoff="close_ticket")  # type: ignore[arg-type]
