@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from actors import ActorSystem, SupervisorPolicy
+from actors import ActorSystem, Link, SupervisorPolicy
 from brokers import Bus, MemoryBus, Msg
 from coordination import (
     EventSourced,
@@ -66,8 +66,10 @@ class StrategyRun:
     """Median latency of one status query."""
     status_messages: float
     """Messages one status query puts on the bus."""
-    links: int
-    """Distinct sender -> receiver -> message type links one workflow of each case used."""
+    links: dict[str, int]
+    """Distinct sender -> receiver -> message type links one workflow used, per case
+    (completed, declined, backordered), and the links the error cases add to the happy
+    path's (added_by_errors)."""
     largest_message: int
     """Bytes of the largest message of a workflow (the stamp at its last step, for stamp
     coupling)."""
@@ -159,8 +161,16 @@ async def _status_cost(strategy: Strategy[PlaceOrder], bus: Bus) -> tuple[float,
     return statistics.median(durations), messages
 
 
-async def _links_and_largest(name: str) -> tuple[int, int]:
-    """Distinct links over one completed, one declined and one backordered order, and the
+LINK_CASES = {
+    "completed": PlaceOrder("l1", "ann", "book", 1, 1000),
+    "declined": PlaceOrder("l2", DECLINED, "book", 1, 1000),
+    "backordered": PlaceOrder("l3", "ann", "rare", 1, 1000),
+}
+"""The chapter's happy path and error cases, whose links are counted one by one."""
+
+
+async def _links_and_largest(name: str) -> tuple[dict[str, int], int]:
+    """Distinct links of one completed, one declined and one backordered order, and the
     largest message any of them put on the bus."""
     bus = MemoryBus()
     largest = 0
@@ -169,15 +179,21 @@ async def _links_and_largest(name: str) -> tuple[int, int]:
         nonlocal largest
         largest = max(largest, len(msg.data))
 
+    used: dict[str, set[Link]] = {}
     async with bus, ActorSystem(bus, record_links=True) as system:
         await bus.subscribe(">", measure)
         await _spawn_services(system)
+        recorder = system.links
+        assert recorder is not None
         async with STRATEGIES[name](system, order_workflow) as strategy:
-            for placing in [
-                PlaceOrder("l1", "ann", "book", 1, 1000),
-                PlaceOrder("l2", DECLINED, "book", 1, 1000),
-                PlaceOrder("l3", "ann", "rare", 1, 1000),
-            ]:
+            for case, placing in LINK_CASES.items():
+                recorder.clear()
                 await strategy.result(await strategy.start(placing))
-        assert system.links is not None
-        return len(system.links.links), largest
+                await bus.flush()
+                await asyncio.sleep(0.01)  # the notices told after the end
+                used[case] = recorder.links
+    links = {case: len(found) for case, found in used.items()}
+    # figure 11-10: the links the error cases need beyond the happy path's
+    errors = used["declined"] | used["backordered"]
+    links["added_by_errors"] = len(errors - used["completed"])
+    return links, largest

@@ -39,7 +39,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert strategies["query_all"]["floor_name"] == "raw asyncio choreography"
     for figure in strategies.values():
         assert figure["workflows_per_s"][0] > 0
-        assert figure["links"] > 0
+        assert set(figure["links"]) == {"completed", "declined", "backordered", "added_by_errors"}
+        assert all(figure["links"][case] > 0 for case in ("completed", "declined", "backordered"))
         assert figure["messages_per_workflow"] > 0
     # stamp coupling's last stamp carries every reply: the largest message of all strategies
     assert strategies["stamp_coupled"]["largest_message"] == max(
@@ -47,6 +48,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     )
     assert strategies["stamp_coupled"]["status_messages"] == 0  # it reads the stamp it has
     assert strategies["query_all"]["status_messages"] > 2  # it asks every participant
+    # figure 11-10: error cases add more links to a choreography than to a mediator
+    links = {name: figure["links"]["added_by_errors"] for name, figure in strategies.items()}
+    assert links["mediator"] == 1  # the refund
+    assert min(links.values()) == links["mediator"]
+    assert links["stamp_coupled"] > links["mediator"]
     assert ("nats", "ask", "nats-py request") in figures
     assert all(value > 0 for case in report["cases"] for value in case["corps"])
     assert report["idle_actors"]["tasks_created"] == 0
