@@ -9,10 +9,11 @@ __all__ = ("Headers", "Msg", "as_bytes")
 Headers = dict[str, str]
 
 
-class Msg(msgspec.Struct):
+class Msg(msgspec.Struct, gc=False):
     """A message delivered by a bus.
 
-    A msgspec Struct because one is built per publish and its constructor is C. `headers` is
+    A msgspec Struct because one is built per publish and its constructor is C; not tracked by
+    the cyclic garbage collector, which it can never be part of a cycle for. `headers` is
     shared by every subscriber that receives the same publish: treat it as read-only.
     """
 

@@ -32,8 +32,8 @@ from brokers import new_id
 from ._carriage import ContextCodec
 from ._commands import CommandPort
 from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
-from ._errors import CoordinationError, UnknownWorkflowError
 from ._events import Advance, Cancel, Carried, Ended, Unwind
+from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 
 __all__ = ("Adapter", "Choreography")
@@ -398,15 +398,17 @@ class Choreography(Generic[In]):
     strategy: str
     carries_data: ClassVar[bool] = True
 
-    def __init__(self, system: ActorSystem, workflow: Workflow[In]) -> None:
+    def __init__(
+        self, system: ActorSystem, workflow: Workflow[In], *, keep_finished: int = DEFAULT_KEEP
+    ) -> None:
         self.system = system
         self.workflow = workflow
         self.codec = ContextCodec(workflow)
         self.refs: dict[str, ActorRef[Any]] = {}
         self.adapters: dict[str, ActorRef[Adapter[In]]] = {}
         self.endpoint: ActorRef[Any] | None = None
-        self._waiting: dict[str, asyncio.Future[WorkflowResult]] = {}
-        self._ended: dict[str, Ended] = {}
+        self.outcomes = Outcomes(workflow.name, keep_finished)
+        """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self._running = False
 
     def adapter_name(self, service: str) -> str:
@@ -442,12 +444,7 @@ class Choreography(Generic[In]):
     ) -> None:
         self._running = False
         await self._stop_actors()
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(
-                    CoordinationError("the strategy stopped before the workflow ended")
-                )
-                future.exception()  # nobody may be waiting: do not warn about it
+        self.outcomes.stop()
 
     async def _stop_actors(self) -> None:
         await self._close()
@@ -474,17 +471,13 @@ class Choreography(Generic[In]):
                 f"not {type(workflow_input).__name__}"
             )
         workflow_id = f"{self.workflow.name}-{new_id()}"
-        self._waiting[workflow_id] = asyncio.get_running_loop().create_future()
+        self.outcomes.add(workflow_id)
         await self._begin(workflow_id, self.codec.carried(workflow_input, results))
         return workflow_id
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""
-        future = self._future(workflow_id)
-        if timeout is None:
-            return await asyncio.shield(future)
-        async with asyncio.timeout(timeout):
-            return await asyncio.shield(future)
+        return await self.outcomes.wait(workflow_id, timeout)
 
     async def cancel(self, workflow_id: str) -> bool:
         """Tell every service to stop the instance at the next step it sees and unwind it.
@@ -493,8 +486,7 @@ class Choreography(Generic[In]):
         under way, and a cancel that reaches the services after the last step comes too late:
         the outcome then stays what it was.
         """
-        future = self._future(workflow_id)
-        if future.done():
+        if not self.outcomes.is_running(workflow_id):
             return False
         for adapter in self.adapters.values():
             await adapter.tell(Cancel(workflow_id), correlation_id=workflow_id)
@@ -508,11 +500,17 @@ class Choreography(Generic[In]):
 
     def finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
-        future = self._waiting.get(event.workflow_id)
-        if future is None or future.done():
-            return
-        self._ended[event.workflow_id] = event
-        future.set_result(self.result_of(event))
+        result = self.result_of(event)
+        status = WorkflowStatus(
+            event.workflow_id,
+            self.strategy,
+            result.outcome,
+            None,
+            tuple(event.completed),
+            tuple(event.compensated),
+            result.failure,
+        )
+        self.outcomes.finish(event.workflow_id, result, status)
 
     def result_of(self, event: Ended) -> WorkflowResult:
         failure = None
@@ -578,26 +576,6 @@ class Choreography(Generic[In]):
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _future(self, workflow_id: str) -> asyncio.Future[WorkflowResult]:
-        try:
-            return self._waiting[workflow_id]
-        except KeyError:
-            raise UnknownWorkflowError(
-                f"no workflow {workflow_id!r} in {self.workflow.name}"
-            ) from None
-
     def _ended_status(self, workflow_id: str) -> WorkflowStatus | None:
         """The full status of an instance whose `Ended` arrived, or None."""
-        event = self._ended.get(workflow_id)
-        if event is None:
-            return None
-        result = self.result_of(event)
-        return WorkflowStatus(
-            workflow_id,
-            self.strategy,
-            result.outcome,
-            None,
-            tuple(event.completed),
-            tuple(event.compensated),
-            result.failure,
-        )
+        return self.outcomes.final_status(workflow_id)

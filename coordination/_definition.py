@@ -30,8 +30,7 @@ class Rejected(Message):
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
+class Failure(msgspec.Struct, frozen=True, gc=False):
     """Why a workflow left its happy path."""
 
     step: str

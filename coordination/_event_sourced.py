@@ -21,6 +21,7 @@ from ._choreography import Choreography
 from ._definition import Failure, Workflow
 from ._event_store import EventStore, MemoryEventStore
 from ._events import Advance, Cancel, Ended, Unwind
+from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 
 __all__ = ("EventSourced",)
@@ -43,9 +44,14 @@ class EventSourced(Choreography[In]):
     strategy = "event_sourced"
 
     def __init__(
-        self, system: ActorSystem, workflow: Workflow[In], *, store: EventStore | None = None
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        store: EventStore | None = None,
+        keep_finished: int = DEFAULT_KEEP,
     ) -> None:
-        super().__init__(system, workflow)
+        super().__init__(system, workflow, keep_finished=keep_finished)
         self.store: EventStore = store or MemoryEventStore()
         self._tap: Subscription | None = None
 
@@ -71,7 +77,7 @@ class EventSourced(Choreography[In]):
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """The state the log replays to."""
-        self._future(workflow_id)
+        self.outcomes.check(workflow_id)
         names = [step.name for step in self.workflow.steps]
         outcome = Outcome.RUNNING
         current: str | None = None

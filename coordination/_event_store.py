@@ -3,6 +3,7 @@ plug in behind the same protocol."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -20,17 +21,21 @@ class EventStore(Protocol):
 
 
 class MemoryEventStore:
-    """Logs in a dict of lists: fast, and gone with the process."""
+    """Logs in a dict of lists: fast, and gone with the process. The logs of the latest
+    `keep` workflows are kept."""
 
-    def __init__(self) -> None:
-        self._logs: dict[str, list[msgspec.Struct]] = {}
+    def __init__(self, keep: int = 100_000) -> None:
+        self.keep = keep
+        self._logs: OrderedDict[str, list[msgspec.Struct]] = OrderedDict()
 
     async def append(self, workflow_id: str, event: msgspec.Struct) -> None:
         log = self._logs.get(workflow_id)
-        if log is None:
-            self._logs[workflow_id] = [event]
-        else:
+        if log is not None:
             log.append(event)
+            return
+        self._logs[workflow_id] = [event]
+        if len(self._logs) > self.keep:
+            self._logs.popitem(last=False)
 
     async def load(self, workflow_id: str) -> Sequence[msgspec.Struct]:
         return tuple(self._logs.get(workflow_id, ()))

@@ -26,7 +26,7 @@ __all__ = (
 )
 
 
-class Carried(msgspec.Struct, frozen=True):
+class Carried(msgspec.Struct, frozen=True, gc=False):
     """Workflow data travelling with an event: the input and the replies so far, as the
     msgpack the services produced (passed on without decoding), and, for stamp coupling, the
     trail of what happened to the workflow (`step:status` entries)."""
@@ -93,13 +93,13 @@ class Progress(Message):
     step: int
 
 
-class RecordQuery(msgspec.Struct, frozen=True):
+class RecordQuery(msgspec.Struct, frozen=True, gc=False):
     """Query-all: what do you know of `workflow_id`?"""
 
     workflow_id: str
 
 
-class RecordReply(msgspec.Struct, frozen=True):
+class RecordReply(msgspec.Struct, frozen=True, gc=False):
     """One participant's own record of a workflow: its steps' states (`started`, `done`,
     `failed`, `compensated`), the replies of its steps, the request if it took it, the
     failure it saw, and the outcome if it ended the workflow."""

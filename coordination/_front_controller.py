@@ -18,6 +18,7 @@ from actors import Actor, ActorSystem
 from ._choreography import Adapter, Choreography
 from ._definition import Failure, Workflow
 from ._events import Advance, Begin, Carried, Ended, Progress
+from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ._store import InstanceState, MemoryStateStore, StateStore
@@ -86,8 +87,9 @@ class FrontController(Choreography[In]):
         *,
         store: StateStore | None = None,
         callbacks: bool = False,
+        keep_finished: int = DEFAULT_KEEP,
     ) -> None:
-        super().__init__(system, workflow)
+        super().__init__(system, workflow, keep_finished=keep_finished)
         self.store: StateStore = store or MemoryStateStore()
         self.callbacks = callbacks
 
@@ -112,7 +114,7 @@ class FrontController(Choreography[In]):
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the
         services call back."""
-        self._future(workflow_id)
+        self.outcomes.check(workflow_id)
         assert self.endpoint is not None
         reply = await self.endpoint.ask(GetStatus(workflow_id))
         if not reply.found:  # started, and Begin not handled yet

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -22,6 +21,7 @@ from brokers import new_id
 
 from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
 from ._errors import UnknownWorkflowError
+from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ._store import InstanceState, MemoryStateStore, StateStore
@@ -41,12 +41,6 @@ class _MediatorActor(Actor):
 
     async def status(self, msg: GetStatus) -> StatusReply:
         return reply_from_state(await self.store.load(msg.workflow_id))
-
-
-@dataclass(slots=True)
-class _Instance:
-    state: InstanceState
-    done: asyncio.Future[None]
 
 
 class _StepFailed(Exception):
@@ -73,11 +67,14 @@ class Mediator(Generic[In]):
         workflow: Workflow[In],
         *,
         store: StateStore | None = None,
+        keep_finished: int = DEFAULT_KEEP,
     ) -> None:
         self.system = system
         self.workflow = workflow
         self.store: StateStore = store or MemoryStateStore()
-        self._instances: dict[str, _Instance] = {}
+        self.outcomes = Outcomes(workflow.name, keep_finished)
+        """Whose results `result` gives: the latest `keep_finished` finished are kept."""
+        self._running: dict[str, InstanceState] = {}
         self._refs: dict[str, ActorRef[Any]] = {}
         self._tasks: set[asyncio.Task[None]] | None = None
         """The running instances: owned here, cancelled and joined when the mediator exits.
@@ -106,6 +103,7 @@ class Mediator(Generic[In]):
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
+        self.outcomes.stop()
         if self._actor is not None and not self._actor.stopped:
             await self.system.stop(self._actor)
 
@@ -128,10 +126,9 @@ class Mediator(Generic[In]):
         workflow_id = f"{self.workflow.name}-{new_id()}"
         state = InstanceState(workflow_id, workflow_input, results=dict(results or {}))
         await self.store.save(state)
-        loop = asyncio.get_running_loop()
-        instance = _Instance(state, loop.create_future())
-        self._instances[workflow_id] = instance
-        task = loop.create_task(self._run(instance), name=workflow_id)
+        self._running[workflow_id] = state
+        self.outcomes.add(workflow_id)
+        task = asyncio.get_running_loop().create_task(self._run(state), name=workflow_id)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return workflow_id
@@ -146,67 +143,60 @@ class Mediator(Generic[In]):
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""
-        instance = self._instance(workflow_id)
-        if timeout is None:
-            await asyncio.shield(instance.done)
-        else:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(instance.done)
-        state = instance.state
-        return WorkflowResult(workflow_id, state.outcome, dict(state.results), state.failure)
+        return await self.outcomes.wait(workflow_id, timeout)
 
     async def cancel(self, workflow_id: str) -> bool:
         """Ask a running instance to stop: it finishes its current step, then compensates what
         it completed. False when it had already ended."""
-        instance = self._instance(workflow_id)
-        if instance.done.done():
+        if not self.outcomes.is_running(workflow_id):
             return False
-        instance.state.cancel_requested = True
-        await self.store.save(instance.state)
+        state = self._running[workflow_id]
+        state.cancel_requested = True
+        await self.store.save(state)
         return True
 
     # -- running an instance ------------------------------------------------------------
 
-    def _instance(self, workflow_id: str) -> _Instance:
+    async def _run(self, state: InstanceState) -> None:
+        workflow_id = state.workflow_id
         try:
-            return self._instances[workflow_id]
-        except KeyError:
-            raise UnknownWorkflowError(
-                f"no workflow {workflow_id!r} in {self.workflow.name}"
-            ) from None
+            with acting_as(f"mediator.{self.workflow.name}"):
+                await self._drive(state)
+        except Exception as exc:  # a bug here must fail the instance, never leave it hanging
+            logger.exception("%s: the mediator failed", workflow_id)
+            state.failure = Failure(state.current_step or "", f"mediator error: {exc!r}", True)
+            state.outcome = Outcome.FAILED
+        finally:
+            del self._running[workflow_id]
+            if state.outcome is not Outcome.RUNNING:  # else cancelled: the mediator stops
+                result = WorkflowResult(
+                    workflow_id, state.outcome, dict(state.results), state.failure
+                )
+                self.outcomes.finish(workflow_id, result)
 
-    async def _run(self, instance: _Instance) -> None:
-        with acting_as(f"mediator.{self.workflow.name}"):
-            await self._drive(instance)
-
-    async def _drive(self, instance: _Instance) -> None:
-        state = instance.state
+    async def _drive(self, state: InstanceState) -> None:
         context: WorkflowContext[In] = WorkflowContext(
             state.workflow_id, state.input, state.results
         )
-        try:
-            for step in self.workflow.steps:
-                if state.cancel_requested:
-                    context.failure = Failure(step.name, "cancelled", technical=False)
-                    await self._unwind(state, context, cancelled=True)
-                    return
-                state.current_step = step.name
-                await self.store.save(state)
-                try:
-                    reply = await self._perform(step, context, f"{state.workflow_id}.{step.name}")
-                except _StepFailed as failed:
-                    context.failure = state.failure = failed.failure
-                    await self._unwind(state, context, cancelled=False)
-                    return
-                if step.wait:
-                    state.results[step.name] = reply
-                state.completed.append(step.name)
-            state.current_step = None
-            state.outcome = Outcome.COMPLETED
+        for step in self.workflow.steps:
+            if state.cancel_requested:
+                context.failure = Failure(step.name, "cancelled", technical=False)
+                await self._unwind(state, context, cancelled=True)
+                return
+            state.current_step = step.name
             await self.store.save(state)
-        finally:
-            if not instance.done.done():
-                instance.done.set_result(None)
+            try:
+                reply = await self._perform(step, context, f"{state.workflow_id}.{step.name}")
+            except _StepFailed as failed:
+                context.failure = state.failure = failed.failure
+                await self._unwind(state, context, cancelled=False)
+                return
+            if step.wait:
+                state.results[step.name] = reply
+            state.completed.append(step.name)
+        state.current_step = None
+        state.outcome = Outcome.COMPLETED
+        await self.store.save(state)
 
     async def _perform(self, step: Step, context: WorkflowContext[In], message_id: str) -> Any:
         """Send the step's command, retrying technical failures; raise _StepFailed."""

@@ -22,6 +22,7 @@ from brokers import Msg, Subscription
 from ._choreography import Adapter, Choreography
 from ._definition import Failure, Workflow, WorkflowContext
 from ._events import Carried, Ended, RecordQuery, RecordReply
+from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 
 __all__ = ("QueryAll",)
@@ -75,8 +76,9 @@ class QueryAll(Choreography[In]):
         *,
         remember: int = 100_000,
         query_timeout: float = 5.0,
+        keep_finished: int = DEFAULT_KEEP,
     ) -> None:
-        super().__init__(system, workflow)
+        super().__init__(system, workflow, keep_finished=keep_finished)
         self.remember = remember
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}
@@ -216,7 +218,7 @@ class QueryAll(Choreography[In]):
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """Every participant's record, merged."""
-        self._future(workflow_id)
+        self.outcomes.check(workflow_id)
         records = await self._gather("client", list(self.adapters), workflow_id)
         states: dict[str, str] = {}
         outcome = Outcome.RUNNING

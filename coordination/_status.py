@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ._definition import Failure
 
@@ -23,8 +24,7 @@ class Outcome(enum.Enum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
-class WorkflowStatus:
+class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     """A strategy's view of one instance. A field a strategy cannot know is None, and its
     name is in `unknown`: a status never invents what its pattern does not see."""
 
@@ -42,8 +42,7 @@ class WorkflowStatus:
         return self.outcome not in (None, Outcome.RUNNING)
 
 
-@dataclass(frozen=True, slots=True)
-class WorkflowResult:
+class WorkflowResult(msgspec.Struct, frozen=True, gc=False):
     """The end of a workflow: its outcome, the replies of its steps, and why it failed."""
 
     workflow_id: str

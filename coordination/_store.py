@@ -3,6 +3,7 @@ in behind the same protocol."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,13 +37,24 @@ class StateStore(Protocol):
 
 
 class MemoryStateStore:
-    """Instances in a dict: fast, and gone with the process."""
+    """Instances in a dict: fast, and gone with the process.
 
-    def __init__(self) -> None:
+    Running instances are all kept; of the finished ones, the latest `keep_finished`.
+    """
+
+    def __init__(self, keep_finished: int = 100_000) -> None:
+        self.keep_finished = keep_finished
         self._states: dict[str, InstanceState] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
 
     async def save(self, state: InstanceState) -> None:
-        self._states[state.workflow_id] = state
+        workflow_id = state.workflow_id
+        self._states[workflow_id] = state
+        if state.outcome is not Outcome.RUNNING and workflow_id not in self._finished:
+            self._finished[workflow_id] = None
+            if len(self._finished) > self.keep_finished:
+                forgotten, _ = self._finished.popitem(last=False)
+                del self._states[forgotten]
 
     async def load(self, workflow_id: str) -> InstanceState | None:
         return self._states.get(workflow_id)

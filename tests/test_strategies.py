@@ -522,3 +522,23 @@ async def test_the_stamp_grows_and_query_all_events_carry_ids(
     else:  # after the request, events are ids
         assert sizes[1] == sizes[2] == sizes[3] == sizes[4]
         assert sizes[0] > sizes[1]  # the first carries the request
+
+
+@pytest.mark.parametrize("strategy", ["mediator", "stamp_coupled", "query_all"])
+async def test_only_the_latest_finished_workflows_are_remembered(strategy: str) -> None:
+    factories = {
+        "mediator": lambda s, w: Mediator(s, w, keep_finished=2),
+        "stamp_coupled": lambda s, w: StampCoupled(s, w, keep_finished=2),
+        "query_all": lambda s, w: QueryAll(s, w, keep_finished=2),
+    }
+    async with ActorSystem() as system:
+        for name, service in order_workflow.services.items():
+            await system.spawn(service, name=name)
+        async with factories[strategy](system, order_workflow) as running:
+            ids = [await running.start(order(n)) for n in range(3)]
+            for workflow_id in ids:
+                await running.result(workflow_id, timeout=5)
+            with pytest.raises(UnknownWorkflowError, match="more than 2 finished"):
+                await running.result(ids[0])
+            assert (await running.result(ids[2])).workflow_id == ids[2]
+            assert not await running.cancel(ids[1])
