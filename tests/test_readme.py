@@ -16,7 +16,11 @@ EXPECTED = [
     "balance: 42",
     "b'HELLO'",
     "pong",
-    "ann completed\nmallory failed card declined\nbob compensated backordered",
+    "\n".join(
+        f"{strategy} {line}"
+        for strategy in ("mediator", "stamp_coupled")
+        for line in ("ann completed", "mallory failed card declined", "bob compensated backordered")
+    ),
 ]
 """What each program prints, in README order."""
 
@@ -34,3 +38,38 @@ def test_readme_program_prints_what_it_claims(source: str, expected: str) -> Non
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+MERMAID = re.findall(r"```mermaid\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+@pytest.mark.anyio
+async def test_the_readme_sequence_diagram_comes_from_a_real_run() -> None:
+    from actors import ActorSystem
+    from coordination import StampCoupled
+    from coordination.scenarios.order_placement import (
+        EmailService,
+        FulfillmentService,
+        OrderService,
+        PaymentService,
+        PlaceOrder,
+        order_workflow,
+    )
+
+    from .helpers import until
+
+    async with ActorSystem(record_links=True) as system:
+        for name, service in [
+            ("order", OrderService),
+            ("payment", PaymentService),
+            ("fulfillment", FulfillmentService),
+            ("email", EmailService),
+        ]:
+            await system.spawn(service, name=name)
+        async with StampCoupled(system, order_workflow) as strategy:
+            workflow_id = await strategy.start(PlaceOrder("o1", "ann", "lamp", 1, 1000))
+            await strategy.result(workflow_id, timeout=5)
+        links = system.links
+        assert links is not None
+        await until(lambda: len(links.sequence(workflow_id)) == 11)
+        assert links.sequence_diagram(workflow_id) == MERMAID[0].strip()
