@@ -16,7 +16,6 @@ hooks of `Choreography`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -26,12 +25,12 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 
-from actors import Actor, ActorError, ActorRef, ActorSystem, acting_as
+from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
 from ._carriage import ContextCodec
-from ._commands import CommandPort
-from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
+from ._commands import CommandPort, tell_with_retry
+from ._definition import Failure, Rejected, Workflow, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Unwind
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -126,7 +125,13 @@ class Adapter(Actor, Generic[In]):
                 timeout=step.timeout,
             )
             return
-        error = await self._tell(step, command, workflow_id, message_id)
+        error = await tell_with_retry(
+            self.service_ref,
+            command,
+            policy=step.retry,
+            workflow_id=workflow_id,
+            message_id=message_id,
+        )
         if error is not None:
             failure = Failure(step.name, error, technical=True)
             await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
@@ -352,24 +357,6 @@ class Adapter(Actor, Generic[In]):
             return True
         logger.error("%s: %r reached %r, which does not serve it", self.name, event, self.service)
         return False
-
-    async def _tell(
-        self, step: Step, command: msgspec.Struct, workflow_id: str, message_id: str
-    ) -> str | None:
-        """Tell a step that nobody waits for, retrying a refusal; the last error, or None."""
-        policy = step.retry
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                await self.service_ref.tell(
-                    command, correlation_id=workflow_id, message_id=message_id
-                )
-            except ActorError as exc:
-                if attempt == policy.attempts:
-                    return f"{type(exc).__name__}: {exc}"
-                await asyncio.sleep(policy.delay(attempt))
-            else:
-                return None
-        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _always(adapter: Adapter[Any]) -> Callable[[], Adapter[Any]]:

@@ -29,7 +29,7 @@ from brokers import Msg, Subscription, new_id
 
 from ._definition import RetryPolicy
 
-__all__ = ("TICK", "CommandPort")
+__all__ = ("TICK", "CommandPort", "tell_with_retry")
 
 logger = logging.getLogger("coordination")
 
@@ -232,3 +232,25 @@ class CommandPort(Generic[T]):
             if not self._pending:
                 buckets.clear()
                 ticks.clear()
+
+
+async def tell_with_retry(
+    ref: ActorRef[Any],
+    command: msgspec.Struct,
+    *,
+    policy: RetryPolicy,
+    workflow_id: str,
+    message_id: str,
+) -> str | None:
+    """Tell a command nobody waits for, retrying a refusal (a full mailbox, a stopped actor)
+    per `policy`: None once it is sent, else why it could not be."""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            await ref.tell(command, correlation_id=workflow_id, message_id=message_id)
+        except ActorError as exc:
+            if attempt == policy.attempts:
+                return f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(policy.delay(attempt))
+        else:
+            return None
+    raise AssertionError("unreachable")  # pragma: no cover

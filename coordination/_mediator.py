@@ -1,25 +1,28 @@
 """Mediator (orchestration): one place runs every step, retry, timeout and compensation.
 
-The Mediator keeps every instance's state in its store and drives each instance in a task it
-owns; its actor, `mediator.<workflow>` on the bus, answers status queries, so anyone on the bus
-can ask where an instance stands. It knows the exact step of every instance.
+The Mediator keeps every instance's state in its store and moves each instance on as the
+answers of its services land: a command goes out with the mediator's reply subject, and the
+reply (or its timeout, or its error) advances the instance; no task waits per instance, so
+one mediator keeps thousands in flight. Its actor, `mediator.<workflow>` on the bus, answers
+status queries, so anyone on the bus can ask where an instance stands. It knows the exact
+step of every instance.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-import anyio
 import msgspec
 
-from actors import Actor, ActorError, ActorRef, ActorSystem, acting_as
+from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
-from ._definition import Failure, Rejected, Step, Workflow, WorkflowContext
+from ._commands import CommandPort, tell_with_retry
+from ._definition import Failure, Rejected, Workflow, WorkflowContext
 from ._errors import UnknownWorkflowError
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -32,6 +35,8 @@ logger = logging.getLogger("coordination")
 
 In = TypeVar("In", bound=msgspec.Struct)
 
+CANCELLED = "cancelled"
+
 
 class _MediatorActor(Actor):
     """Answers status queries over the bus from the mediator's store."""
@@ -43,9 +48,18 @@ class _MediatorActor(Actor):
         return reply_from_state(await self.store.load(msg.workflow_id))
 
 
-class _StepFailed(Exception):
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
+@dataclass(slots=True)
+class _Run:
+    """One running instance: its state, the context its builders see, where it stands."""
+
+    state: InstanceState
+    context: WorkflowContext[Any]
+    step: int = 0
+    undo: list[int] = field(default_factory=list)
+    """While unwinding: the steps still to compensate, the next last."""
+    undoing: int | None = None
+    """The step whose compensation is pending."""
+    cancelled: bool = False
 
 
 class Mediator(Generic[In]):
@@ -74,11 +88,10 @@ class Mediator(Generic[In]):
         self.store: StateStore = store or MemoryStateStore()
         self.outcomes = Outcomes(workflow.name, keep_finished)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
-        self._running: dict[str, InstanceState] = {}
+        self.name = f"mediator.{workflow.name}"
+        self._runs: dict[str, _Run] = {}
         self._refs: dict[str, ActorRef[Any]] = {}
-        self._tasks: set[asyncio.Task[None]] | None = None
-        """The running instances: owned here, cancelled and joined when the mediator exits.
-        Plain tasks, because anyio's start_soon cost more than a workflow step."""
+        self._port: CommandPort[_Run] | None = None
         self._actor: ActorRef[_MediatorActor] | None = None
 
     async def __aenter__(self) -> Self:
@@ -86,10 +99,9 @@ class Mediator(Generic[In]):
             name: self.system.ref(cls, name) for name, cls in self.workflow.services.items()
         }
         store = self.store
-        self._actor = await self.system.spawn(
-            lambda: _MediatorActor(store), name=f"mediator.{self.workflow.name}"
-        )
-        self._tasks = set()
+        self._actor = await self.system.spawn(lambda: _MediatorActor(store), name=self.name)
+        self._port = CommandPort(self.system, self.name, self._replied, self._command_failed)
+        await self._port.open()
         return self
 
     async def __aexit__(
@@ -98,11 +110,10 @@ class Mediator(Generic[In]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks, self._tasks = self._tasks, None
-        if tasks:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks)
+        port, self._port = self._port, None
+        if port is not None:
+            await port.close()
+        self._runs.clear()
         self.outcomes.stop()
         if self._actor is not None and not self._actor.stopped:
             await self.system.stop(self._actor)
@@ -110,13 +121,12 @@ class Mediator(Generic[In]):
     # -- the strategy API -----------------------------------------------------------------
 
     async def start(self, workflow_input: In, *, results: Mapping[str, Any] | None = None) -> str:
-        """Start an instance; returns its id at once.
+        """Start an instance; returns its id once its first command is sent.
 
         `results` are replies of steps done elsewhere, which this instance's commands may read
         (a hybrid hands the core's replies to the strategy that runs the rest).
         """
-        tasks = self._tasks
-        if tasks is None:
+        if self._port is None:
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
         if not isinstance(workflow_input, self.workflow.input_type):
             raise TypeError(
@@ -125,12 +135,11 @@ class Mediator(Generic[In]):
             )
         workflow_id = f"{self.workflow.name}-{new_id()}"
         state = InstanceState(workflow_id, workflow_input, results=dict(results or {}))
-        await self.store.save(state)
-        self._running[workflow_id] = state
+        run = _Run(state, WorkflowContext(workflow_id, workflow_input, state.results))
+        self._runs[workflow_id] = run
         self.outcomes.add(workflow_id)
-        task = asyncio.get_running_loop().create_task(self._run(state), name=workflow_id)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        with acting_as(self.name):
+            await self._advance(run)
         return workflow_id
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
@@ -150,134 +159,170 @@ class Mediator(Generic[In]):
         it completed. False when it had already ended."""
         if not self.outcomes.is_running(workflow_id):
             return False
-        state = self._running[workflow_id]
-        state.cancel_requested = True
-        await self.store.save(state)
+        run = self._runs.get(workflow_id)
+        if run is None or run.state.outcome is not Outcome.RUNNING:
+            return False
+        run.state.cancel_requested = True
+        await self.store.save(run.state)
         return True
 
-    # -- running an instance ------------------------------------------------------------
+    # -- moving an instance on ------------------------------------------------------------
 
-    async def _run(self, state: InstanceState) -> None:
+    async def _advance(self, run: _Run) -> None:
+        """Send the commands of the steps from `run.step` on: a step nobody waits for is
+        told and passed; one that is waited for is sent and the instance waits for its
+        answer (`_replied`, `_command_failed`)."""
+        state, context, steps = run.state, run.context, self.workflow.steps
         workflow_id = state.workflow_id
-        try:
-            with acting_as(f"mediator.{self.workflow.name}"):
-                await self._drive(state)
-        except Exception as exc:  # a bug here must fail the instance, never leave it hanging
-            logger.exception("%s: the mediator failed", workflow_id)
-            state.failure = Failure(state.current_step or "", f"mediator error: {exc!r}", True)
-            state.outcome = Outcome.FAILED
-        finally:
-            del self._running[workflow_id]
-            if state.outcome is not Outcome.RUNNING:  # else cancelled: the mediator stops
-                result = WorkflowResult(
-                    workflow_id, state.outcome, dict(state.results), state.failure
-                )
-                self.outcomes.finish(workflow_id, result)
-
-    async def _drive(self, state: InstanceState) -> None:
-        context: WorkflowContext[In] = WorkflowContext(
-            state.workflow_id, state.input, state.results
-        )
-        for step in self.workflow.steps:
+        while run.step < len(steps):
+            step = steps[run.step]
             if state.cancel_requested:
-                context.failure = Failure(step.name, "cancelled", technical=False)
-                await self._unwind(state, context, cancelled=True)
+                await self._unwind(run, Failure(step.name, CANCELLED, technical=False), True)
                 return
             state.current_step = step.name
             await self.store.save(state)
             try:
-                reply = await self._perform(step, context, f"{state.workflow_id}.{step.name}")
-            except _StepFailed as failed:
-                context.failure = state.failure = failed.failure
-                await self._unwind(state, context, cancelled=False)
+                command = step.command(context)
+            except Exception as exc:  # a bug in the definition: fail the step, not the mediator
+                reason = f"building the command failed: {type(exc).__name__}: {exc}"
+                await self._unwind(run, Failure(step.name, reason, technical=True), False)
                 return
+            message_id = f"{workflow_id}.{step.name}"
+            ref = self._refs[step.service]
             if step.wait:
-                state.results[step.name] = reply
+                assert self._port is not None
+                await self._port.send(
+                    ref,
+                    command,
+                    run,
+                    message_id=message_id,
+                    correlation_id=workflow_id,
+                    policy=step.retry,
+                    timeout=step.timeout,
+                )
+                return
+            error = await tell_with_retry(
+                ref, command, policy=step.retry, workflow_id=workflow_id, message_id=message_id
+            )
+            if error is not None:
+                await self._unwind(run, Failure(step.name, error, technical=True), False)
+                return
             state.completed.append(step.name)
+            run.step += 1
         state.current_step = None
         state.outcome = Outcome.COMPLETED
-        await self.store.save(state)
+        await self._finish(run)
 
-    async def _perform(self, step: Step, context: WorkflowContext[In], message_id: str) -> Any:
-        """Send the step's command, retrying technical failures; raise _StepFailed."""
-        ref = self._refs[step.service]
-        try:
-            command = step.command(context)
-        except Exception as exc:  # a bug in the definition: fail the step, not the mediator
-            reason = f"building the command failed: {type(exc).__name__}: {exc}"
-            raise _StepFailed(Failure(step.name, reason, technical=True)) from exc
-        policy = step.retry
-        for attempt in range(1, policy.attempts + 1):
-            try:
-                if not step.wait:
-                    await ref.tell(
-                        command, correlation_id=context.workflow_id, message_id=message_id
+    async def _replied(self, run: _Run, reply: Any, data: bytes) -> None:
+        if run.state.workflow_id not in self._runs:
+            return  # the mediator stopped meanwhile
+        with acting_as(self.name):
+            if run.undoing is not None:
+                name = self.workflow.steps[run.undoing].name
+                if isinstance(reply, Rejected):
+                    logger.error(
+                        "%s: compensation of %r refused: %s",
+                        run.state.workflow_id,
+                        name,
+                        reply.reason,
                     )
-                    return None
-                reply = await ref.ask(
-                    command,
-                    timeout=step.timeout,
-                    correlation_id=context.workflow_id,
-                    message_id=message_id,
-                )
-            except ActorError as exc:
-                if attempt == policy.attempts:
-                    reason = f"{type(exc).__name__}: {exc}"
-                    raise _StepFailed(Failure(step.name, reason, technical=True)) from exc
-                logger.warning(
-                    "%s: step %r attempt %d failed: %r",
-                    context.workflow_id,
-                    step.name,
-                    attempt,
-                    exc,
-                )
-                await anyio.sleep(policy.delay(attempt))
-                continue
+                else:
+                    run.state.compensated.append(name)
+                await self._undo_next(run)
+                return
+            step = self.workflow.steps[run.step]
             if isinstance(reply, Rejected):
-                raise _StepFailed(Failure(step.name, reply.reason, technical=False))
-            return reply
-        raise AssertionError("unreachable")  # pragma: no cover
+                await self._unwind(run, Failure(step.name, reply.reason, technical=False), False)
+                return
+            run.state.results[step.name] = reply
+            run.state.completed.append(step.name)
+            run.step += 1
+            await self._advance(run)
 
-    async def _unwind(
-        self, state: InstanceState, context: WorkflowContext[In], *, cancelled: bool
-    ) -> None:
-        """Compensate completed steps in reverse order, then run the failure path."""
-        for name in reversed(state.completed):
-            step = self.workflow.step(name)
-            if step.compensation is None:
-                continue
-            undo = Step(
-                f"{name}.undo",
-                step.service,
-                step.compensation,
-                retry=step.retry,
-                timeout=step.timeout,
-            )
-            try:
-                await self._perform(undo, context, f"{state.workflow_id}.{name}.undo")
-            except _StepFailed as failed:
+    async def _command_failed(self, run: _Run, reason: str) -> None:
+        if run.state.workflow_id not in self._runs:
+            return
+        with acting_as(self.name):
+            if run.undoing is not None:
                 logger.error(
                     "%s: compensation of %r failed: %s",
-                    state.workflow_id,
-                    name,
-                    failed.failure.reason,
+                    run.state.workflow_id,
+                    self.workflow.steps[run.undoing].name,
+                    reason,
                 )
+                await self._undo_next(run)
+                return
+            step = self.workflow.steps[run.step]
+            await self._unwind(run, Failure(step.name, reason, technical=True), False)
+
+    # -- the way back ------------------------------------------------------------------
+
+    async def _unwind(self, run: _Run, failure: Failure, cancelled: bool) -> None:
+        """Compensate the completed steps, newest first, then run the failure path."""
+        state = run.state
+        state.failure = run.context.failure = failure
+        run.cancelled = cancelled
+        steps = self.workflow.steps
+        run.undo = [
+            index
+            for index in range(run.step)
+            if steps[index].compensation is not None and steps[index].name in state.completed
+        ]
+        await self.store.save(state)
+        await self._undo_next(run)
+
+    async def _undo_next(self, run: _Run) -> None:
+        state, context = run.state, run.context
+        workflow_id = state.workflow_id
+        while run.undo:
+            index = run.undo.pop()
+            step = self.workflow.steps[index]
+            assert step.compensation is not None
+            try:
+                command = step.compensation(context)
+            except Exception as exc:
+                logger.error("%s: compensation of %r not built: %r", workflow_id, step.name, exc)
                 continue
-            state.compensated.append(name)
+            run.undoing = index
+            assert self._port is not None
+            await self._port.send(
+                self._refs[step.service],
+                command,
+                run,
+                message_id=f"{workflow_id}.{step.name}.undo",
+                correlation_id=workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
+            )
+            return
+        run.undoing = None
         for notify in self.workflow.on_failure:
             try:
                 await self._refs[notify.service].tell(
-                    notify.command(context), correlation_id=state.workflow_id
+                    notify.command(context), correlation_id=workflow_id
                 )
             except Exception as exc:  # an unreachable service, or a bug in the builder
                 logger.error(
-                    "%s: failure notice to %r not sent: %r", state.workflow_id, notify.service, exc
+                    "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
                 )
-        if cancelled:
+        if (
+            state.cancel_requested
+            and state.failure is not None
+            and state.failure.reason == CANCELLED
+        ):
             state.outcome = Outcome.CANCELLED
         elif state.compensated:
             state.outcome = Outcome.COMPENSATED
         else:
             state.outcome = Outcome.FAILED
         state.current_step = None
+        await self._finish(run)
+
+    async def _finish(self, run: _Run) -> None:
+        state = run.state
         await self.store.save(state)
+        del self._runs[state.workflow_id]
+        result = WorkflowResult(
+            state.workflow_id, state.outcome, dict(state.results), state.failure
+        )
+        self.outcomes.finish(state.workflow_id, result)
