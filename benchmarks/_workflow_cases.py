@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import msgspec
 
@@ -102,24 +103,11 @@ async def raw_mediator_chain(workflows: int, steps: int = 4, clients: int = 100)
 
     tasks = [asyncio.create_task(service(n)) for n in range(steps)]
     tasks.append(asyncio.create_task(mediator()))
-    loop = asyncio.get_running_loop()
-    ids = iter(range(1 << 62))
 
-    async def client(count: int) -> None:
-        for number in range(count):
-            workflow = next(ids)
-            done = waiting[workflow] = loop.create_future()
-            inbox.put_nowait((-1, encode(_Command(workflow, number))))
-            await done
+    def begin(workflow: int, number: int) -> None:
+        inbox.put_nowait((-1, encode(_Command(workflow, number))))
 
-    try:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
-        return (workflows // clients * clients) / (time.perf_counter() - started)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return await _closed_loop(workflows, clients, tasks, waiting, begin)
 
 
 async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
@@ -141,6 +129,22 @@ async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 
                 waiting.pop(event.workflow).set_result(None)
 
     tasks = [asyncio.create_task(service(n)) for n in range(steps)]
+
+    def begin(workflow: int, number: int) -> None:
+        queues[0].put_nowait(encode(_Command(workflow, number)))
+
+    return await _closed_loop(workflows, clients, tasks, waiting, begin)
+
+
+async def _closed_loop(
+    workflows: int,
+    clients: int,
+    tasks: list[asyncio.Task[None]],
+    waiting: dict[int, asyncio.Future[None]],
+    begin: Callable[[int, int], None],
+) -> float:
+    """Workflows per second of `clients` that each `begin` a workflow and wait for the
+    service tasks to resolve it in `waiting`; the tasks are cancelled at the end."""
     loop = asyncio.get_running_loop()
     ids = iter(range(1 << 62))
 
@@ -148,7 +152,7 @@ async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 
         for number in range(count):
             workflow = next(ids)
             done = waiting[workflow] = loop.create_future()
-            queues[0].put_nowait(encode(_Command(workflow, number)))
+            begin(workflow, number)
             await done
 
     try:

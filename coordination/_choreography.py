@@ -29,7 +29,7 @@ from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
 from ._carriage import ContextCodec
-from ._commands import CommandPort, tell_with_retry
+from ._commands import CommandPort
 from ._definition import Failure, Rejected, Workflow, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Unwind
 from ._outcomes import DEFAULT_KEEP, Outcomes
@@ -111,32 +111,23 @@ class Adapter(Actor, Generic[In]):
             failure = Failure(step.name, reason, technical=True)
             await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
             return
-        message_id = f"{workflow_id}.{step.name}"
-        if step.wait:
-            assert self.port is not None
-            pending = _Command(workflow_id, index, False, context, event.data)
-            await self.port.send(
-                self.service_ref,
-                command,
-                pending,
-                message_id=message_id,
-                correlation_id=workflow_id,
-                policy=step.retry,
-                timeout=step.timeout,
-            )
-            return
-        error = await tell_with_retry(
+        assert self.port is not None
+        pending = _Command(workflow_id, index, False, context, event.data)
+        error = await self.port.perform(
             self.service_ref,
+            step,
             command,
-            policy=step.retry,
+            pending,
+            message_id=f"{workflow_id}.{step.name}",
             workflow_id=workflow_id,
-            message_id=message_id,
         )
+        if step.wait:
+            return  # on with the answer
         if error is not None:
             failure = Failure(step.name, error, technical=True)
             await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
             return
-        await self._done(_Command(workflow_id, index, False, context, event.data), None, b"")
+        await self._done(pending, None, b"")
 
     async def unwind(self, event: Unwind) -> None:
         index = event.step

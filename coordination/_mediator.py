@@ -21,7 +21,7 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
-from ._commands import CommandPort, tell_with_retry
+from ._commands import CommandPort
 from ._definition import Failure, Rejected, Workflow, WorkflowContext
 from ._errors import UnknownWorkflowError
 from ._outcomes import DEFAULT_KEEP, Outcomes
@@ -187,23 +187,17 @@ class Mediator(Generic[In]):
                 reason = f"building the command failed: {type(exc).__name__}: {exc}"
                 await self._unwind(run, Failure(step.name, reason, technical=True), False)
                 return
-            message_id = f"{workflow_id}.{step.name}"
-            ref = self._refs[step.service]
-            if step.wait:
-                assert self._port is not None
-                await self._port.send(
-                    ref,
-                    command,
-                    run,
-                    message_id=message_id,
-                    correlation_id=workflow_id,
-                    policy=step.retry,
-                    timeout=step.timeout,
-                )
-                return
-            error = await tell_with_retry(
-                ref, command, policy=step.retry, workflow_id=workflow_id, message_id=message_id
+            assert self._port is not None
+            error = await self._port.perform(
+                self._refs[step.service],
+                step,
+                command,
+                run,
+                message_id=f"{workflow_id}.{step.name}",
+                workflow_id=workflow_id,
             )
+            if step.wait:
+                return  # on with the answer
             if error is not None:
                 await self._unwind(run, Failure(step.name, error, technical=True), False)
                 return
