@@ -8,10 +8,8 @@ Mermaid flowcharts and sequence diagrams.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 __all__ = ("Link", "LinkRecorder", "acting_as")
@@ -19,15 +17,26 @@ __all__ = ("Link", "LinkRecorder", "acting_as")
 _acting: ContextVar[str | None] = ContextVar("corps_acting_as", default=None)
 
 
-@contextlib.contextmanager
-def acting_as(name: str) -> Iterator[None]:
+class acting_as:
     """Attribute what this context sends to `name` (code that is not an actor handler, such
-    as a mediator's instance tasks)."""
-    token = _acting.set(name)
-    try:
-        yield
-    finally:
-        _acting.reset(token)
+    as a mediator moving its instances on).
+
+    A class rather than a generator-based context manager: coordinators enter it for every
+    reply they handle.
+    """
+
+    __slots__ = ("_name", "_token")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _acting.set(self._name)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _acting.reset(self._token)
 
 
 def sender_override() -> str | None:
