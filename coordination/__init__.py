@@ -3,7 +3,8 @@
 Declare a `Workflow` once (steps, compensations, retries, timeouts, failure path) and run it
 with any strategy: `Mediator` (orchestration), or one of the choreographies, `FrontController`,
 `StampCoupled`, `QueryAll` and `EventSourced`. They share one API (`start`, `status`,
-`result`, `cancel`) and differ in cost and in what `status` can see.
+`result`, `cancel`) and differ in cost and in what `status` can see. A `Hybrid` runs the
+core of a workflow under one strategy and the rest under another.
 """
 
 from ._definition import (

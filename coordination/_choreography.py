@@ -16,9 +16,10 @@ hooks of `Choreography`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -30,7 +31,7 @@ from brokers import new_id
 
 from ._carriage import ContextCodec
 from ._commands import CommandPort
-from ._definition import Failure, Rejected, Workflow, WorkflowContext
+from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._events import Advance, Cancel, Carried, Ended, Unwind
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -42,6 +43,7 @@ logger = logging.getLogger("coordination")
 In = TypeVar("In", bound=msgspec.Struct)
 
 CANCELLED = "cancelled"
+NOTICE = "failure notice"
 REMEMBERED_CANCELS = 10_000
 
 
@@ -68,9 +70,10 @@ class Adapter(Actor, Generic[In]):
         self.steps = engine.workflow.steps
         self.service_ref: ActorRef[Any] = engine.refs[service]
         self.cancelled: OrderedDict[str, None] = OrderedDict()
-        self.records: OrderedDict[str, Any] = OrderedDict()
-        """A strategy's own per-workflow records (query-all keeps each service's part here)."""
         self.port: CommandPort[_Command] | None = None
+        self.gathering: set[asyncio.Task[None]] = set()
+        """Events whose context is being fetched (query-all): handled in tasks of their own,
+        so that one workflow's round trip does not hold up the others' events."""
         self.adapter_name = engine.adapter_name(service)
 
     async def on_start(self) -> None:
@@ -81,13 +84,29 @@ class Adapter(Actor, Generic[In]):
             await self.port.open()
 
     async def on_stop(self) -> None:
+        gathering, self.gathering = self.gathering, set()
+        for task in gathering:
+            task.cancel()
+        if gathering:
+            await asyncio.wait(gathering)
         port, self.port = self.port, None
         if port is not None:
             await port.close()
 
+    def _in_own_task(self, handling: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(handling)
+        self.gathering.add(task)
+        task.add_done_callback(self.gathering.discard)
+
     # -- events -----------------------------------------------------------------------
 
     async def advance(self, event: Advance) -> None:
+        if self.engine.carries_data or event.data is not None:
+            await self._guarded(self._advance(event), event)
+        else:
+            self._in_own_task(self._guarded(self._advance(event), event))
+
+    async def _advance(self, event: Advance) -> None:
         index = event.step
         if not self._mine(index, event):
             return
@@ -95,7 +114,7 @@ class Adapter(Actor, Generic[In]):
         workflow_id = event.workflow_id
         engine = self.engine
         try:
-            context = await engine.context_for(self, workflow_id, event.data, index)
+            context = await engine.context_for(self, workflow_id, event.data, index, undo=False)
         except Exception as exc:
             await self._abandon(workflow_id, index, index, [], f"no context: {exc!r}")
             return
@@ -105,7 +124,7 @@ class Adapter(Actor, Generic[In]):
             return
         await engine.step_started(self, workflow_id, index, event.data)
         try:
-            command = step.command(context)
+            command = step.command(builder_context(context, step.reads, step.name))
         except Exception as exc:  # a bug in the definition: fail the step, not the service
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
             failure = Failure(step.name, reason, technical=True)
@@ -130,6 +149,24 @@ class Adapter(Actor, Generic[In]):
         await self._done(pending, None, b"")
 
     async def unwind(self, event: Unwind) -> None:
+        if self.engine.carries_data or event.data is not None:
+            await self._guarded(self._unwind(event), event)
+        else:
+            self._in_own_task(self._guarded(self._unwind(event), event))
+
+    async def _guarded(self, handling: Coroutine[Any, Any, None], event: Advance | Unwind) -> None:
+        """Handle an event; a bug on the way ends its workflow rather than losing it."""
+        try:
+            await handling
+        except Exception as exc:
+            logger.exception("%s: %r failed", self.adapter_name, event)
+            completed = event.completed if isinstance(event, Unwind) else event.step
+            compensated = event.compensated if isinstance(event, Unwind) else []
+            await self._abandon(
+                event.workflow_id, event.step, completed, compensated, f"adapter error: {exc!r}"
+            )
+
+    async def _unwind(self, event: Unwind) -> None:
         index = event.step
         if not self._mine(index, event):
             return
@@ -137,7 +174,7 @@ class Adapter(Actor, Generic[In]):
         assert step.compensation is not None
         workflow_id = event.workflow_id
         try:
-            context = await self.engine.context_for(self, workflow_id, event.data, index)
+            context = await self.engine.context_for(self, workflow_id, event.data, index, undo=True)
         except Exception as exc:
             reason = f"no context to compensate {step.name!r}: {exc!r}"
             await self._abandon(workflow_id, index, event.completed, event.compensated, reason)
@@ -145,7 +182,7 @@ class Adapter(Actor, Generic[In]):
         context.failure = Failure(event.failed_step, event.reason, event.technical)
         pending = _Command(workflow_id, index, True, context, event.data, event)
         try:
-            command = step.compensation(context)
+            command = step.compensation(builder_context(context, step.undo_reads, step.name))
         except Exception as exc:
             await self._undo_failed(pending, f"building the compensation failed: {exc!r}")
             return
@@ -299,7 +336,8 @@ class Adapter(Actor, Generic[In]):
         for notify in self.workflow.on_failure:
             try:
                 await self.engine.refs[notify.service].tell(
-                    notify.command(context), correlation_id=workflow_id
+                    notify.command(builder_context(context, (), NOTICE)),
+                    correlation_id=workflow_id,
                 )
             except Exception as exc:  # an unreachable service, or a bug in the builder
                 logger.error(
@@ -503,9 +541,16 @@ class Choreography(Generic[In]):
         await self.endpoint.tell(event, correlation_id=event.workflow_id)
 
     async def context_for(
-        self, adapter: Adapter[In], workflow_id: str, data: Carried | None, step: int
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        data: Carried | None,
+        step: int,
+        *,
+        undo: bool,
     ) -> WorkflowContext[In]:
-        """The context step number `step`'s builders see."""
+        """The context step number `step`'s builders (its compensation's, with `undo`) see,
+        before it is narrowed to what they read."""
         assert data is not None, f"{self.strategy} events carry their data"
         return self.codec.context(workflow_id, data.input, data.results)
 

@@ -18,7 +18,17 @@ from actors import Actor, Message
 
 from ._errors import InvalidWorkflowError
 
-__all__ = ("Failure", "Notify", "Rejected", "RetryPolicy", "Step", "Workflow", "WorkflowContext")
+__all__ = (
+    "Failure",
+    "Notify",
+    "Rejected",
+    "Replies",
+    "RetryPolicy",
+    "Step",
+    "Workflow",
+    "WorkflowContext",
+    "builder_context",
+)
 
 In = TypeVar("In", bound=msgspec.Struct)
 
@@ -41,13 +51,45 @@ class Failure(msgspec.Struct, frozen=True, gc=False):
 
 @dataclass(slots=True)
 class WorkflowContext(Generic[In]):
-    """What command builders see: the input, the replies of the steps done so far, and the
-    failure once there is one."""
+    """What command builders see: the input, the replies of the steps the building step
+    `reads`, and the failure once there is one."""
 
     workflow_id: str
     input: In
     results: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
+
+
+class Replies(dict[str, Any]):
+    """The replies a builder may read: those of the steps its step declares in `reads`.
+
+    Every strategy hands builders the same view, so a definition behaves the same under all
+    of them; the query-all choreography fetches exactly these from the services that hold
+    them.
+    """
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: str, replies: dict[str, Any]) -> None:
+        super().__init__(replies)
+        self.step = step
+
+    def __missing__(self, name: str) -> Any:
+        raise KeyError(
+            f"step {self.step!r} reads the reply of {name!r}, which it does not declare "
+            f"(Step(..., reads=({name!r},)))"
+        )
+
+
+def builder_context(
+    context: WorkflowContext[In], readable: tuple[str, ...], step: str
+) -> WorkflowContext[In]:
+    """`context` as the builders of `step` see it: the replies in `readable` only."""
+    results = context.results
+    visible = {name: results[name] for name in readable if name in results}
+    return WorkflowContext(
+        context.workflow_id, context.input, Replies(step, visible), context.failure
+    )
 
 
 Builder = Callable[[WorkflowContext[Any]], msgspec.Struct]
@@ -80,6 +122,10 @@ class Step:
     it the command is sent and the workflow moves on (a notification, an email).
     `compensation(context)` undoes the step when a later step fails; a step whose effect needs
     no undoing says `nothing_to_undo=True`.
+
+    `reads` names the earlier steps whose replies the builders read (`context.results`):
+    the data the step depends on, stated once. The compensation also reads the step's own
+    reply.
     """
 
     name: str
@@ -90,11 +136,18 @@ class Step:
     timeout: float = 5.0
     wait: bool = True
     nothing_to_undo: bool = False
+    reads: tuple[str, ...] = ()
+
+    @property
+    def undo_reads(self) -> tuple[str, ...]:
+        """What the compensation reads: the step's `reads` and its own reply."""
+        return (*self.reads, self.name) if self.wait else self.reads
 
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    """A command sent to `service` on the failure path (after compensation)."""
+    """A command sent to `service` on the failure path (after compensation). Its builder
+    reads the input and `context.failure`; no replies."""
 
     service: str
     command: Builder
@@ -158,6 +211,16 @@ class Workflow(Generic[In]):
                     f"workflow {self.name!r}: {step_name!r} uses service {service!r}, which is "
                     f"not among its services ({', '.join(sorted(self.services))})"
                 )
+        answered = {s.name for s in self.done_elsewhere if s.wait}
+        for step in self.steps:
+            for name in step.reads:
+                if name not in answered:
+                    raise InvalidWorkflowError(
+                        f"workflow {self.name!r}: step {step.name!r} reads {name!r}, which is "
+                        "not an earlier step that answers (wait=True)"
+                    )
+            if step.wait:
+                answered.add(step.name)
         for index, step in enumerate(self.steps):
             later = [s for s in self.steps[index + 1 :] if s.wait]
             if step.wait and later and step.compensation is None and not step.nothing_to_undo:

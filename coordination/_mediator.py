@@ -22,7 +22,7 @@ from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
 from ._commands import CommandPort
-from ._definition import Failure, Rejected, Workflow, WorkflowContext
+from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._errors import UnknownWorkflowError
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -36,6 +36,7 @@ logger = logging.getLogger("coordination")
 In = TypeVar("In", bound=msgspec.Struct)
 
 CANCELLED = "cancelled"
+NOTICE = "failure notice"
 
 
 class _MediatorActor(Actor):
@@ -182,7 +183,7 @@ class Mediator(Generic[In]):
             state.current_step = step.name
             await self.store.save(state)
             try:
-                command = step.command(context)
+                command = step.command(builder_context(context, step.reads, step.name))
             except Exception as exc:  # a bug in the definition: fail the step, not the mediator
                 reason = f"building the command failed: {type(exc).__name__}: {exc}"
                 await self._unwind(run, Failure(step.name, reason, technical=True), False)
@@ -273,7 +274,7 @@ class Mediator(Generic[In]):
             step = self.workflow.steps[index]
             assert step.compensation is not None
             try:
-                command = step.compensation(context)
+                command = step.compensation(builder_context(context, step.undo_reads, step.name))
             except Exception as exc:
                 logger.error("%s: compensation of %r not built: %r", workflow_id, step.name, exc)
                 continue
@@ -293,7 +294,7 @@ class Mediator(Generic[In]):
         for notify in self.workflow.on_failure:
             try:
                 await self._refs[notify.service].tell(
-                    notify.command(context), correlation_id=workflow_id
+                    notify.command(builder_context(context, (), NOTICE)), correlation_id=workflow_id
                 )
             except Exception as exc:  # an unreachable service, or a bug in the builder
                 logger.error(

@@ -177,24 +177,40 @@ class QueryAll(Choreography[In]):
             for service in services:
                 link = Link(asker, self.adapter_name(service), "RecordQuery", request=True)
                 links.record(link, workflow_id)
-        replies = await asyncio.gather(
-            *(
-                request(self._records_subject(service), query, self.query_timeout)
-                for service in services
+        if len(services) == 1:  # the common case: no task for a gather of one
+            replies = [await request(self._records_subject(services[0]), query, self.query_timeout)]
+        else:
+            replies = await asyncio.gather(
+                *(
+                    request(self._records_subject(service), query, self.query_timeout)
+                    for service in services
+                )
             )
-        )
         return [_reply_decoder.decode(reply.data) for reply in replies]
 
     async def context_for(
-        self, adapter: Adapter[In], workflow_id: str, data: Carried | None, step: int
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        data: Carried | None,
+        step: int,
+        *,
+        undo: bool,
     ) -> WorkflowContext[In]:
+        """The request, from the service that took it, and the replies the step reads, from
+        the services that gave them: asked in parallel."""
         if data is not None:
             return self.codec.context(workflow_id, data.input, data.results)
-        steps = self.workflow.steps
-        wanted = dict.fromkeys(s.service for s in steps[: step + 1])
+        definition = self.workflow.steps[step]
+        reads = definition.undo_reads if undo else definition.reads
+        services = {
+            s.name: s.service for s in (*self.workflow.done_elsewhere, *self.workflow.steps)
+        }
+        # the first service took the request (and a hybrid's replies, which came with it)
+        wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
-        records = await self._gather(adapter.adapter_name, others, workflow_id)
+        records = await self._gather(adapter.adapter_name, others, workflow_id) if others else []
         raw_input = mine.input
         results = dict(mine.results)
         for record in records:

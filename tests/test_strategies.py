@@ -312,6 +312,19 @@ def test_definitions_are_validated_when_built() -> None:
         Workflow("w", PlaceOrder, [step, Step("b", "svc", step.command)], services={"svc": Nobody})
     with pytest.raises(InvalidWorkflowError, match="no step"):
         Workflow("w", PlaceOrder, [], services={})
+    with pytest.raises(InvalidWorkflowError, match="reads 'b', which is not an earlier"):
+        Workflow(
+            "w",
+            PlaceOrder,
+            [
+                Step("a", "svc", step.command, reads=("b",), nothing_to_undo=True),
+                replace(step, name="b"),
+            ],
+            services={"svc": Nobody},
+        )
+    told = Step("told", "svc", step.command, wait=False)
+    with pytest.raises(InvalidWorkflowError, match="reads 'told'"):
+        Workflow("w", PlaceOrder, [told, replace(step, reads=("told",))], services={"svc": Nobody})
     with pytest.raises(InvalidWorkflowError, match="'mail'"):
         Workflow(
             "w",
@@ -542,3 +555,37 @@ async def test_only_the_latest_finished_workflows_are_remembered(strategy: str) 
                 await running.result(ids[0])
             assert (await running.result(ids[2])).workflow_id == ids[2]
             assert not await running.cancel(ids[1])
+
+
+async def test_builders_read_only_the_replies_they_declare(bus: Bus, strategy_name: str) -> None:
+    """The same view under every strategy: reading an undeclared reply fails the step (and
+    says how to declare it); a declared one is there."""
+
+    def fulfill_reading_payment(context: WorkflowContext[PlaceOrder]) -> Fulfill:
+        charged = context.results["payment"]
+        return Fulfill(charged.order_id, context.input.item, context.input.quantity)
+
+    def definition(reads: tuple[str, ...]) -> Workflow[PlaceOrder]:
+        steps = [
+            replace(s, command=fulfill_reading_payment, reads=reads)
+            if s.name == "fulfillment"
+            else s
+            for s in order_workflow.steps
+        ]
+        return Workflow(
+            f"reads-{len(reads)}",
+            PlaceOrder,
+            steps,
+            services=order_workflow.services,
+            on_failure=order_workflow.on_failure,
+        )
+
+    async with open_shop(bus, workflow=definition(()), strategy=strategy_name) as shop:
+        result = await shop.mediator.result(await shop.mediator.start(order(11)), timeout=5)
+        assert result.outcome is Outcome.COMPENSATED
+        assert result.failure is not None
+        assert "does not declare" in result.failure.reason
+        assert "reads=('payment',)" in result.failure.reason
+    async with open_shop(bus, workflow=definition(("payment",)), strategy=strategy_name) as shop:
+        result = await shop.mediator.result(await shop.mediator.start(order(12)), timeout=5)
+        assert result.outcome is Outcome.COMPLETED

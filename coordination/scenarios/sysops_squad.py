@@ -318,8 +318,9 @@ ticket_workflow: Workflow[SubmitTicket] = Workflow(
             "notification",
             lambda c: Notice(c.results["assign"].expert, f"ticket {c.input.ticket_id}"),
             wait=False,
+            reads=("assign",),
         ),
-        Step(TICKET_RESOLVED, "resolution", _resolve, nothing_to_undo=True),
+        Step(TICKET_RESOLVED, "resolution", _resolve, nothing_to_undo=True, reads=("assign",)),
         # -- TicketResolved: what follows is choreographed in the seed's hybrid -----------
         Step(
             "release_expert",
@@ -327,7 +328,7 @@ ticket_workflow: Workflow[SubmitTicket] = Workflow(
             lambda c: ReleaseExpert(c.input.ticket_id),
             wait=False,
         ),
-        Step("bill", "billing", _bill),
+        Step("bill", "billing", _bill, reads=("validate", TICKET_RESOLVED)),
         Step(
             "survey",
             "survey",
