@@ -20,6 +20,7 @@ from ._context import (
     current_message,
 )
 from ._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
+from ._dispatch import dispatch
 from ._errors import (
     ActorError,
     ActorNotFoundError,
@@ -73,6 +74,7 @@ __all__ = (
     "UnhandledMessageError",
     "acting_as",
     "current_message",
+    "dispatch",
     "handler",
     "idempotent",
 )

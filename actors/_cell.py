@@ -76,6 +76,11 @@ class ActorCell:
         self._replies: set[asyncio.Task[None]] = set()
         """Error replies to dropped asks, sent from tasks the cell joins when it stops."""
 
+    def use_table(self, table: HandlerTable) -> None:
+        """Dispatch with `table` from the next message on (handlers added or removed)."""
+        self._handlers = table.handlers
+        self.decoder = table.decoder
+
     async def start(self, first: Actor | None, mailbox_size: int, overflow: Overflow) -> None:
         """Create (or take) the instance, run on_start, then start listening."""
         self.actor = await self._new_instance(first)

@@ -18,7 +18,7 @@ import msgspec
 
 from ._errors import InvalidActorError
 
-__all__ = ("HandlerTable", "handler", "handler_table")
+__all__ = ("HandlerTable", "extended", "handler", "handler_table", "reduced")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -119,4 +119,39 @@ def _build(actor_class: type) -> HandlerTable:
         }
     except TypeError as exc:
         raise InvalidActorError(f"{actor_class.__name__}: {exc}") from exc
+    return HandlerTable(handlers, reply_decoders, decoder)
+
+
+def extended(
+    table: HandlerTable, extra: dict[type, Callable[[Any, Any], Awaitable[Any]]]
+) -> HandlerTable:
+    """`table` with the handlers in `extra` added (message type to `handler(actor, msg)`)."""
+    clash = [t.__name__ for t in extra if t in table.handlers]
+    if clash:
+        raise InvalidActorError(f"the actor already handles {', '.join(clash)}")
+    handlers = {**table.handlers, **extra}
+    reply_decoders = dict(table.reply_decoders)
+    for message_type in extra:
+        reply_decoders[message_type] = msgspec.msgpack.Decoder(type(None))
+    return _with_decoder(handlers, reply_decoders)
+
+
+def reduced(table: HandlerTable, types: list[type]) -> HandlerTable:
+    """`table` without the handlers of `types`."""
+    handlers = {t: h for t, h in table.handlers.items() if t not in types}
+    reply_decoders = {t: d for t, d in table.reply_decoders.items() if t not in types}
+    return _with_decoder(handlers, reply_decoders)
+
+
+def _with_decoder(
+    handlers: dict[type, Callable[[Any, Any], Awaitable[Any]]],
+    reply_decoders: dict[type, msgspec.msgpack.Decoder[Any]],
+) -> HandlerTable:
+    message_union = tuple(handlers)
+    try:
+        decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
+            message_union[0] if len(message_union) == 1 else typing.Union[message_union]  # noqa: UP007
+        )
+    except TypeError as exc:  # two message types with one tag
+        raise InvalidActorError(f"cannot tell the messages apart: {exc}") from exc
     return HandlerTable(handlers, reply_decoders, decoder)

@@ -6,7 +6,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -19,8 +19,8 @@ from ._actor import Actor
 from ._cell import ActorCell
 from ._context import _current
 from ._dead_letters import DeadLetters
-from ._errors import ActorError, DuplicateActorError
-from ._handlers import handler_table
+from ._errors import ActorError, ActorNotFoundError, DuplicateActorError
+from ._handlers import HandlerTable, extended, handler_table, reduced
 from ._links import LinkRecorder
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
@@ -44,11 +44,15 @@ class ActorFailure:
 class ActorGroup:
     """The instances of one named actor: they share a subject as a queue group."""
 
-    __slots__ = ("alive", "cells", "name", "ref", "stopped", "subject")
+    __slots__ = ("alive", "base", "cells", "name", "ref", "stopped", "subject", "table")
 
-    def __init__(self, name: str, subject: str) -> None:
+    def __init__(self, name: str, subject: str, table: HandlerTable) -> None:
         self.name = name
         self.subject = subject
+        self.table = table
+        """The handlers the instances dispatch with, added ones included."""
+        self.base = table
+        """The handlers of the actor class."""
         self.cells: list[ActorCell] = []
         self.alive = 0
         self.stopped = False
@@ -163,7 +167,7 @@ class ActorSystem:
             raise DuplicateActorError(f"an actor named {name!r} already runs in this system")
         subject = f"{self.prefix}.{name}"
         validate_subject(subject)
-        group = ActorGroup(name, subject)
+        group = ActorGroup(name, subject, table)
         group.ref = ActorRef(
             self.bus, name, subject, table, self.max_message_size, group, self.links, self.prefix
         )
@@ -201,6 +205,55 @@ class ActorSystem:
         return ActorRef(
             self.bus, name, subject, table, self.max_message_size, None, self.links, self.prefix
         )
+
+    def add_handlers(
+        self, name: str, handlers: Mapping[type, Callable[[Any, Any], Awaitable[Any]]]
+    ) -> ActorRef[Any]:
+        """Have the local actor `name` also handle the message types in `handlers`, each by
+        `handler(actor, message)`, in its own mailbox and one message at a time with its own
+        handlers: a sidecar (a choreography's adapter runs beside its service this way).
+
+        Returns a ref that can send the added types too (refs taken before cannot). Raises
+        ActorNotFoundError when `name` does not run here, InvalidActorError when a type is
+        handled already or two types share a tag.
+        """
+        group = self._local_group(name)
+        table = extended(group.table, dict(handlers))
+        self._use_table(group, table)
+        return group.ref
+
+    def remove_handlers(self, name: str, types: Iterable[type]) -> None:
+        """Undo `add_handlers` for `types` (the actor's own handlers cannot be removed)."""
+        group = self._groups.get(name)
+        if group is None:
+            return  # stopped meanwhile: nothing to undo
+        removable = [t for t in types if t not in group.base.handlers]
+        self._use_table(group, reduced(group.table, removable))
+
+    def _local_group(self, name: str) -> ActorGroup:
+        group = self._groups.get(name)
+        if group is None:
+            raise ActorNotFoundError(f"no actor named {name!r} runs in this system")
+        return group
+
+    def _use_table(self, group: ActorGroup, table: HandlerTable) -> None:
+        group.table = table
+        for cell in group.cells:
+            cell.use_table(table)
+        group.ref = ActorRef(
+            self.bus,
+            group.name,
+            group.subject,
+            table,
+            self.max_message_size,
+            group,
+            self.links,
+            self.prefix,
+        )
+
+    def is_local(self, name: str) -> bool:
+        """Whether an actor named `name` runs in this system."""
+        return name in self._groups
 
     async def stop(self, ref: ActorRef[Any], timeout: float | None = None) -> None:
         """Stop a local actor: its mailbox is handled first, for up to `timeout` seconds.

@@ -17,7 +17,7 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._definition import Workflow, WorkflowContext
+from ._definition import Replies, Workflow, WorkflowContext
 from ._events import Carried
 
 __all__ = ("ContextCodec", "reply_decoder")
@@ -72,8 +72,25 @@ class ContextCodec(Generic[In]):
         }
 
     def context(
-        self, workflow_id: str, raw_input: msgspec.Raw, raw_results: Mapping[str, msgspec.Raw]
+        self,
+        workflow_id: str,
+        raw_input: msgspec.Raw,
+        raw_results: Mapping[str, msgspec.Raw],
+        readable: tuple[str, ...] | None = None,
+        step: str = "",
     ) -> WorkflowContext[In]:
-        return WorkflowContext(
-            workflow_id, self._input.decode(raw_input), self.results(raw_results)
-        )
+        """The context carried data stands for; with `readable`, the context `step`'s
+        builders see: only those replies are decoded (see `Replies`)."""
+        if readable is None:
+            results = self.results(raw_results)
+        else:
+            replies = self._replies
+            results = Replies(
+                step,
+                {
+                    name: replies[name].decode(raw_results[name])
+                    for name in readable
+                    if name in raw_results
+                },
+            )
+        return WorkflowContext(workflow_id, self._input.decode(raw_input), results)

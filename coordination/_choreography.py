@@ -19,14 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import msgspec
 
-from actors import Actor, ActorRef, ActorSystem, acting_as
+from actors import Actor, ActorRef, ActorSystem, acting_as, dispatch
 from brokers import new_id
 
 from ._carriage import ContextCodec
@@ -46,6 +46,8 @@ CANCELLED = "cancelled"
 NOTICE = "failure notice"
 REMEMBERED_CANCELS = 10_000
 
+_encode = msgspec.msgpack.Encoder().encode
+
 
 @dataclass(slots=True)
 class _Command:
@@ -61,98 +63,111 @@ class _Command:
 
 class Adapter(Actor, Generic[In]):
     """Wraps one service for a choreography: performs and undoes the service's steps when
-    events say so, and tells the next service what comes next."""
+    events say so, and tells the next service what comes next.
 
-    def __init__(self, engine: Choreography[In], service: str) -> None:
+    Beside a local service the adapter is a sidecar: its handlers are added to the service's
+    own mailbox (`ActorSystem.add_handlers`), events go to the service's subject, and the
+    adapter calls the service's handlers directly (`dispatch`), one message at a time with
+    the service's other messages. A service in another process is wrapped from here instead:
+    the adapter is an actor of its own, and sends the service its commands over the bus with a
+    reply subject (`CommandPort`), timeouts and retries included.
+    """
+
+    def __init__(self, engine: Choreography[In], service: str, *, local: bool) -> None:
         self.engine = engine
         self.service = service
+        self.local = local
         self.workflow = engine.workflow
         self.steps = engine.workflow.steps
         self.service_ref: ActorRef[Any] = engine.refs[service]
+        self.service_actor: Actor | None = None
+        """The local service instance, as its mailbox hands it to the sidecar handlers."""
         self.cancelled: OrderedDict[str, None] = OrderedDict()
         self.port: CommandPort[_Command] | None = None
-        self.gathering: set[asyncio.Task[None]] = set()
-        """Events whose context is being fetched (query-all): handled in tasks of their own,
-        so that one workflow's round trip does not hold up the others' events."""
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Events whose context is being fetched (query-all), and retries being resent."""
+        self.timers: set[asyncio.TimerHandle] = set()
         self.adapter_name = engine.adapter_name(service)
 
+    def sidecar_handlers(self) -> dict[type, Callable[[Any, Any], Awaitable[None]]]:
+        """The handlers to add to the local service's mailbox."""
+
+        async def advance(service: Actor, event: Advance) -> None:
+            self.service_actor = service
+            await self.advance(event)
+
+        async def unwind(service: Actor, event: Unwind) -> None:
+            self.service_actor = service
+            await self.unwind(event)
+
+        async def cancel(service: Actor, event: Cancel) -> None:
+            await self.cancel(event)
+
+        return {Advance: advance, Unwind: unwind, Cancel: cancel}
+
     async def on_start(self) -> None:
-        if self.port is None:
+        if self.port is None and not self.local:
             self.port = CommandPort(
                 self.engine.system, self.adapter_name, self._replied, self._command_failed
             )
             await self.port.open()
 
     async def on_stop(self) -> None:
-        gathering, self.gathering = self.gathering, set()
-        for task in gathering:
+        await self.close()
+
+    async def close(self) -> None:
+        """Cancel what is under way (retries, fetches) and stop listening for replies."""
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+        tasks, self.tasks = self.tasks, set()
+        for task in tasks:
             task.cancel()
-        if gathering:
-            await asyncio.wait(gathering)
+        if tasks:
+            await asyncio.wait(tasks)
         port, self.port = self.port, None
         if port is not None:
             await port.close()
 
     def _in_own_task(self, handling: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(handling)
-        self.gathering.add(task)
-        task.add_done_callback(self.gathering.discard)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # -- events -----------------------------------------------------------------------
 
     async def advance(self, event: Advance) -> None:
-        if self.engine.carries_data or event.data is not None:
-            await self._guarded(self._advance(event), event)
+        if event.data is None and not self.engine.carries_data:
+            self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
         else:
-            self._in_own_task(self._guarded(self._advance(event), event))
-
-    async def _advance(self, event: Advance) -> None:
-        index = event.step
-        if not self._mine(index, event):
-            return
-        step = self.steps[index]
-        workflow_id = event.workflow_id
-        engine = self.engine
-        try:
-            context = await engine.context_for(self, workflow_id, event.data, index, undo=False)
-        except Exception as exc:
-            await self._abandon(workflow_id, index, index, [], f"no context: {exc!r}")
-            return
-        if workflow_id in self.cancelled:
-            failure = Failure(step.name, CANCELLED, technical=False)
-            await self._turn_back(workflow_id, index, False, failure, True, context, event.data)
-            return
-        await engine.step_started(self, workflow_id, index, event.data)
-        try:
-            command = step.command(builder_context(context, step.reads, step.name))
-        except Exception as exc:  # a bug in the definition: fail the step, not the service
-            reason = f"building the command failed: {type(exc).__name__}: {exc}"
-            failure = Failure(step.name, reason, technical=True)
-            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
-            return
-        assert self.port is not None
-        pending = _Command(workflow_id, index, False, context, event.data)
-        error = await self.port.perform(
-            self.service_ref,
-            step,
-            command,
-            pending,
-            message_id=f"{workflow_id}.{step.name}",
-            workflow_id=workflow_id,
-        )
-        if step.wait:
-            return  # on with the answer
-        if error is not None:
-            failure = Failure(step.name, error, technical=True)
-            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
-            return
-        await self._done(pending, None, b"")
+            await self._guarded(self._advance(event), event)
 
     async def unwind(self, event: Unwind) -> None:
-        if self.engine.carries_data or event.data is not None:
-            await self._guarded(self._unwind(event), event)
+        if event.data is None and not self.engine.carries_data:
+            self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
         else:
-            self._in_own_task(self._guarded(self._unwind(event), event))
+            await self._guarded(self._unwind(event), event)
+
+    async def _fetch_then_handle(self, event: Advance | Unwind) -> None:
+        """Query-all: fetch what the step's builders read from the services that hold it (in
+        a task of its own, so that other workflows' events go on meanwhile), then handle the
+        event with it: here, or, for a sidecar, back in the service's mailbox."""
+        undo = isinstance(event, Unwind)
+        try:
+            data = await self.engine.fetch(self, event.workflow_id, event.step, undo=undo)
+        except Exception as exc:
+            completed = event.completed if isinstance(event, Unwind) else event.step
+            compensated = event.compensated if isinstance(event, Unwind) else []
+            reason = f"no context: {exc!r}"
+            await self._abandon(event.workflow_id, event.step, completed, compensated, reason)
+            return
+        fetched = msgspec.structs.replace(event, data=data)
+        if self.local:
+            await self._to_service(fetched)
+        elif isinstance(fetched, Unwind):
+            await self._unwind(fetched)
+        else:
+            await self._advance(fetched)
 
     async def _guarded(self, handling: Coroutine[Any, Any, None], event: Advance | Unwind) -> None:
         """Handle an event; a bug on the way ends its workflow rather than losing it."""
@@ -166,36 +181,135 @@ class Adapter(Actor, Generic[In]):
                 event.workflow_id, event.step, completed, compensated, f"adapter error: {exc!r}"
             )
 
+    async def _advance(self, event: Advance) -> None:
+        index = event.step
+        if not self._mine(index, event):
+            return
+        step = self.steps[index]
+        workflow_id = event.workflow_id
+        engine = self.engine
+        assert event.data is not None
+        data = event.data
+        context = engine.codec.context(workflow_id, data.input, data.results, step.reads, step.name)
+        if workflow_id in self.cancelled:
+            failure = Failure(step.name, CANCELLED, technical=False)
+            await self._turn_back(workflow_id, index, False, failure, True, context, event.data)
+            return
+        await engine.step_started(self, workflow_id, index, event.data)
+        try:
+            command = step.command(context)
+        except Exception as exc:  # a bug in the definition: fail the step, not the service
+            reason = f"building the command failed: {type(exc).__name__}: {exc}"
+            failure = Failure(step.name, reason, technical=True)
+            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
+            return
+        pending = _Command(workflow_id, index, False, context, event.data)
+        message_id = f"{workflow_id}.{step.name}"
+        if self.local:
+            await self._call_service(pending, event, command, message_id)
+            return
+        assert self.port is not None
+        error = await self.port.perform(
+            self.service_ref,
+            step,
+            command,
+            pending,
+            message_id=message_id,
+            workflow_id=workflow_id,
+        )
+        if step.wait:
+            return  # on with the answer
+        if error is not None:
+            await self._failed(pending, Failure(step.name, error, technical=True))
+            return
+        await self._done(pending, None, b"")
+
     async def _unwind(self, event: Unwind) -> None:
         index = event.step
         if not self._mine(index, event):
             return
         step = self.steps[index]
         assert step.compensation is not None
+        assert event.data is not None
         workflow_id = event.workflow_id
-        try:
-            context = await self.engine.context_for(self, workflow_id, event.data, index, undo=True)
-        except Exception as exc:
-            reason = f"no context to compensate {step.name!r}: {exc!r}"
-            await self._abandon(workflow_id, index, event.completed, event.compensated, reason)
-            return
+        data = event.data
+        context = self.engine.codec.context(
+            workflow_id, data.input, data.results, step.undo_reads, step.name
+        )
         context.failure = Failure(event.failed_step, event.reason, event.technical)
         pending = _Command(workflow_id, index, True, context, event.data, event)
         try:
-            command = step.compensation(builder_context(context, step.undo_reads, step.name))
+            command = step.compensation(context)
         except Exception as exc:
             await self._undo_failed(pending, f"building the compensation failed: {exc!r}")
+            return
+        message_id = f"{workflow_id}.{step.name}.undo"
+        if self.local:
+            await self._call_service(pending, event, command, message_id)
             return
         assert self.port is not None
         await self.port.send(
             self.service_ref,
             command,
             pending,
-            message_id=f"{workflow_id}.{step.name}.undo",
+            message_id=message_id,
             correlation_id=workflow_id,
             policy=step.retry,
             timeout=step.timeout,
         )
+
+    async def _call_service(
+        self,
+        pending: _Command,
+        event: Advance | Unwind,
+        command: msgspec.Struct,
+        message_id: str,
+    ) -> None:
+        """A sidecar's command: the service's handler runs now, in its own mailbox. A failure
+        is retried by sending the event again after the backoff, so the service serves other
+        messages meanwhile."""
+        step = self.steps[pending.step]
+        assert self.service_actor is not None
+        try:
+            reply = await dispatch(
+                self.service_actor,
+                command,
+                message_id=message_id,
+                correlation_id=pending.workflow_id,
+            )
+        except Exception as exc:
+            if event.attempt < step.retry.attempts:
+                logger.warning(
+                    "%s: %s attempt %d failed: %r",
+                    pending.workflow_id,
+                    type(command).__name__,
+                    event.attempt,
+                    exc,
+                )
+                again = msgspec.structs.replace(event, attempt=event.attempt + 1)
+                self._later(step.retry.delay(event.attempt), again)
+                return
+            reason = f"{type(exc).__name__}: {exc}"
+            if pending.undo:
+                await self._undo_failed(pending, reason)
+            else:
+                await self._failed(pending, Failure(step.name, reason, technical=True))
+            return
+        data = _encode(reply) if step.wait and not pending.undo else b""
+        await self._answered(pending, reply, data)
+
+    def _later(self, delay: float, event: Advance | Unwind) -> None:
+        loop = asyncio.get_running_loop()
+
+        def resend() -> None:
+            self.timers.discard(timer)
+            self._in_own_task(self._to_service(event))
+
+        timer = loop.call_later(delay, resend)
+        self.timers.add(timer)
+
+    async def _to_service(self, event: Advance | Unwind) -> None:
+        await self.engine.adapters[self.service].tell(event, correlation_id=event.workflow_id)
 
     async def cancel(self, event: Cancel) -> None:
         self.cancelled[event.workflow_id] = None
@@ -206,19 +320,7 @@ class Adapter(Actor, Generic[In]):
 
     async def _replied(self, pending: _Command, reply: Any, data: bytes) -> None:
         with acting_as(self.adapter_name):
-            if pending.undo:
-                if isinstance(reply, Rejected):
-                    await self._undo_failed(
-                        pending, f"the compensation was refused: {reply.reason}"
-                    )
-                else:
-                    await self._undone(pending)
-            elif isinstance(reply, Rejected):
-                step = self.steps[pending.step]
-                failure = Failure(step.name, reply.reason, technical=False)
-                await self._failed(pending, failure)
-            else:
-                await self._done(pending, reply, data)
+            await self._answered(pending, reply, data)
 
     async def _command_failed(self, pending: _Command, reason: str) -> None:
         with acting_as(self.adapter_name):
@@ -228,12 +330,22 @@ class Adapter(Actor, Generic[In]):
                 step = self.steps[pending.step]
                 await self._failed(pending, Failure(step.name, reason, technical=True))
 
+    async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
+        if pending.undo:
+            if isinstance(reply, Rejected):
+                await self._undo_failed(pending, f"the compensation was refused: {reply.reason}")
+            else:
+                await self._undone(pending)
+        elif isinstance(reply, Rejected):
+            step = self.steps[pending.step]
+            await self._failed(pending, Failure(step.name, reply.reason, technical=False))
+        else:
+            await self._done(pending, reply, data)
+
     async def _done(self, pending: _Command, reply: Any, data: bytes) -> None:
         workflow_id, index = pending.workflow_id, pending.step
         step = self.steps[index]
         engine = self.engine
-        if step.wait:
-            pending.context.results[step.name] = reply
         carried = engine.step_done(self, workflow_id, index, pending.data, data)
         if workflow_id in self.cancelled:
             failure = Failure(step.name, CANCELLED, technical=False)
@@ -384,7 +496,9 @@ class Adapter(Actor, Generic[In]):
     def _mine(self, index: int, event: Advance | Unwind) -> bool:
         if 0 <= index < len(self.steps) and self.steps[index].service == self.service:
             return True
-        logger.error("%s: %r reached %r, which does not serve it", self.name, event, self.service)
+        logger.error(
+            "%s: %r reached %r, which does not serve it", self.adapter_name, event, self.service
+        )
         return False
 
 
@@ -408,20 +522,31 @@ class Choreography(Generic[In]):
     """Base of the choreographed strategies: the strategy API over adapters and events.
 
     Subclasses say what events carry (`carries_data`) and how `status` is answered, and may
-    hook into each step's start, end, failure and compensation.
+    hook into each step's start, end, failure and compensation. With `sidecars` (the
+    default), the adapter of a service that runs in this system works inside the service's
+    mailbox; without, or for a service elsewhere on the bus, it is an actor of its own that
+    reaches the service over the bus.
     """
 
     strategy: str
     carries_data: ClassVar[bool] = True
 
     def __init__(
-        self, system: ActorSystem, workflow: Workflow[In], *, keep_finished: int = DEFAULT_KEEP
+        self,
+        system: ActorSystem,
+        workflow: Workflow[In],
+        *,
+        keep_finished: int = DEFAULT_KEEP,
+        sidecars: bool = True,
     ) -> None:
         self.system = system
+        self.sidecars = sidecars
         self.workflow = workflow
         self.codec = ContextCodec(workflow)
         self.refs: dict[str, ActorRef[Any]] = {}
-        self.adapters: dict[str, ActorRef[Adapter[In]]] = {}
+        self.adapters: dict[str, ActorRef[Any]] = {}
+        """Where each service's events go: the service itself (a sidecar) or its adapter."""
+        self.local_adapters: dict[str, Adapter[In]] = {}
         self.endpoint: ActorRef[Any] | None = None
         self.outcomes = Outcomes(workflow.name, keep_finished)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
@@ -440,10 +565,17 @@ class Choreography(Generic[In]):
         services = dict.fromkeys(step.service for step in self.workflow.steps)
         try:
             for service in services:
-                adapter: Adapter[In] = Adapter(self, service)
-                self.adapters[service] = await system.spawn(
-                    _always(adapter), name=self.adapter_name(service)
-                )
+                local = self.sidecars and system.is_local(service)
+                adapter: Adapter[In] = Adapter(self, service, local=local)
+                if local:
+                    self.local_adapters[service] = adapter
+                    self.adapters[service] = system.add_handlers(
+                        service, adapter.sidecar_handlers()
+                    )
+                else:
+                    self.adapters[service] = await system.spawn(
+                        _always(adapter), name=self.adapter_name(service)
+                    )
             self.endpoint = await system.spawn(self._make_endpoint, name=self.endpoint_name)
             await self._open()
         except BaseException:
@@ -464,7 +596,10 @@ class Choreography(Generic[In]):
 
     async def _stop_actors(self) -> None:
         await self._close()
-        refs = [*self.adapters.values()]
+        for service, adapter in self.local_adapters.items():
+            self.system.remove_handlers(service, adapter.sidecar_handlers())
+            await adapter.close()
+        refs = [ref for s, ref in self.adapters.items() if s not in self.local_adapters]
         if self.endpoint is not None:
             refs.append(self.endpoint)
         for ref in refs:
@@ -540,19 +675,16 @@ class Choreography(Generic[In]):
         assert self.endpoint is not None
         await self.endpoint.tell(event, correlation_id=event.workflow_id)
 
-    async def context_for(
-        self,
-        adapter: Adapter[In],
-        workflow_id: str,
-        data: Carried | None,
-        step: int,
-        *,
-        undo: bool,
-    ) -> WorkflowContext[In]:
-        """The context step number `step`'s builders (its compensation's, with `undo`) see,
-        before it is narrowed to what they read."""
-        assert data is not None, f"{self.strategy} events carry their data"
-        return self.codec.context(workflow_id, data.input, data.results)
+    async def fetch(
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+    ) -> Carried:
+        """The data step number `step`'s builders (its compensation's, with `undo`) read,
+        for a strategy whose events do not carry it."""
+        raise NotImplementedError(f"{self.strategy} events carry their data")
+
+    def subject_of(self, service: str) -> str:
+        """The subject `service`'s events go to."""
+        return self.adapters[service].subject
 
     # -- hooks ------------------------------------------------------------------------
 

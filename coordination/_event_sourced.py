@@ -1,7 +1,7 @@
 """EventSourced: choreography whose every event is also appended to an event log.
 
 The services choreograph the workflow as in any choreography; an event store listens to all
-the events of the workflow's services on the bus (it taps the subjects, nobody sends to it)
+the events of the workflow's services on the bus (it taps their subjects, nobody sends to it)
 and appends them, without their data, to the workflow's log. `status` replays the log, so it
 knows the exact step, what completed and what was undone, but only as far as the store has
 caught up: a status read right after an event may not show it yet (eventual consistency).
@@ -50,27 +50,30 @@ class EventSourced(Choreography[In]):
         *,
         store: EventStore | None = None,
         keep_finished: int = DEFAULT_KEEP,
+        sidecars: bool = True,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished)
+        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
         self.store: EventStore = store or MemoryEventStore()
-        self._tap: Subscription | None = None
+        self._taps: list[Subscription] = []
 
     async def _open(self) -> None:
-        # Every adapter and the client listen on <prefix>.<strategy>.<workflow>.<name>.
-        pattern = f"{self.system.prefix}.{self.strategy}.{self.workflow.name}.*"
-        self._tap = await self.system.bus.subscribe(pattern, self._record)
+        # Events go to the services (sidecars), to adapters of their own, and to the client.
+        subjects = {ref.subject for ref in self.adapters.values()}
+        assert self.endpoint is not None
+        subjects.add(self.endpoint.subject)
+        for subject in sorted(subjects):
+            self._taps.append(await self.system.bus.subscribe(subject, self._record))
 
     async def _close(self) -> None:
-        tap, self._tap = self._tap, None
-        if tap is not None:
+        taps, self._taps = self._taps, []
+        for tap in taps:
             await tap.drain()
 
     async def _record(self, msg: Msg) -> None:
         try:
             event = _event_decoder.decode(msg.data)
         except msgspec.DecodeError:
-            logger.warning("%s: not a workflow event on %r", self.strategy, msg.subject)
-            return
+            return  # a service's own message (another workflow's command, a notice)
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)

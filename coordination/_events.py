@@ -2,6 +2,7 @@
 
 A choreography moves a workflow forward with `Advance` (perform step k), backward with
 `Unwind` (compensate step k), and ends it with `Ended`, sent to whoever waits for the outcome.
+Their tags are namespaced (`corps.Advance`): a sidecar adds them to a service's own messages.
 What an event carries depends on the strategy: the stamp of stamp coupling and the domain data
 of the front controller and event sourcing travel in `Carried`; query-all's events carry ids
 only, each service keeping its own part.
@@ -36,15 +37,17 @@ class Carried(msgspec.Struct, frozen=True, gc=False):
     trail: list[str] = []
 
 
-class Advance(Message):
+class Advance(Message, tag="corps.Advance"):
     """Perform step number `step` of `workflow_id`."""
 
     workflow_id: str
     step: int
     data: Carried | None = None
+    attempt: int = 1
+    """Which try this is (a sidecar retries a failed step by sending its event again)."""
 
 
-class Unwind(Message):
+class Unwind(Message, tag="corps.Unwind"):
     """Compensate step number `step`: `failed_step` failed for `reason` (or was cancelled)
     after the first `completed` steps had completed, and those in `compensated` are undone
     already."""
@@ -58,9 +61,10 @@ class Unwind(Message):
     completed: int
     compensated: list[str]
     data: Carried | None = None
+    attempt: int = 1
 
 
-class Ended(Message):
+class Ended(Message, tag="corps.Ended"):
     """The workflow is over: `outcome` is an `Outcome` value."""
 
     workflow_id: str
@@ -73,20 +77,20 @@ class Ended(Message):
     data: Carried | None = None
 
 
-class Cancel(Message):
+class Cancel(Message, tag="corps.Cancel"):
     """Stop `workflow_id` at the next step this service sees, and unwind it."""
 
     workflow_id: str
 
 
-class Begin(Message):
+class Begin(Message, tag="corps.Begin"):
     """A front controller's order to record and start a workflow."""
 
     workflow_id: str
     data: Carried
 
 
-class Progress(Message):
+class Progress(Message, tag="corps.Progress"):
     """A service's call back to the front controller: it started step number `step`."""
 
     workflow_id: str

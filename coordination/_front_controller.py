@@ -88,8 +88,9 @@ class FrontController(Choreography[In]):
         store: StateStore | None = None,
         callbacks: bool = False,
         keep_finished: int = DEFAULT_KEEP,
+        sidecars: bool = True,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished)
+        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
         self.store: StateStore = store or MemoryStateStore()
         self.callbacks = callbacks
 

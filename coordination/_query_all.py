@@ -20,7 +20,7 @@ from actors import ActorSystem, Link
 from brokers import Msg, Subscription
 
 from ._choreography import Adapter, Choreography
-from ._definition import Failure, Workflow, WorkflowContext
+from ._definition import Failure, Workflow
 from ._events import Carried, Ended, RecordQuery, RecordReply
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -77,8 +77,9 @@ class QueryAll(Choreography[In]):
         remember: int = 100_000,
         query_timeout: float = 5.0,
         keep_finished: int = DEFAULT_KEEP,
+        sidecars: bool = True,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished)
+        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
         self.remember = remember
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}
@@ -132,7 +133,7 @@ class QueryAll(Choreography[In]):
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None:
         record = self._record(adapter, workflow_id)
-        if data is not None:  # the first event carries the request (and a hybrid's replies)
+        if data is not None and step == 0:  # the request (and a hybrid's replies) come first
             record.input = data.input
             record.results.update(data.results)
         record.states[self.workflow.steps[step].name] = STARTED
@@ -188,38 +189,29 @@ class QueryAll(Choreography[In]):
             )
         return [_reply_decoder.decode(reply.data) for reply in replies]
 
-    async def context_for(
-        self,
-        adapter: Adapter[In],
-        workflow_id: str,
-        data: Carried | None,
-        step: int,
-        *,
-        undo: bool,
-    ) -> WorkflowContext[In]:
+    async def fetch(
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+    ) -> Carried:
         """The request, from the service that took it, and the replies the step reads, from
         the services that gave them: asked in parallel."""
-        if data is not None:
-            return self.codec.context(workflow_id, data.input, data.results)
         definition = self.workflow.steps[step]
         reads = definition.undo_reads if undo else definition.reads
-        services = {
-            s.name: s.service for s in (*self.workflow.done_elsewhere, *self.workflow.steps)
-        }
+        everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
+        services = {s.name: s.service for s in everything}
         # the first service took the request (and a hybrid's replies, which came with it)
         wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
         records = await self._gather(adapter.adapter_name, others, workflow_id) if others else []
         raw_input = mine.input
-        results = dict(mine.results)
+        results = {name: mine.results[name] for name in reads if name in mine.results}
         for record in records:
             if raw_input is None and record.request:
                 raw_input = record.request[0]
-            results.update(record.results)
+            results.update({name: record.results[name] for name in reads if name in record.results})
         if raw_input is None:
             raise LookupError(f"{workflow_id}: no participant holds the request any more")
-        return self.codec.context(workflow_id, raw_input, results)
+        return Carried(raw_input, results)
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the end, then gather the replies from the participants."""

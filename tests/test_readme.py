@@ -71,5 +71,5 @@ async def test_the_readme_sequence_diagram_comes_from_a_real_run() -> None:
             await strategy.result(workflow_id, timeout=5)
         links = system.links
         assert links is not None
-        await until(lambda: len(links.sequence(workflow_id)) == 11)
+        await until(lambda: len(links.sequence(workflow_id)) == 7)
         assert links.sequence_diagram(workflow_id) == MERMAID[0].strip()

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import anyio
+import msgspec
 import pytest
 
 from actors import Actor, ActorSystem, Link, SupervisorPolicy, idempotent
-from brokers import Bus
+from brokers import Bus, Msg
 from coordination import (
     EventSourced,
     FrontController,
@@ -31,6 +32,7 @@ from coordination import (
     WorkflowContext,
     WorkflowStatus,
 )
+from coordination._events import Advance
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,
@@ -45,7 +47,7 @@ from coordination.scenarios.order_placement import (
     order_workflow,
 )
 
-from .helpers import Inbox, until
+from .helpers import until
 
 pytestmark = pytest.mark.anyio
 
@@ -57,15 +59,20 @@ STRATEGIES: dict[str, StrategyFactory] = {
     "front_controller": FrontController,
     "front_controller+callbacks": lambda s, w: FrontController(s, w, callbacks=True),
     "stamp_coupled": StampCoupled,
+    "stamp_coupled+bus": lambda s, w: StampCoupled(s, w, sidecars=False),
     "query_all": QueryAll,
+    "query_all+bus": lambda s, w: QueryAll(s, w, sidecars=False),
     "event_sourced": EventSourced,
 }
-"""Every strategy, run on every test that takes `strategy_name`."""
+"""Every strategy, run on every test that takes `strategy_name`. The choreographies run their
+adapters as sidecars inside the services' mailboxes; `+bus` runs them as actors of their own
+that reach the services over the bus (how a service in another process is wrapped)."""
 
 SEES_THE_CURRENT_STEP = {
     "mediator",
     "front_controller+callbacks",
     "query_all",
+    "query_all+bus",
     "event_sourced",
 }
 """The strategies whose `status` can tell the step an instance is in (the design's table)."""
@@ -458,11 +465,13 @@ async def test_every_order_ends_consistent_under_a_concurrent_mix(
     assert outcomes == {Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPENSATED}
 
 
-CHOREOGRAPHIES = ["front_controller", "stamp_coupled", "query_all", "event_sourced"]
-
-
-def adapter(strategy: str, service: str) -> str:
-    return f"{strategy}.order-placement.{service}"
+CHOREOGRAPHIES = [
+    "front_controller",
+    "stamp_coupled",
+    "query_all",
+    "event_sourced",
+    "stamp_coupled+bus",
+]
 
 
 @pytest.mark.parametrize("strategy", CHOREOGRAPHIES)
@@ -479,9 +488,13 @@ async def test_choreographies_link_services_to_each_other(
 ) -> None:
     """Figures 11-7 to 11-9: services trigger each other, and each error case adds links from
     the failing service to those that must react."""
+    sidecar = not strategy.endswith("+bus")
 
     def a(service: str) -> str:
-        return adapter(strategy, service)
+        """Who sends a service's events: the service itself, or its adapter actor."""
+        if sidecar:
+            return service
+        return f"{strategy.removesuffix('+bus')}.order-placement.{service}"
 
     async with open_shop(bus, strategy=strategy, record_links=True) as shop:
         workflow_id = await shop.mediator.start(placed)
@@ -509,32 +522,48 @@ async def test_choreographies_link_services_to_each_other(
     else:
         assert set(chain[:2]) <= used
         assert Link(a("fulfillment"), a("payment"), "Unwind", request=False) in used
-        assert Link(a("payment"), "payment", "Refund", request=True) in used
     if notices_from is not None:
         assert Link(a(notices_from), "email", "SendEmail", request=False) in used
         assert Link(a(notices_from), "order", "MarkOrder", request=False) in used
-    # a service is called by its own adapter only: it never learns who coordinates it
-    assert {link.sender for link in used if link.receiver == "payment"} == {a("payment")}
     assert not any(link.sender.startswith("mediator") for link in used)
+    to_payment = {link for link in used if link.receiver == "payment"}
+    if sidecar:  # the services talk to each other in events, as in the chapter's figures
+        assert {link.message for link in to_payment} <= {"Advance", "Unwind"}
+    else:  # a service is called by its own adapter only
+        assert {link.sender for link in to_payment} == {a("payment")}
+        if case == "backordered":
+            assert Link(a("payment"), "payment", "Refund", request=True) in used
 
 
 @pytest.mark.parametrize(("strategy", "grows"), [("stamp_coupled", True), ("query_all", False)])
 async def test_the_stamp_grows_and_query_all_events_carry_ids(
     bus: Bus, strategy: str, grows: bool
 ) -> None:
+    advances: list[tuple[int, bool, int]] = []  # (step, carries data, bytes)
+
+    async def measure(msg: Msg) -> None:
+        with contextlib.suppress(msgspec.DecodeError):
+            event = msgspec.msgpack.decode(msg.data, type=Advance)
+            advances.append((event.step, event.data is not None, len(msg.data)))
+
     async with open_shop(bus, strategy=strategy) as shop:
-        inbox = Inbox()
-        await bus.subscribe(f"corps.actors.{strategy}.order-placement.*", inbox)
+        await bus.subscribe("corps.actors.*", measure)  # the services, where events go
         await bus.flush()
         workflow_id = await shop.mediator.start(order(10))
         await shop.mediator.result(workflow_id, timeout=5)
-        await until(lambda: len(inbox.messages) >= 6)  # five Advance events and Ended
-        sizes = [len(m.data) for m in inbox.messages[:5]]
+        await until(lambda: len({step for step, _, _ in advances}) == 5)
+    first = advances[0]
+    assert first[:2] == (0, True)  # the request
+    between = [size for step, carried, size in advances if step > 0 and not carried]
     if grows:  # each step adds its reply and a trail entry
-        assert sizes[1] < sizes[2] < sizes[3] < sizes[4]
-    else:  # after the request, events are ids
-        assert sizes[1] == sizes[2] == sizes[3] == sizes[4]
-        assert sizes[0] > sizes[1]  # the first carries the request
+        assert between == []
+        sizes = [size for _, _, size in advances]
+        assert sizes == sorted(sizes)
+        assert len(set(sizes)) == 5
+    else:  # the services tell each other ids only
+        assert len(between) == 4
+        assert len(set(between)) == 1
+        assert between[0] < first[2]
 
 
 @pytest.mark.parametrize("strategy", ["mediator", "stamp_coupled", "query_all"])

@@ -1,0 +1,45 @@
+"""Running an actor's own handler from code that already runs in its mailbox (a sidecar
+added with `ActorSystem.add_handlers`), as if the message had arrived with given ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from brokers import Msg
+
+from ._actor import Actor
+from ._context import CAUSATION_ID, CORRELATION_ID, MESSAGE_ID, _current
+from ._errors import UnhandledMessageError
+from ._handlers import handler_table
+
+__all__ = ("dispatch",)
+
+
+async def dispatch(
+    actor: Actor, message: msgspec.Struct, *, message_id: str, correlation_id: str
+) -> Any:
+    """Run `actor`'s handler for `message` now and return its result.
+
+    Call it only from a handler running in `actor`'s own mailbox (added with
+    `ActorSystem.add_handlers`), so that the actor still handles one message at a time. The
+    handler sees `message_id` and `correlation_id` as the message's ids (`@idempotent` keys on
+    the first). Raises UnhandledMessageError when the actor has no handler for the type, and
+    whatever the handler raises.
+    """
+    handler = handler_table(type(actor)).handlers.get(type(message))
+    if handler is None:
+        raise UnhandledMessageError(
+            f"{type(actor).__name__} has no handler for {type(message).__name__}"
+        )
+    outer = _current.get()
+    headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id}
+    if outer is not None and outer.headers is not None and MESSAGE_ID in outer.headers:
+        headers[CAUSATION_ID] = outer.headers[MESSAGE_ID]
+    subject = outer.subject if outer is not None else ""
+    token = _current.set(Msg(subject, b"", headers))
+    try:
+        return await handler(actor, message)
+    finally:
+        _current.reset(token)
