@@ -1,14 +1,17 @@
 """The machinery the four choreographies share: an adapter per service, routing derived from
 the definition, failure events that lead services to compensate themselves.
 
-Nobody drives a choreographed workflow. Each service is wrapped by an adapter (an actor named
-`<strategy>.<workflow>.<service>`) that reacts to `Advance` by building its step's command and
-sending it to the service, and, when the service answers, publishes the next `Advance` to the
-adapter of the next step, or `Ended` when there is none. A business refusal, a technical
-failure that outlived its retries, or a cancellation turns the flow around: the adapter sends
-`Unwind` to the adapter of the latest completed step that has a compensation, which undoes its
-step and passes `Unwind` on to the one before; the last of them (or the failing adapter, when
-nothing needs undoing) sends the failure notices and `Ended`.
+Nobody drives a choreographed workflow. Each service is wrapped by an adapter that reacts to
+`Advance` by building its step's command and having the service carry it out, then publishes
+the next `Advance` to the next step's service, or `Ended` when there is none. A business
+refusal, a technical failure that outlived its retries, or a cancellation turns the flow
+around: the adapter sends `Unwind` to the latest completed step that has a compensation, whose
+adapter undoes it and passes `Unwind` on to the one before; the last of them (or the failing
+adapter, when nothing needs undoing) sends the failure notices and `Ended`.
+
+An adapter beside a local service is a sidecar in the service's own mailbox, and events go
+from service to service; for a service elsewhere it is an actor of its own
+(`<strategy>.<workflow>.<service>`) that commands the service over the bus.
 
 The strategies differ in what the events carry and in who can answer `status`; they fill in the
 hooks of `Choreography`.

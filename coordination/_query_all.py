@@ -2,9 +2,10 @@
 
 Events carry ids only (the first carries the request). Each service keeps its own record of
 each workflow: the states of its steps, its replies, and the request if it took it. A service
-that needs the request or earlier replies to build its command asks the services of the earlier
-steps for their records, all in parallel; `status` asks every participant and merges their
-records; `result` gathers the replies once the end is announced. Small events, more messages.
+asks the one that took the request for it, and the services of the steps it `reads` for their
+replies, all in parallel (in a task of its own, so that other workflows' events go on
+meanwhile); `status` asks every participant and merges their records; `result` gathers the
+replies once the end is announced. Small events, more messages.
 """
 
 from __future__ import annotations
