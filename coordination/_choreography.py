@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -37,6 +37,7 @@ from ._commands import CommandPort
 from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._events import Advance, Cancel, Carried, Ended, Unwind
 from ._outcomes import DEFAULT_KEEP, Outcomes
+from ._sidecars import attach, detach
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 
 __all__ = ("Adapter", "Choreography")
@@ -91,22 +92,6 @@ class Adapter(Actor, Generic[In]):
         """Events whose context is being fetched (query-all), and retries being resent."""
         self.timers: set[asyncio.TimerHandle] = set()
         self.adapter_name = engine.adapter_name(service)
-
-    def sidecar_handlers(self) -> dict[type, Callable[[Any, Any], Awaitable[None]]]:
-        """The handlers to add to the local service's mailbox."""
-
-        async def advance(service: Actor, event: Advance) -> None:
-            self.service_actor = service
-            await self.advance(event)
-
-        async def unwind(service: Actor, event: Unwind) -> None:
-            self.service_actor = service
-            await self.unwind(event)
-
-        async def cancel(service: Actor, event: Cancel) -> None:
-            await self.cancel(event)
-
-        return {Advance: advance, Unwind: unwind, Cancel: cancel}
 
     async def on_start(self) -> None:
         if self.port is None and not self.local:
@@ -356,7 +341,7 @@ class Adapter(Actor, Generic[In]):
             return
         following = index + 1
         if following < len(self.steps):
-            advance = Advance(workflow_id, following, carried)
+            advance = Advance(workflow_id, following, carried, route=self.engine.route)
             await engine.adapters[self.steps[following].service].tell(
                 advance, correlation_id=workflow_id
             )
@@ -414,6 +399,7 @@ class Adapter(Actor, Generic[In]):
             completed,
             [],
             carried,
+            route=self.engine.route,
         )
         context.failure = failure
         await self._unwind_from(first, completed, [], context, carried)
@@ -443,6 +429,7 @@ class Adapter(Actor, Generic[In]):
                         event.completed,
                         compensated,
                         carried,
+                        route=self.engine.route,
                     ),
                     correlation_id=workflow_id,
                 )
@@ -555,8 +542,13 @@ class Choreography(Generic[In]):
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self._running = False
 
+    @property
+    def route(self) -> str:
+        """What this choreography's events name it by: `<strategy>.<workflow>`."""
+        return f"{self.strategy}.{self.workflow.name}"
+
     def adapter_name(self, service: str) -> str:
-        return f"{self.strategy}.{self.workflow.name}.{service}"
+        return f"{self.route}.{service}"
 
     @property
     def endpoint_name(self) -> str:
@@ -572,9 +564,7 @@ class Choreography(Generic[In]):
                 adapter: Adapter[In] = Adapter(self, service, local=local)
                 if local:
                     self.local_adapters[service] = adapter
-                    self.adapters[service] = system.add_handlers(
-                        service, adapter.sidecar_handlers()
-                    )
+                    self.adapters[service] = attach(system, service, self.route, adapter)
                 else:
                     self.adapters[service] = await system.spawn(
                         _always(adapter), name=self.adapter_name(service)
@@ -600,7 +590,7 @@ class Choreography(Generic[In]):
     async def _stop_actors(self) -> None:
         await self._close()
         for service, adapter in self.local_adapters.items():
-            self.system.remove_handlers(service, adapter.sidecar_handlers())
+            detach(self.system, service, self.route)
             await adapter.close()
         refs = [ref for s, ref in self.adapters.items() if s not in self.local_adapters]
         if self.endpoint is not None:
@@ -643,7 +633,7 @@ class Choreography(Generic[In]):
         if not self.outcomes.is_running(workflow_id):
             return False
         for adapter in self.adapters.values():
-            await adapter.tell(Cancel(workflow_id), correlation_id=workflow_id)
+            await adapter.tell(Cancel(workflow_id, self.route), correlation_id=workflow_id)
         return True
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
@@ -703,7 +693,8 @@ class Choreography(Generic[In]):
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         first = self.workflow.steps[0].service
-        await self.adapters[first].tell(Advance(workflow_id, 0, data), correlation_id=workflow_id)
+        advance = Advance(workflow_id, 0, data, route=self.route)
+        await self.adapters[first].tell(advance, correlation_id=workflow_id)
 
     async def step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None

@@ -74,6 +74,8 @@ class EventSourced(Choreography[In]):
             event = _event_decoder.decode(msg.data)
         except msgspec.DecodeError:
             return  # a service's own message (another workflow's command, a notice)
+        if getattr(event, "route", self.route) != self.route:
+            return  # another choreography's event, in a service they share
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)

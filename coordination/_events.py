@@ -45,6 +45,8 @@ class Advance(Message, tag="corps.Advance"):
     data: Carried | None = None
     attempt: int = 1
     """Which try this is (a sidecar retries a failed step by sending its event again)."""
+    route: str = ""
+    """The choreography it belongs to, `<strategy>.<workflow>` (services share sidecars)."""
 
 
 class Unwind(Message, tag="corps.Unwind"):
@@ -62,6 +64,7 @@ class Unwind(Message, tag="corps.Unwind"):
     compensated: list[str]
     data: Carried | None = None
     attempt: int = 1
+    route: str = ""
 
 
 class Ended(Message, tag="corps.Ended"):
@@ -81,6 +84,7 @@ class Cancel(Message, tag="corps.Cancel"):
     """Stop `workflow_id` at the next step this service sees, and unwind it."""
 
     workflow_id: str
+    route: str = ""
 
 
 class Begin(Message, tag="corps.Begin"):

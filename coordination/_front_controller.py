@@ -45,7 +45,8 @@ class _Front(Actor):
         await self.store.save(InstanceState(msg.workflow_id, None))
         first = self.engine.workflow.steps[0].service
         await self.engine.adapters[first].tell(
-            Advance(msg.workflow_id, 0, msg.data), correlation_id=msg.workflow_id
+            Advance(msg.workflow_id, 0, msg.data, route=self.engine.route),
+            correlation_id=msg.workflow_id,
         )
 
     async def progress(self, msg: Progress) -> None:

@@ -618,3 +618,26 @@ async def test_builders_read_only_the_replies_they_declare(bus: Bus, strategy_na
     async with open_shop(bus, workflow=definition(("payment",)), strategy=strategy_name) as shop:
         result = await shop.mediator.result(await shop.mediator.start(order(12)), timeout=5)
         assert result.outcome is Outcome.COMPLETED
+
+
+async def test_choreographies_share_services(bus: Bus) -> None:
+    """Two workflows choreographed over the same services in one system: each service's
+    sidecar serves both, and one choreography stopping leaves the other running."""
+    twin = Workflow(
+        "twin-orders",
+        PlaceOrder,
+        order_workflow.steps,
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    async with open_shop(bus, strategy="stamp_coupled") as shop:
+        async with EventSourced(shop.system, twin) as other:
+            first = await shop.mediator.start(order(20))
+            second = await other.start(order(21, customer="mallory"))
+            assert (await shop.mediator.result(first, timeout=5)).outcome is Outcome.COMPLETED
+            assert (await other.result(second, timeout=5)).outcome is Outcome.FAILED
+            assert (await other.status(second)).failure is not None
+        again = await shop.mediator.start(order(22))
+        assert (await shop.mediator.result(again, timeout=5)).outcome is Outcome.COMPLETED
+        assert shop.payment.charges == {"o20": 1000, "o22": 1000}
+        await until(lambda: shop.orders.orders.get("o21") == "failed")

@@ -1,0 +1,92 @@
+"""One sidecar per local service, shared by every choreography that uses the service.
+
+A service may take part in several workflows, each under its own choreography, in one
+system: the notification service of an order workflow and of a ticket workflow. The service's
+mailbox gets the event handlers once; each event names its route (`<strategy>.<workflow>`),
+and the hub hands it to that choreography's adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from actors import Actor, ActorRef, ActorSystem
+
+from ._events import Advance, Cancel, Unwind
+
+if TYPE_CHECKING:
+    from ._choreography import Adapter
+
+__all__ = ("attach", "detach")
+
+logger = logging.getLogger("coordination")
+
+EVENTS = (Advance, Unwind, Cancel)
+
+
+class _Hub:
+    """The adapters of one local service, by route."""
+
+    def __init__(self) -> None:
+        self.adapters: dict[str, Adapter[Any]] = {}
+        self.ref: ActorRef[Any] | None = None
+
+    def handlers(self) -> dict[type, Callable[[Any, Any], Awaitable[None]]]:
+        async def advance(service: Actor, event: Advance) -> None:
+            adapter = self._adapter(event.route, event)
+            if adapter is not None:
+                adapter.service_actor = service
+                await adapter.advance(event)
+
+        async def unwind(service: Actor, event: Unwind) -> None:
+            adapter = self._adapter(event.route, event)
+            if adapter is not None:
+                adapter.service_actor = service
+                await adapter.unwind(event)
+
+        async def cancel(service: Actor, event: Cancel) -> None:
+            adapter = self._adapter(event.route, event)
+            if adapter is not None:
+                await adapter.cancel(event)
+
+        return {Advance: advance, Unwind: unwind, Cancel: cancel}
+
+    def _adapter(self, route: str, event: object) -> Adapter[Any] | None:
+        adapter = self.adapters.get(route)
+        if adapter is None:  # its choreography has stopped: nobody to take it any more
+            logger.warning("no choreography %r here for %r", route, event)
+        return adapter
+
+
+_hubs: weakref.WeakKeyDictionary[ActorSystem, dict[str, _Hub]] = weakref.WeakKeyDictionary()
+
+
+def attach(system: ActorSystem, service: str, route: str, adapter: Adapter[Any]) -> ActorRef[Any]:
+    """Have `adapter` take the events of `route` in `service`'s mailbox; returns the ref to
+    send `service` its events with."""
+    hubs = _hubs.setdefault(system, {})
+    hub = hubs.get(service)
+    if hub is None:
+        hub = _Hub()
+        hub.ref = system.add_handlers(service, hub.handlers())
+        hubs[service] = hub
+    if route in hub.adapters:
+        raise ValueError(f"{route!r} already runs beside {service!r}")
+    hub.adapters[route] = adapter
+    assert hub.ref is not None
+    return hub.ref
+
+
+def detach(system: ActorSystem, service: str, route: str) -> None:
+    """Undo `attach`; the last one out takes the handlers away."""
+    hubs = _hubs.get(system, {})
+    hub = hubs.get(service)
+    if hub is None:
+        return
+    hub.adapters.pop(route, None)
+    if not hub.adapters:
+        del hubs[service]
+        system.remove_handlers(service, EVENTS)
