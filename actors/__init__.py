@@ -38,6 +38,8 @@ from ._handlers import handler
 from ._idempotent import idempotent
 from ._links import Link, LinkRecorder, acting_as
 from ._message import Message, Request
+from ._metrics import LATENCY_BUCKETS, Histogram, SystemMetrics
+from ._metrics_http import MetricsServer, metrics_app, serve_metrics
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
 from ._system import ActorFailure, ActorSystem
@@ -46,6 +48,7 @@ __all__ = (
     "CAUSATION_ID",
     "CORRELATION_ID",
     "ERROR_KIND",
+    "LATENCY_BUCKETS",
     "MESSAGE_ID",
     "Actor",
     "ActorError",
@@ -62,6 +65,7 @@ __all__ = (
     "DuplicateActorError",
     "HandlerError",
     "HandlerTimeoutError",
+    "Histogram",
     "InvalidActorError",
     "Link",
     "LinkRecorder",
@@ -69,12 +73,16 @@ __all__ = (
     "Message",
     "MessageContext",
     "MessageDecodeError",
+    "MetricsServer",
     "Request",
     "SupervisorPolicy",
+    "SystemMetrics",
     "UnhandledMessageError",
     "acting_as",
     "current_message",
     "dispatch",
     "handler",
     "idempotent",
+    "metrics_app",
+    "serve_metrics",
 )

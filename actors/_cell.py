@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from brokers import Bus, Msg, Overflow, Subscription
@@ -39,8 +40,11 @@ class ActorCell:
         "actor",
         "bus",
         "decoder",
+        "durations",
         "factory",
+        "failed",
         "group",
+        "handled",
         "handler_timeout",
         "max_message_size",
         "restarts",
@@ -73,6 +77,11 @@ class ActorCell:
         self.subscription: Subscription | None = None
         self.stopped = False
         self.restarts = 0
+        self.handled = 0
+        """Messages whose handler returned."""
+        self.failed = 0
+        """Messages whose handler raised."""
+        self.durations = group.durations
         self._replies: set[asyncio.Task[None]] = set()
         """Error replies to dropped asks, sent from tasks the cell joins when it stops."""
 
@@ -163,6 +172,7 @@ class ActorCell:
             await self._refuse(msg, DeadLetterReason.UNDECODABLE, ErrorKind.DECODE, error)
             return
         token = _current.set(msg)
+        started = perf_counter()
         try:
             if self.handler_timeout is None:
                 result = await self._handlers[type(message)](self.actor, message)
@@ -172,6 +182,8 @@ class ActorCell:
                 data = encode(result)
         except Exception as exc:
             _current.reset(token)
+            self.durations.observe(perf_counter() - started)
+            self.failed += 1
             await self._failed(msg, exc)
             return
         except asyncio.CancelledError:
@@ -181,6 +193,8 @@ class ActorCell:
                 await self._reply_error(msg, ErrorKind.STOPPED, "stopped while handling")
             raise
         _current.reset(token)
+        self.durations.observe(perf_counter() - started)
+        self.handled += 1
         if msg.reply is not None:
             try:
                 await self.bus.publish(msg.reply, data, reply_headers(msg))

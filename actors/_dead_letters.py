@@ -51,6 +51,8 @@ class DeadLetters:
         self._letters: deque[DeadLetter] = deque(maxlen=capacity)
         self.counts: Counter[DeadLetterReason] = Counter()
         """Dead letters ever recorded, by reason (kept letters and evicted ones)."""
+        self.by_actor: Counter[tuple[str, DeadLetterReason]] = Counter()
+        """The same, by actor and reason."""
 
     def record(
         self,
@@ -73,6 +75,7 @@ class DeadLetters:
         )
         self._letters.append(letter)
         self.counts[reason] += 1
+        self.by_actor[actor, reason] += 1
         return letter
 
     def __iter__(self) -> Iterator[DeadLetter]:
@@ -89,6 +92,7 @@ class DeadLetters:
     def clear(self) -> None:
         self._letters.clear()
         self.counts.clear()
+        self.by_actor.clear()
 
 
 def _describe(error: BaseException | str) -> str:

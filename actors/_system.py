@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import anyio
+from prometheus_client import CollectorRegistry
 
 from brokers import DEFAULT_MAX_PAYLOAD, Bus, MemoryBus, NatsBus, Overflow, validate_subject
 
@@ -22,6 +23,7 @@ from ._dead_letters import DeadLetters
 from ._errors import ActorError, ActorNotFoundError, DuplicateActorError
 from ._handlers import HandlerTable, extended, handler_table, reduced
 from ._links import LinkRecorder
+from ._metrics import Histogram, SystemMetrics
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
 
@@ -44,7 +46,17 @@ class ActorFailure:
 class ActorGroup:
     """The instances of one named actor: they share a subject as a queue group."""
 
-    __slots__ = ("alive", "base", "cells", "name", "ref", "stopped", "subject", "table")
+    __slots__ = (
+        "alive",
+        "base",
+        "cells",
+        "durations",
+        "name",
+        "ref",
+        "stopped",
+        "subject",
+        "table",
+    )
 
     def __init__(self, name: str, subject: str, table: HandlerTable) -> None:
         self.name = name
@@ -53,6 +65,8 @@ class ActorGroup:
         """The handlers the instances dispatch with, added ones included."""
         self.base = table
         """The handlers of the actor class."""
+        self.durations = Histogram()
+        """How long its handlers took, all instances together."""
         self.cells: list[ActorCell] = []
         self.alive = 0
         self.stopped = False
@@ -90,6 +104,7 @@ class ActorSystem:
         dead_letter_capacity: int = 1000,
         shutdown_timeout: float = 5.0,
         record_links: bool = False,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         validate_subject(prefix)
         if mailbox_size <= 0:
@@ -115,6 +130,10 @@ class ActorSystem:
         self._retired: list[ActorGroup] = []
         """Stopped groups, whose tasks shutdown still joins."""
         self._names = itertools.count(1)
+        self._own_registry = registry is None
+        self.metrics = SystemMetrics(self, registry)
+        """The system's Prometheus metrics: `metrics.registry` is a registry of its own unless
+        `registry` was given (see `serve_metrics`)."""
         self._running = False
         self._closed = False
 
@@ -286,6 +305,18 @@ class ActorSystem:
             await self._stop_groups(groups, self.shutdown_timeout if graceful else 0)
             if self._owns_bus:
                 await self.bus.close()
+            await self.metrics.stop_serving()
+        self._retired.extend(groups)  # their counts stay readable in the system's registry
+        if not self._own_registry:
+            self.metrics.close()  # a registry that outlives the system forgets it
+
+    def all_groups(self) -> list[tuple[str, list[ActorGroup]]]:
+        """Every actor name this system has run, with its groups (a name can be spawned
+        again after a stop), for the metrics."""
+        by_name: dict[str, list[ActorGroup]] = {}
+        for group in [*self._retired, *self._groups.values()]:
+            by_name.setdefault(group.name, []).append(group)
+        return list(by_name.items())
 
     @property
     def actors(self) -> dict[str, ActorRef[Any]]:

@@ -205,6 +205,7 @@ class MemorySubscription:
     async def _deliver(self, pending: deque[Msg]) -> None:
         loop = asyncio.get_running_loop()
         callback = self._callback
+        stats = self._bus.stats
         budget = _FAIRNESS_BUDGET
         while True:
             if pending:
@@ -221,10 +222,12 @@ class MemorySubscription:
                     room = space.popleft()
                     if not room.done():
                         room.set_result(None)
+                stats.delivered += 1
+                stats.delivered_bytes += len(msg.data)
                 try:
                     await callback(msg)
                 except Exception:
-                    self._bus.stats.callback_errors += 1
+                    stats.callback_errors += 1
                     logger.exception("subscription %r: callback failed on %r", self.subject, msg)
                 self.delivered += 1
                 continue

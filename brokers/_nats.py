@@ -102,6 +102,9 @@ class NatsSubscription:
         return raw.pending_msgs if raw is not None else 0
 
     async def _deliver(self, raw: NatsMsg) -> None:
+        stats = self._bus.stats
+        stats.delivered += 1
+        stats.delivered_bytes += len(raw.data)
         try:
             await self._callback(Msg(raw.subject, raw.data, raw.headers, raw.reply or None))
         except Exception:

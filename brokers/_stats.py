@@ -10,6 +10,8 @@ class BusStats:
 
     __slots__ = (
         "callback_errors",
+        "delivered",
+        "delivered_bytes",
         "disconnects",
         "dropped",
         "late_replies",
@@ -29,6 +31,10 @@ class BusStats:
         self.unrouted = 0
         """Messages published to a subject nobody subscribes to (MemoryBus only: NATS drops
         them without telling)."""
+        self.delivered = 0
+        """Messages handed to subscription callbacks."""
+        self.delivered_bytes = 0
+        """Their payload bytes."""
         self.dropped = 0
         """Messages a subscription dropped: queue full, or still pending at unsubscribe."""
         self.no_responders = 0
