@@ -127,8 +127,15 @@ class _SystemCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from _actor_metrics(self.system)
         yield from _bus_metrics(self.system)
+        merged: dict[str, Metric] = {}  # several sources (strategies) share family names
         for source in list(self.sources):
-            yield from source()
+            for metric in source():
+                existing = merged.get(metric.name)
+                if existing is None:
+                    merged[metric.name] = metric
+                else:
+                    existing.samples.extend(metric.samples)
+        yield from merged.values()
 
 
 def _actor_metrics(system: ActorSystem) -> Iterator[Metric]:

@@ -24,6 +24,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -36,6 +37,7 @@ from ._carriage import ContextCodec
 from ._commands import CommandPort
 from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._events import Advance, Cancel, Carried, Ended, Unwind
+from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._sidecars import attach, detach
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -63,6 +65,7 @@ class _Command:
     context: WorkflowContext[Any]
     data: Carried | None
     event: Unwind | None = None
+    sent_at: float = 0.0
 
 
 class Adapter(Actor, Generic[In]):
@@ -96,7 +99,11 @@ class Adapter(Actor, Generic[In]):
     async def on_start(self) -> None:
         if self.port is None and not self.local:
             self.port = CommandPort(
-                self.engine.system, self.adapter_name, self._replied, self._command_failed
+                self.engine.system,
+                self.adapter_name,
+                self._replied,
+                self._command_failed,
+                self._retried,
             )
             await self.port.open()
 
@@ -191,7 +198,7 @@ class Adapter(Actor, Generic[In]):
             failure = Failure(step.name, reason, technical=True)
             await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
             return
-        pending = _Command(workflow_id, index, False, context, event.data)
+        pending = _Command(workflow_id, index, False, context, event.data, sent_at=perf_counter())
         message_id = f"{workflow_id}.{step.name}"
         if self.local:
             await self._call_service(pending, event, command, message_id)
@@ -274,6 +281,7 @@ class Adapter(Actor, Generic[In]):
                     event.attempt,
                     exc,
                 )
+                self.engine.metrics.retries += 1
                 again = msgspec.structs.replace(event, attempt=event.attempt + 1)
                 self._later(step.retry.delay(event.attempt), again)
                 return
@@ -318,14 +326,19 @@ class Adapter(Actor, Generic[In]):
                 step = self.steps[pending.step]
                 await self._failed(pending, Failure(step.name, reason, technical=True))
 
+    def _retried(self) -> None:
+        self.engine.metrics.retries += 1
+
     async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
+        step = self.steps[pending.step]
+        if not pending.undo:
+            self.engine.metrics.step_took(step.name, perf_counter() - pending.sent_at)
         if pending.undo:
             if isinstance(reply, Rejected):
                 await self._undo_failed(pending, f"the compensation was refused: {reply.reason}")
             else:
                 await self._undone(pending)
         elif isinstance(reply, Rejected):
-            step = self.steps[pending.step]
             await self._failed(pending, Failure(step.name, reply.reason, technical=False))
         else:
             await self._done(pending, reply, data)
@@ -359,6 +372,7 @@ class Adapter(Actor, Generic[In]):
         event = pending.event
         assert event is not None
         step = self.steps[pending.step]
+        self.engine.metrics.compensations += 1
         carried = self.engine.step_compensated(self, event.workflow_id, pending.step, event.data)
         compensated = [*event.compensated, step.name]
         await self._unwind_from(event, pending.step, compensated, pending.context, carried)
@@ -538,7 +552,8 @@ class Choreography(Generic[In]):
         """Where each service's events go: the service itself (a sidecar) or its adapter."""
         self.local_adapters: dict[str, Adapter[In]] = {}
         self.endpoint: ActorRef[Any] | None = None
-        self.outcomes = Outcomes(workflow.name, keep_finished)
+        self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
+        self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self._running = False
 
@@ -575,6 +590,7 @@ class Choreography(Generic[In]):
             await self._stop_actors()
             raise
         self._running = True
+        self.metrics.register()
         return self
 
     async def __aexit__(
@@ -586,6 +602,7 @@ class Choreography(Generic[In]):
         self._running = False
         await self._stop_actors()
         self.outcomes.stop()
+        self.metrics.unregister()
 
     async def _stop_actors(self) -> None:
         await self._close()
@@ -638,6 +655,13 @@ class Choreography(Generic[In]):
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """What this strategy's pattern can know about the instance."""
+        began = perf_counter()
+        try:
+            return await self._status(workflow_id)
+        finally:
+            self.metrics.status_took(perf_counter() - began)
+
+    async def _status(self, workflow_id: str) -> WorkflowStatus:
         raise NotImplementedError
 
     # -- for adapters and endpoints ---------------------------------------------------

@@ -68,6 +68,7 @@ class CommandPort(Generic[T]):
         owner: str,
         on_reply: Callable[[T, Any, bytes], Awaitable[None]],
         on_error: Callable[[T, str], Awaitable[None]],
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
         self.system = system
         self.owner = owner
@@ -75,6 +76,7 @@ class CommandPort(Generic[T]):
         """Unique per port: two processes running the same coordinator get their own replies."""
         self._on_reply = on_reply
         self._on_error = on_error
+        self._on_retry = on_retry
         self._pending: dict[str, _Pending[T]] = {}
         self._buckets: dict[int, set[str]] = {}
         """Tick number to the message ids due then."""
@@ -229,6 +231,8 @@ class CommandPort(Generic[T]):
             reason,
         )
         pending.attempt += 1
+        if self._on_retry is not None:
+            self._on_retry()
         self._schedule(message_id, pending, policy.delay(pending.attempt - 1), resend=True)
 
     async def _report_error(self, pending: _Pending[T], reason: str) -> None:

@@ -80,7 +80,7 @@ class EventSourced(Choreography[In]):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)
 
-    async def status(self, workflow_id: str) -> WorkflowStatus:
+    async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The state the log replays to."""
         self.outcomes.check(workflow_id)
         names = [step.name for step in self.workflow.steps]

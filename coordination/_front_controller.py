@@ -113,7 +113,7 @@ class FrontController(Choreography[In]):
             assert self.endpoint is not None
             await self.endpoint.tell(Progress(workflow_id, step), correlation_id=workflow_id)
 
-    async def status(self, workflow_id: str) -> WorkflowStatus:
+    async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the
         services call back."""
         self.outcomes.check(workflow_id)

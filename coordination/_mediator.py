@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -24,6 +25,7 @@ from brokers import new_id
 from ._commands import CommandPort
 from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._errors import UnknownWorkflowError
+from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -61,6 +63,8 @@ class _Run:
     undoing: int | None = None
     """The step whose compensation is pending."""
     cancelled: bool = False
+    sent_at: float = 0.0
+    """When the pending step's command went out (for the step duration metric)."""
 
 
 class Mediator(Generic[In]):
@@ -87,7 +91,8 @@ class Mediator(Generic[In]):
         self.system = system
         self.workflow = workflow
         self.store: StateStore = store or MemoryStateStore()
-        self.outcomes = Outcomes(workflow.name, keep_finished)
+        self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
+        self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.name = f"mediator.{workflow.name}"
         self._runs: dict[str, _Run] = {}
@@ -101,8 +106,11 @@ class Mediator(Generic[In]):
         }
         store = self.store
         self._actor = await self.system.spawn(lambda: _MediatorActor(store), name=self.name)
-        self._port = CommandPort(self.system, self.name, self._replied, self._command_failed)
+        self._port = CommandPort(
+            self.system, self.name, self._replied, self._command_failed, self._retried
+        )
         await self._port.open()
+        self.metrics.register()
         return self
 
     async def __aexit__(
@@ -116,6 +124,7 @@ class Mediator(Generic[In]):
             await port.close()
         self._runs.clear()
         self.outcomes.stop()
+        self.metrics.unregister()
         if self._actor is not None and not self._actor.stopped:
             await self.system.stop(self._actor)
 
@@ -146,7 +155,9 @@ class Mediator(Generic[In]):
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """The exact state of an instance, asked of the mediator actor over the bus."""
         assert self._actor is not None
+        began = perf_counter()
         reply = await self._actor.ask(GetStatus(workflow_id))
+        self.metrics.status_took(perf_counter() - began)
         if not reply.found:
             raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
         return status_from_reply(workflow_id, self.strategy, reply)
@@ -189,6 +200,7 @@ class Mediator(Generic[In]):
                 await self._unwind(run, Failure(step.name, reason, technical=True), False)
                 return
             assert self._port is not None
+            run.sent_at = perf_counter()
             error = await self._port.perform(
                 self._refs[step.service],
                 step,
@@ -223,9 +235,11 @@ class Mediator(Generic[In]):
                     )
                 else:
                     run.state.compensated.append(name)
+                    self.metrics.compensations += 1
                 await self._undo_next(run)
                 return
             step = self.workflow.steps[run.step]
+            self.metrics.step_took(step.name, perf_counter() - run.sent_at)
             if isinstance(reply, Rejected):
                 await self._unwind(run, Failure(step.name, reply.reason, technical=False), False)
                 return
@@ -233,6 +247,9 @@ class Mediator(Generic[In]):
             run.state.completed.append(step.name)
             run.step += 1
             await self._advance(run)
+
+    def _retried(self) -> None:
+        self.metrics.retries += 1
 
     async def _command_failed(self, run: _Run, reason: str) -> None:
         if run.state.workflow_id not in self._runs:

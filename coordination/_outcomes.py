@@ -14,6 +14,7 @@ from collections import OrderedDict
 import msgspec
 
 from ._errors import CoordinationError, UnknownWorkflowError
+from ._metrics import WorkflowMetrics
 from ._status import WorkflowResult, WorkflowStatus
 
 __all__ = ("DEFAULT_KEEP", "Outcomes")
@@ -29,16 +30,21 @@ class _Finished(msgspec.Struct, frozen=True, gc=False):
 class Outcomes:
     """Running and finished instances of one workflow under one strategy."""
 
-    def __init__(self, workflow: str, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(
+        self, workflow: str, keep: int = DEFAULT_KEEP, metrics: WorkflowMetrics | None = None
+    ) -> None:
         if keep < 1:
             raise ValueError("keep must be >= 1")
         self.workflow = workflow
         self.keep = keep
+        self.metrics = metrics
         self._running: dict[str, asyncio.Future[WorkflowResult]] = {}
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
 
     def add(self, workflow_id: str) -> None:
         self._running[workflow_id] = asyncio.get_running_loop().create_future()
+        if self.metrics is not None:
+            self.metrics.began(workflow_id)
 
     def finish(
         self, workflow_id: str, result: WorkflowResult, status: WorkflowStatus | None = None
@@ -47,6 +53,8 @@ class Outcomes:
         future = self._running.pop(workflow_id, None)
         if future is None:
             return
+        if self.metrics is not None:
+            self.metrics.finished(workflow_id, result.outcome)
         finished = self._finished
         finished[workflow_id] = _Finished(result, status)
         if len(finished) > self.keep:

@@ -225,7 +225,7 @@ class QueryAll(Choreography[In]):
             workflow_id, ended.outcome, self.codec.results(results), ended.failure
         )
 
-    async def status(self, workflow_id: str) -> WorkflowStatus:
+    async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Every participant's record, merged."""
         self.outcomes.check(workflow_id)
         records = await self._gather("client", list(self.adapters), workflow_id)

@@ -36,7 +36,7 @@ class StampCoupled(Choreography[In]):
 
     strategy = "stamp_coupled"
 
-    async def status(self, workflow_id: str) -> WorkflowStatus:
+    async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Running, with nothing more known, until the last stamp comes back; then all of it."""
         self.outcomes.check(workflow_id)
         ended = self._ended_status(workflow_id)

@@ -158,3 +158,40 @@ async def test_the_asgi_app_serves_the_same_text() -> None:
         sent.clear()
         await app({"type": "http", "method": "GET", "path": "/other"}, receive, send)
         assert sent[0]["status"] == 404
+
+
+@pytest.mark.parametrize(
+    "strategy", ["mediator", "front_controller", "stamp_coupled", "query_all+bus", "event_sourced"]
+)
+async def test_workflow_metrics_count_what_the_workflows_did(bus: Bus, strategy: str) -> None:
+    from coordination import Outcome
+
+    from .test_strategies import open_shop, order
+
+    total, rare = 12, 3
+    async with open_shop(bus, strategy=strategy) as shop:
+        placed = [order(n, item="rare" if n < rare else "book") for n in range(total)]
+        ids = await asyncio.gather(*(shop.mediator.start(p) for p in placed))
+        results = await asyncio.gather(*(shop.mediator.result(i, timeout=10) for i in ids))
+        assert sum(r.outcome is Outcome.COMPENSATED for r in results) == rare
+        await shop.mediator.status(ids[0])
+        await until(lambda: len(shop.email.sent) == total)
+        async with await serve_metrics(shop.system) as server:
+            samples = await scrape(server.host, server.port)
+    name = strategy.removesuffix("+bus")
+    labels = {"workflow": "order-placement", "strategy": name}
+    assert value(samples, "corps_workflows_started_total", **labels) == total
+    done = "corps_workflows_completed_total"
+    assert value(samples, done, outcome="completed", **labels) == total - rare
+    assert value(samples, done, outcome="compensated", **labels) == rare
+    assert value(samples, done, outcome="failed", **labels) == 0
+    assert value(samples, "corps_workflows_in_flight", **labels) == 0
+    assert value(samples, "corps_workflow_duration_seconds_count", **labels) == total
+    assert value(samples, "corps_workflow_compensations_total", **labels) == rare  # refunds
+    assert value(samples, "corps_workflow_retries_total", **labels) == 0
+    steps = "corps_workflow_step_duration_seconds_count"
+    assert value(samples, steps, step="payment", **labels) == total
+    assert value(samples, steps, step="fulfillment", **labels) == total
+    assert value(samples, "corps_workflow_status_query_seconds_count", **labels) == 1
+    for actor in ("order", "payment", "fulfillment", "email"):
+        assert value(samples, "corps_actor_mailbox_depth", actor=actor) == 0

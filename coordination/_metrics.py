@@ -1,0 +1,123 @@
+"""A strategy's workflow metrics: plain counters and histograms on the hot path, turned into
+Prometheus families at scrape time by the system's collector.
+
+Labels are bounded: workflow and strategy names, step names, outcomes; never an instance id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from time import perf_counter
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from actors import ActorSystem, Histogram
+
+from ._status import Outcome
+
+__all__ = ("WorkflowMetrics",)
+
+
+class WorkflowMetrics:
+    """What one strategy did with one workflow."""
+
+    def __init__(self, system: ActorSystem, workflow: str, strategy: str) -> None:
+        self.system = system
+        self.labels = [workflow, strategy]
+        self.started = 0
+        self.ended: Counter[Outcome] = Counter()
+        self.durations = Histogram()
+        self.steps: dict[str, Histogram] = {}
+        self.retries = 0
+        self.compensations = 0
+        self.status_durations = Histogram()
+        self._began: dict[str, float] = {}
+
+    def register(self) -> None:
+        self.system.metrics.add_source(self.collect)
+
+    def unregister(self) -> None:
+        self.system.metrics.remove_source(self.collect)
+
+    def began(self, workflow_id: str) -> None:
+        self.started += 1
+        self._began[workflow_id] = perf_counter()
+
+    def finished(self, workflow_id: str, outcome: Outcome) -> None:
+        self.ended[outcome] += 1
+        began = self._began.pop(workflow_id, None)
+        if began is not None:
+            self.durations.observe(perf_counter() - began)
+
+    def step_took(self, step: str, seconds: float) -> None:
+        histogram = self.steps.get(step)
+        if histogram is None:
+            histogram = self.steps[step] = Histogram()
+        histogram.observe(seconds)
+
+    def status_took(self, seconds: float) -> None:
+        self.status_durations.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["workflow", "strategy"]
+        values = self.labels
+        started = CounterMetricFamily(
+            "corps_workflows_started", "Workflow instances started.", labels=labels
+        )
+        started.add_metric(values, self.started)
+        yield started
+        ended = CounterMetricFamily(
+            "corps_workflows_completed",
+            "Workflow instances that ended, by outcome: completed, failed (nothing to undo), "
+            "compensated, cancelled.",
+            labels=[*labels, "outcome"],
+        )
+        for outcome in Outcome:
+            if outcome is not Outcome.RUNNING:
+                ended.add_metric([*values, outcome.value], self.ended[outcome])
+        yield ended
+        in_flight = GaugeMetricFamily(
+            "corps_workflows_in_flight", "Workflow instances started and not ended.", labels=labels
+        )
+        in_flight.add_metric(values, self.started - sum(self.ended.values()))
+        yield in_flight
+        durations = HistogramMetricFamily(
+            "corps_workflow_duration_seconds",
+            "Time from start to end of a workflow instance.",
+            labels=labels,
+        )
+        durations.add_metric(values, self.durations.buckets(), self.durations.sum)
+        yield durations
+        steps = HistogramMetricFamily(
+            "corps_workflow_step_duration_seconds",
+            "Time from sending a step's command to its answer (retries included).",
+            labels=[*labels, "step"],
+        )
+        for step, histogram in sorted(self.steps.items()):
+            steps.add_metric([*values, step], histogram.buckets(), histogram.sum)
+        yield steps
+        retries = CounterMetricFamily(
+            "corps_workflow_retries",
+            "Commands sent again after a technical failure (an error or no answer in time).",
+            labels=labels,
+        )
+        retries.add_metric(values, self.retries)
+        yield retries
+        compensations = CounterMetricFamily(
+            "corps_workflow_compensations", "Steps undone by their compensation.", labels=labels
+        )
+        compensations.add_metric(values, self.compensations)
+        yield compensations
+        queries = HistogramMetricFamily(
+            "corps_workflow_status_query_seconds",
+            "Time a status() query took (its count: the queries answered).",
+            labels=labels,
+        )
+        queries.add_metric(values, self.status_durations.buckets(), self.status_durations.sum)
+        yield queries
