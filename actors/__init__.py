@@ -39,7 +39,7 @@ from ._idempotent import idempotent
 from ._links import Link, LinkRecorder, acting_as
 from ._message import Message, Request
 from ._metrics import LATENCY_BUCKETS, Histogram, SystemMetrics
-from ._metrics_http import MetricsServer, metrics_app, serve_metrics
+from ._metrics_http import MetricsServer, metrics_app, serve_metrics, serve_registry
 from ._ref import ActorRef
 from ._supervision import SupervisorPolicy
 from ._system import ActorFailure, ActorSystem
@@ -85,4 +85,5 @@ __all__ = (
     "idempotent",
     "metrics_app",
     "serve_metrics",
+    "serve_registry",
 )

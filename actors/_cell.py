@@ -51,6 +51,7 @@ class ActorCell:
         "stopped",
         "subscription",
         "system",
+        "timed",
         "tracker",
     )
 
@@ -82,6 +83,7 @@ class ActorCell:
         self.failed = 0
         """Messages whose handler raised."""
         self.durations = group.durations
+        self.timed = system.metrics.timed
         self._replies: set[asyncio.Task[None]] = set()
         """Error replies to dropped asks, sent from tasks the cell joins when it stops."""
 
@@ -172,7 +174,8 @@ class ActorCell:
             await self._refuse(msg, DeadLetterReason.UNDECODABLE, ErrorKind.DECODE, error)
             return
         token = _current.set(msg)
-        started = perf_counter()
+        timed = self.timed
+        started = perf_counter() if timed else 0.0
         try:
             if self.handler_timeout is None:
                 result = await self._handlers[type(message)](self.actor, message)
@@ -182,7 +185,8 @@ class ActorCell:
                 data = encode(result)
         except Exception as exc:
             _current.reset(token)
-            self.durations.observe(perf_counter() - started)
+            if timed:
+                self.durations.observe(perf_counter() - started)
             self.failed += 1
             await self._failed(msg, exc)
             return
@@ -193,7 +197,8 @@ class ActorCell:
                 await self._reply_error(msg, ErrorKind.STOPPED, "stopped while handling")
             raise
         _current.reset(token)
-        self.durations.observe(perf_counter() - started)
+        if timed:
+            self.durations.observe(perf_counter() - started)
         self.handled += 1
         if msg.reply is not None:
             try:

@@ -94,8 +94,13 @@ class SystemMetrics:
     families at scrape time, such as a workflow strategy's.
     """
 
-    def __init__(self, system: ActorSystem, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, system: ActorSystem, registry: CollectorRegistry | None = None, *, timed: bool = True
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.timed = timed
+        """Whether durations are measured (the only part of the metrics that costs a clock
+        read per message)."""
         self.servers: set[Any] = set()
         """The running `serve_metrics` endpoints, closed when the system shuts down."""
         self._sources: list[MetricSource] = []

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
 
-__all__ = ("MetricsServer", "metrics_app", "serve_metrics")
+__all__ = ("MetricsServer", "metrics_app", "serve_metrics", "serve_registry")
 
 logger = logging.getLogger("actors")
 
@@ -32,8 +32,8 @@ READ_TIMEOUT = 5.0
 class MetricsServer:
     """A running metrics endpoint; `async with` it, or let the system's shutdown close it."""
 
-    def __init__(self, system: ActorSystem, server: asyncio.Server, path: str) -> None:
-        self.system = system
+    def __init__(self, server: asyncio.Server, path: str) -> None:
+        self.on_close: Callable[[MetricsServer], None] | None = None
         self.path = path
         self._server = server
         host, port = server.sockets[0].getsockname()[:2]
@@ -47,7 +47,8 @@ class MetricsServer:
 
     async def close(self) -> None:
         """Stop listening and wait for the connections being served to end."""
-        self.system.metrics.servers.discard(self)
+        if self.on_close is not None:
+            self.on_close(self)
         self._server.close()
         await self._server.wait_closed()
 
@@ -72,9 +73,20 @@ async def serve_metrics(
     `host="0.0.0.0"` to be scraped from elsewhere. The server stops when the system shuts
     down, or when closed.
     """
+    running = await serve_registry(system.metrics.registry, host, port, path)
+    servers = system.metrics.servers
+    servers.add(running)
+    running.on_close = servers.discard
+    return running
+
+
+async def serve_registry(
+    registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 0, path: str = "/metrics"
+) -> MetricsServer:
+    """Serve any registry the same way (several systems that share one, a benchmark's);
+    close it yourself."""
     if not path.startswith("/"):
         raise ValueError("path must start with '/'")
-    registry = system.metrics.registry
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -96,9 +108,7 @@ async def serve_metrics(
                 await writer.wait_closed()
 
     server = await asyncio.start_server(handle, host, port, limit=MAX_REQUEST_HEAD)
-    running = MetricsServer(system, server, path)
-    system.metrics.servers.add(running)
-    return running
+    return MetricsServer(server, path)
 
 
 def _request_line(head: bytes) -> tuple[str, str]:

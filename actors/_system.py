@@ -105,6 +105,7 @@ class ActorSystem:
         shutdown_timeout: float = 5.0,
         record_links: bool = False,
         registry: CollectorRegistry | None = None,
+        metrics: bool = True,
     ) -> None:
         validate_subject(prefix)
         if mailbox_size <= 0:
@@ -131,9 +132,10 @@ class ActorSystem:
         """Stopped groups, whose tasks shutdown still joins."""
         self._names = itertools.count(1)
         self._own_registry = registry is None
-        self.metrics = SystemMetrics(self, registry)
+        self.metrics = SystemMetrics(self, registry, timed=metrics)
         """The system's Prometheus metrics: `metrics.registry` is a registry of its own unless
-        `registry` was given (see `serve_metrics`)."""
+        `registry` was given (see `serve_metrics`). With `metrics=False` nothing is timed
+        (handler and workflow durations stay empty); counts are kept either way."""
         self._running = False
         self._closed = False
 

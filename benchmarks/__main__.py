@@ -31,7 +31,7 @@ from ._nats_cases import (
 )
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
-from ._strategy_report import compare_strategies, print_strategies
+from ._strategy_report import compare_strategies, print_metrics_cost, print_strategies
 
 __all__ = ("main",)
 
@@ -134,6 +134,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="idle actors spawned for the memory figure (default 100000)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve the live metrics of the strategy runs on http://127.0.0.1:PORT/metrics "
+        "while they run (0 picks a free port)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 1 repetition, a tenth of the work"
     )
@@ -348,13 +355,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))
         progress.step("idle actors")
-        strategies = asyncio.run(
+        strategies, metrics_costs = asyncio.run(
             compare_strategies(
                 args.strategies,
                 args.workflows,
                 args.strategy_repeat,
                 args.failure_rate,
                 progress.step,
+                args.metrics_port,
             )
         )
         progress.close()
@@ -367,7 +375,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             f"target < 4 KiB and no task: {'ok' if memory_ok else 'MISSED'}"
         )
         print_strategies(strategies, args.failure_rate)
+        print_metrics_cost(metrics_costs)
         results["strategies"] = [c.as_json() for c in strategies]
+        results["metrics_cost"] = [c.as_json() for c in metrics_costs]
         results["idle_actors"] = {
             "actors": idle.actors,
             "bytes_per_actor": idle.bytes_per_actor,

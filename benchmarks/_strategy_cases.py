@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
 from actors import ActorSystem, Link, SupervisorPolicy
 from brokers import Bus, MemoryBus, Msg
 from coordination import (
@@ -100,16 +102,25 @@ async def _spawn_services(system: ActorSystem) -> None:
 
 
 async def run_strategy(
-    name: str, workflows: int, clients: int = 100, failure_rate: float = 0.0
+    name: str,
+    workflows: int,
+    clients: int = 100,
+    failure_rate: float = 0.0,
+    *,
+    metrics: bool = True,
+    registry: CollectorRegistry | None = None,
 ) -> StrategyRun:
-    """Measure `workflows` order placements under strategy `name` on a MemoryBus."""
+    """Measure `workflows` order placements under strategy `name` on a MemoryBus; with
+    `metrics=False` nothing is timed for the metrics; `registry` receives them (a live
+    endpoint's)."""
     factory = STRATEGIES[name]
     placed = orders(workflows, failure_rate)
     per_client = workflows // clients
     latencies: list[float] = []
     bus = MemoryBus()
     policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
-    async with bus, ActorSystem(bus, supervision=policy) as system:
+    system = ActorSystem(bus, supervision=policy, metrics=metrics, registry=registry)
+    async with bus, system:
         await _spawn_services(system)
         async with factory(system, order_workflow) as strategy:
 

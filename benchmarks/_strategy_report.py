@@ -6,18 +6,60 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
+from actors import serve_registry
 from coordination.scenarios.order_placement import order_workflow
 
 from ._stats import Sample
 from ._strategy_cases import ORCHESTRATED, StrategyRun, run_strategy
 from ._workflow_cases import raw_choreography_chain, raw_mediator_chain
 
-__all__ = ("TARGET", "StrategyComparison", "compare_strategies", "print_strategies")
+__all__ = (
+    "METRICS_TARGET",
+    "TARGET",
+    "MetricsCost",
+    "StrategyComparison",
+    "compare_strategies",
+    "print_metrics_cost",
+    "print_strategies",
+)
 
 TARGET = 0.40
 """Each strategy's share of its floor's workflows/s to reach on MemoryBus."""
 
 STEPS = len(order_workflow.steps)
+
+METRICS_TARGET = 0.10
+"""The share of workflow throughput the metrics may cost at most."""
+METRICS_MEASURED = ("mediator", "stamp_coupled")
+"""The strategies also run with metrics off, for the cost of the metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsCost:
+    strategy: str
+    on: Sample
+    off: Sample
+
+    @property
+    def cost(self) -> float:
+        """The share of throughput lost to the metrics (median of per-repetition ratios)."""
+        return 1 - self.on.ratio_to(self.off).median
+
+    @property
+    def met(self) -> bool:
+        return self.cost <= METRICS_TARGET
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "strategy": self.strategy,
+            "metrics_on": list(self.on.values),
+            "metrics_off": list(self.off.values),
+            "cost": self.cost,
+            "target": METRICS_TARGET,
+            "met": self.met,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,19 +114,41 @@ async def compare_strategies(
     repeat: int,
     failure_rate: float,
     step: Callable[[str], None],
-) -> list[StrategyComparison]:
-    """Each repetition measures both floors, then every strategy; a strategy's ratio is taken
-    against the floor of its kind from its own repetition."""
+    metrics_port: int | None = None,
+) -> tuple[list[StrategyComparison], list[MetricsCost]]:
+    """Each repetition measures both floors, then every strategy (and a few with metrics
+    off); a strategy's ratio is taken against the floor of its kind from its own repetition.
+    With `metrics_port`, the live metrics of the system under test are served on
+    127.0.0.1 while it runs."""
+    registry = CollectorRegistry() if metrics_port is not None else None
+    server = None
+    if registry is not None:
+        server = await serve_registry(registry, port=metrics_port or 0)
+        print(f"live metrics on {server.url}", flush=True)
     runs: dict[str, list[StrategyRun]] = {name: [] for name in strategies}
+    unmetered: dict[str, list[float]] = {name: [] for name in METRICS_MEASURED}
     mediator_floor: list[float] = []
     choreography_floor: list[float] = []
-    for _ in range(repeat):
-        mediator_floor.append(await raw_mediator_chain(workflows, STEPS))
-        choreography_floor.append(await raw_choreography_chain(workflows, STEPS))
-        step("strategies: raw floors")
-        for name in strategies:
-            runs[name].append(await run_strategy(name, workflows, failure_rate=failure_rate))
-            step(f"strategies: {name}")
+    try:
+        for repetition in range(repeat):
+            mediator_floor.append(await raw_mediator_chain(workflows, STEPS))
+            choreography_floor.append(await raw_choreography_chain(workflows, STEPS))
+            step("strategies: raw floors")
+            for name in strategies:
+                # metrics off before or after on, in turns, so that drift hits both alike
+                off_first = name in unmetered and repetition % 2 == 1
+                if off_first:
+                    await _unmetered(name, workflows, failure_rate, unmetered)
+                run = await run_strategy(
+                    name, workflows, failure_rate=failure_rate, registry=registry
+                )
+                runs[name].append(run)
+                if name in unmetered and not off_first:
+                    await _unmetered(name, workflows, failure_rate, unmetered)
+                step(f"strategies: {name}")
+    finally:
+        if server is not None:
+            await server.close()
     comparisons = []
     for name in strategies:
         orchestrated = name in ORCHESTRATED
@@ -96,7 +160,32 @@ async def compare_strategies(
                 Sample(tuple(mediator_floor if orchestrated else choreography_floor)),
             )
         )
-    return comparisons
+    costs = [
+        MetricsCost(
+            name,
+            Sample(tuple(run.workflows_per_s for run in runs[name])),
+            Sample(tuple(off)),
+        )
+        for name, off in unmetered.items()
+        if off
+    ]
+    return comparisons, costs
+
+
+async def _unmetered(
+    name: str, workflows: int, failure_rate: float, into: dict[str, list[float]]
+) -> None:
+    off = await run_strategy(name, workflows, failure_rate=failure_rate, metrics=False)
+    into[name].append(off.workflows_per_s)
+
+
+def print_metrics_cost(costs: list[MetricsCost]) -> None:
+    for cost in costs:
+        print(
+            f"metrics cost ({cost.strategy}): {cost.on.median:,.0f} workflows/s with metrics, "
+            f"{cost.off.median:,.0f} without: {cost.cost:.1%} of throughput; target "
+            f"<= {METRICS_TARGET:.0%}: {'ok' if cost.met else 'MISSED'}"
+        )
 
 
 def print_strategies(comparisons: list[StrategyComparison], failure_rate: float) -> None:

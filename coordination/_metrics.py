@@ -29,6 +29,7 @@ class WorkflowMetrics:
 
     def __init__(self, system: ActorSystem, workflow: str, strategy: str) -> None:
         self.system = system
+        self.timed = system.metrics.timed
         self.labels = [workflow, strategy]
         self.started = 0
         self.ended: Counter[Outcome] = Counter()
@@ -47,7 +48,8 @@ class WorkflowMetrics:
 
     def began(self, workflow_id: str) -> None:
         self.started += 1
-        self._began[workflow_id] = perf_counter()
+        if self.timed:
+            self._began[workflow_id] = perf_counter()
 
     def finished(self, workflow_id: str, outcome: Outcome) -> None:
         self.ended[outcome] += 1
@@ -56,13 +58,16 @@ class WorkflowMetrics:
             self.durations.observe(perf_counter() - began)
 
     def step_took(self, step: str, seconds: float) -> None:
+        if not self.timed:
+            return
         histogram = self.steps.get(step)
         if histogram is None:
             histogram = self.steps[step] = Histogram()
         histogram.observe(seconds)
 
     def status_took(self, seconds: float) -> None:
-        self.status_durations.observe(seconds)
+        if self.timed:
+            self.status_durations.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
         labels = ["workflow", "strategy"]

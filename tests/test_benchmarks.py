@@ -15,7 +15,18 @@ import pytest
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--bus", "all", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--bus",
+            "all",
+            "--json",
+            str(out),
+            "--metrics-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -24,7 +35,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "actors on MemoryBus" in done.stdout
     assert "actors on NatsBus" in done.stdout
+    assert "live metrics on http://127.0.0.1:" in done.stdout
     report = json.loads(out.read_text())
+    costs = {cost["strategy"]: cost for cost in report["metrics_cost"]}
+    assert set(costs) == {"mediator", "stamp_coupled"}
+    assert all(cost["metrics_on"][0] > 0 and cost["metrics_off"][0] > 0 for cost in costs.values())
     figures = {(case["bus"], case["name"], case["baseline_name"]) for case in report["cases"]}
     assert ("memory", "tell", "asyncio.Queue one-way") in figures
     strategies = {figure["strategy"]: figure for figure in report["strategies"]}
@@ -75,5 +90,6 @@ def test_help_explains_every_option() -> None:
         "--workflows",
         "--strategies",
         "--failure-rate",
+        "--metrics-port",
     ):
         assert option in done.stdout
