@@ -21,6 +21,7 @@ EXPECTED = [
         for strategy in ("mediator", "stamp_coupled")
         for line in ("ann completed", "mallory failed card declined", "bob compensated backordered")
     ),
+    'corps_actor_messages_total{actor="echo",outcome="ok"} 3.0',
 ]
 """What each program prints, in README order."""
 
