@@ -86,6 +86,7 @@ async def test_actor_and_bus_metrics_say_what_happened(bus: Bus, bus_kind: str) 
 
 
 async def test_the_endpoint_serves_get_on_its_path_only_and_stops_with_the_system() -> None:
+    before = asyncio.all_tasks()
     async with ActorSystem() as system:
         server = await serve_metrics(system, path="/scrape")
         host, port = server.host, server.port
@@ -103,6 +104,7 @@ async def test_the_endpoint_serves_get_on_its_path_only_and_stops_with_the_syste
         assert (await http(host, port, b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n"))[0] == 400
     with pytest.raises(ConnectionRefusedError):  # nothing listens once the system stopped
         await asyncio.open_connection(host, port)
+    assert asyncio.all_tasks() <= before  # and nothing is left running
 
 
 async def test_two_systems_keep_separate_registries() -> None:
@@ -195,3 +197,27 @@ async def test_workflow_metrics_count_what_the_workflows_did(bus: Bus, strategy:
     assert value(samples, "corps_workflow_status_query_seconds_count", **labels) == 1
     for actor in ("order", "payment", "fulfillment", "email"):
         assert value(samples, "corps_actor_mailbox_depth", actor=actor) == 0
+
+
+async def test_retries_are_counted(bus: Bus) -> None:
+    from dataclasses import replace
+
+    from coordination import Mediator, Outcome, Workflow
+    from coordination.scenarios.order_placement import order_workflow
+
+    from .test_strategies import SlowFirstPayment, open_shop, order
+
+    quick = Workflow(
+        "quick-orders",
+        order_workflow.input_type,
+        [replace(s, timeout=0.1) if s.name == "payment" else s for s in order_workflow.steps],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    async with open_shop(bus, payment=SlowFirstPayment(), workflow=quick) as shop:
+        assert isinstance(shop.mediator, Mediator)
+        result = await shop.mediator.result(await shop.mediator.start(order(1)), timeout=10)
+        assert result.outcome is Outcome.COMPLETED
+        registry = shop.system.metrics.registry
+        labels = {"workflow": "quick-orders", "strategy": "mediator"}
+        assert registry.get_sample_value("corps_workflow_retries_total", labels) >= 1
