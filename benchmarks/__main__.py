@@ -18,9 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from ._actor_cases import actor_ask, actor_tell, idle_actor_cost
 from ._baselines import raw_ping_pong, raw_queue_one_way
+from ._compare import compare_reports
 from ._nats_cases import (
     IN_FLIGHT,
     SAME_HEADERS,
@@ -73,7 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks",
         description=(
             "Measure corps actors against raw baselines run in the same process: raw asyncio "
-            "on the in-memory bus, raw nats-py on NATS."
+            "on the in-memory bus, raw nats-py on NATS. `python -m benchmarks compare A.json "
+            "B.json` compares two --json reports."
         ),
     )
     parser.add_argument(
@@ -399,7 +402,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; the exit status is 0 even when a target is missed (it is a report)."""
+    """Run the benchmark; the exit status is 0 even when a target is missed (it is a report).
+
+    `compare A.json B.json` prints the change of every figure two `--json` reports share.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        if len(argv) != 3:
+            print("usage: python -m benchmarks compare BEFORE.json AFTER.json", file=sys.stderr)
+            return 2
+        print(compare_reports(Path(argv[1]), Path(argv[2])))
+        return 0
     args = parse_args(argv)
     results = run(args)
     if args.json:

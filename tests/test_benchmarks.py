@@ -93,3 +93,36 @@ def test_help_explains_every_option() -> None:
         "--metrics-port",
     ):
         assert option in done.stdout
+
+
+def test_compare_prints_the_change_of_every_shared_figure(tmp_path: Path) -> None:
+    def report(workflows_per_s: float, p99: float) -> dict[str, object]:
+        figure = {
+            "bus": "memory",
+            "scenario": "order-placement",
+            "strategy": "mediator",
+            "workflows_per_s": [workflows_per_s],
+            "ratio_median": workflows_per_s / 100_000,
+            "p50_s": 0.005,
+            "p99_s": p99,
+            "messages_per_workflow": 8,
+            "bytes_per_workflow": 349,
+            "status_s": 0.00002,
+        }
+        return {"cases": [], "strategies": [figure]}
+
+    before, after = tmp_path / "a.json", tmp_path / "b.json"
+    before.write_text(json.dumps(report(10_000, 0.010)))
+    after.write_text(json.dumps(report(12_000, 0.020)))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "compare", str(before), str(after)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = {line.split("  ")[0].strip(): line for line in done.stdout.splitlines()}
+    throughput = lines["memory order-placement mediator: workflows/s"]
+    assert "+20.0% better" in throughput
+    assert "+100.0% worse" in lines["memory order-placement mediator: p99 s"]
+    assert "+0.0%" in lines["memory order-placement mediator: messages per workflow"]
