@@ -15,7 +15,8 @@ import msgspec
 
 from actors import Actor, ActorSystem
 
-from ._choreography import Adapter, Choreography
+from ._adapter import Adapter
+from ._choreography import Choreography
 from ._definition import Failure, Workflow
 from ._events import Advance, Begin, Carried, Ended, Progress
 from ._outcomes import DEFAULT_KEEP

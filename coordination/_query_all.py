@@ -20,7 +20,8 @@ import msgspec
 from actors import ActorSystem, Link
 from brokers import Msg, Subscription
 
-from ._choreography import Adapter, Choreography
+from ._adapter import Adapter
+from ._choreography import Choreography
 from ._definition import Failure, Workflow
 from ._events import Carried, Ended, RecordQuery, RecordReply
 from ._outcomes import DEFAULT_KEEP

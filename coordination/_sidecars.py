@@ -18,7 +18,7 @@ from actors import Actor, ActorRef, ActorSystem
 from ._events import Advance, Cancel, Unwind
 
 if TYPE_CHECKING:
-    from ._choreography import Adapter
+    from ._adapter import Adapter
 
 __all__ = ("attach", "detach")
 

@@ -12,7 +12,8 @@ from typing import TypeVar
 
 import msgspec
 
-from ._choreography import Adapter, Choreography
+from ._adapter import Adapter
+from ._choreography import Choreography
 from ._events import Carried
 from ._status import Outcome, WorkflowStatus
 
