@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,9 +31,10 @@ from ._nats_cases import (
     raw_nats_pub_sub,
     raw_nats_request,
 )
+from ._scenarios import SCENARIOS
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
-from ._strategy_report import compare_strategies, print_metrics_cost, print_strategies
+from ._strategy_report import Load, compare_strategies, print_metrics_cost, print_strategies
 
 __all__ = ("main",)
 
@@ -108,10 +109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"asks per repetition on NATS, {IN_FLIGHT} in flight (20000)",
     )
     parser.add_argument(
-        "--workflows",
-        type=int,
-        default=20_000,
-        help="order placements per strategy and repetition, 100 clients in a closed loop (20000)",
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated workflows to run the strategies on (default: {','.join(SCENARIOS)})",
     )
     parser.add_argument(
         "--strategies",
@@ -119,16 +119,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated strategies to measure, or 'none' (default: {','.join(STRATEGIES)})",
     )
     parser.add_argument(
+        "--failure-rates",
+        default="0,0.2",
+        help="comma-separated shares of workflows that fail, half of each kind the scenario "
+        "has (order placement: declined, backordered; ticket: no contract, card declined); "
+        "default 0,0.2",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.5,
+        help="seconds each strategy and floor runs, 100 clients in a closed loop (default 0.5)",
+    )
+    parser.add_argument(
+        "--workflows",
+        type=int,
+        help="run this many workflows per strategy and floor instead of a duration (the "
+        "issue's load shape is 20000)",
+    )
+    parser.add_argument(
         "--strategy-repeat",
         type=int,
         default=3,
-        help="repetitions of the strategy comparison (default 3: it is the longest part)",
-    )
-    parser.add_argument(
-        "--failure-rate",
-        type=float,
-        default=0.0,
-        help="share of orders that fail, half declined, half backordered (default 0)",
+        help="repetitions of the strategy comparison (default 3)",
     )
     parser.add_argument(
         "--idle-actors",
@@ -148,30 +161,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="a smoke run: 1 repetition, a tenth of the work"
     )
     args = parser.parse_args(argv)
-    chosen = [] if args.strategies == "none" else args.strategies.split(",")
-    unknown = [name for name in chosen if name not in STRATEGIES]
-    if unknown:
-        parser.error(f"unknown strategies {unknown}; choose among {', '.join(STRATEGIES)}")
-    args.strategies = chosen
-    if not 0 <= args.failure_rate <= 1:
-        parser.error("--failure-rate is a share, between 0 and 1")
+    args.strategies = _names(parser, "strategies", args.strategies, STRATEGIES)
+    args.scenarios = [SCENARIOS[n] for n in _names(parser, "scenarios", args.scenarios, SCENARIOS)]
+    try:
+        args.failure_rates = [float(rate) for rate in args.failure_rates.split(",")]
+    except ValueError:
+        parser.error("--failure-rates takes numbers between 0 and 1, comma-separated")
+    if not all(0 <= rate <= 1 for rate in args.failure_rates):
+        parser.error("--failure-rates are shares, between 0 and 1")
     if args.quick:
         args.repeat = 1
         args.strategy_repeat = 1
-        for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors", "workflows"):
+        args.duration = args.duration / 5
+        for name in ("messages", "asks", "nats_messages", "nats_asks", "idle_actors"):
             setattr(args, name, getattr(args, name) // 10)
+        if args.workflows is not None:
+            args.workflows //= 10
     counts = (
         args.repeat,
         args.messages,
         args.asks,
         args.nats_messages,
         args.nats_asks,
-        args.workflows,
         args.strategy_repeat,
     )
-    if min(counts) < 1 or args.idle_actors < 1 or min(args.nats_asks, args.workflows) < 100:
-        parser.error("counts must be positive, --nats-asks and --workflows at least 100")
+    if min(counts) < 1 or args.idle_actors < 1 or args.nats_asks < 100:
+        parser.error("counts must be positive, --nats-asks at least 100")
+    if args.workflows is not None and args.workflows < 100:
+        parser.error("--workflows must be at least 100 (one per client)")
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
+    args.load = Load(args.workflows) if args.workflows is not None else Load(duration=args.duration)
     return args
+
+
+def _names(
+    parser: argparse.ArgumentParser, option: str, given: str, known: Mapping[str, object]
+) -> list[str]:
+    chosen = [] if given == "none" else given.split(",")
+    unknown = [name for name in chosen if name not in known]
+    if unknown:
+        parser.error(f"unknown {option} {unknown}; choose among {', '.join(known)}")
+    return chosen
 
 
 class Progress:
@@ -353,17 +384,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     cases_out: list[dict[str, object]] = []
     if "memory" in buses:
         cases = memory_cases(args)
-        strategy_steps = args.strategy_repeat * (1 + len(args.strategies))
+        rates = len(args.failure_rates)
+        per_scenario = 1 + rates * len(args.strategies)
+        strategy_steps = args.strategy_repeat * len(args.scenarios) * per_scenario
         progress = Progress(2 * args.repeat * len(cases) + 1 + strategy_steps)
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))
         progress.step("idle actors")
         strategies, metrics_costs = asyncio.run(
             compare_strategies(
+                args.scenarios,
                 args.strategies,
-                args.workflows,
+                args.failure_rates,
+                args.load,
                 args.strategy_repeat,
-                args.failure_rate,
                 progress.step,
                 args.metrics_port,
             )
@@ -377,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             f"actors (bus subscription included), {idle.tasks_created} tasks; "
             f"target < 4 KiB and no task: {'ok' if memory_ok else 'MISSED'}"
         )
-        print_strategies(strategies, args.failure_rate)
+        print_strategies(strategies, args.load)
         print_metrics_cost(metrics_costs)
         results["strategies"] = [c.as_json() for c in strategies]
         results["metrics_cost"] = [c.as_json() for c in metrics_costs]

@@ -1,16 +1,18 @@
-"""Order placement under each strategy, measured the same way: a closed loop of clients that
-each start a workflow and wait for its end, then the cost of `status`, then (in a separate,
-small run, so that recording costs nothing in the timed one) the links and the largest
-message."""
+"""A scenario under each strategy, measured the same way: a closed loop of clients that each
+start a workflow and wait for its end, for a number of workflows or for a duration; then the
+cost of `status`; then (in a separate, small run, so that recording costs nothing in the timed
+one) the links of each case and the largest message."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -25,18 +27,12 @@ from coordination import (
     Strategy,
     Workflow,
 )
-from coordination.scenarios.order_placement import (
-    EmailService,
-    FulfillmentService,
-    OrderService,
-    PaymentService,
-    PlaceOrder,
-    order_workflow,
-)
+
+from ._scenarios import Scenario
 
 __all__ = ("ORCHESTRATED", "STRATEGIES", "StrategyRun", "run_strategy")
 
-StrategyFactory = Callable[[ActorSystem, Workflow[PlaceOrder]], Strategy[PlaceOrder]]
+StrategyFactory = Callable[[ActorSystem, Workflow[Any]], Strategy[Any]]
 
 STRATEGIES: dict[str, StrategyFactory] = {
     "mediator": Mediator,
@@ -48,8 +44,8 @@ STRATEGIES: dict[str, StrategyFactory] = {
 ORCHESTRATED = frozenset({"mediator"})
 """Compared with the raw mediator; the others with the raw choreography."""
 
-DECLINED = "mallory"
-STOCK = 10**9
+STATUS_SAMPLE = 200
+"""Workflows whose status is read to time a status query."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,95 +56,100 @@ class StrategyRun:
     workflows: int
     workflows_per_s: float
     p50: float
+    p95: float
     p99: float
     """Latency of one workflow, start to result, in seconds."""
     messages_per_workflow: float
     bytes_per_workflow: float
+    compensations_per_workflow: float
     status_seconds: float
     """Median latency of one status query."""
     status_messages: float
     """Messages one status query puts on the bus."""
     links: dict[str, int]
-    """Distinct sender -> receiver -> message type links one workflow used, per case
-    (completed, declined, backordered), and the links the error cases add to the happy
-    path's (added_by_errors)."""
+    """Distinct sender -> receiver -> message type links one workflow used, per case (the
+    happy path and each kind of failure), and the links the failures add to the happy path's
+    (added_by_errors)."""
     largest_message: int
     """Bytes of the largest message of a workflow (the stamp at its last step, for stamp
     coupling)."""
 
 
-def orders(count: int, failure_rate: float, seed: int = 1) -> list[PlaceOrder]:
-    """`count` orders; a `failure_rate` share of them fail, half declined, half backordered."""
+def _inputs(scenario: Scenario, failure_rate: float, seed: int = 1) -> Callable[[], Any]:
+    """An endless supply of distinct inputs, `failure_rate` of them failing."""
+    numbers = itertools.count()
     rng = random.Random(seed)
-    placed = []
-    for number in range(count):
-        customer, item = "ann", "book"
-        if rng.random() < failure_rate:
-            if rng.random() < 0.5:
-                customer = DECLINED
-            else:
-                item = "rare"
-        placed.append(PlaceOrder(f"o{number}", customer, item, 1, 1000))
-    return placed
 
+    def next_input() -> Any:
+        failing = rng.choice(scenario.failures) if rng.random() < failure_rate else None
+        return scenario.make(next(numbers), failing)
 
-async def _spawn_services(system: ActorSystem) -> None:
-    await system.spawn(OrderService, name="order")
-    await system.spawn(lambda: PaymentService(declined=frozenset({DECLINED})), name="payment")
-    await system.spawn(
-        lambda: FulfillmentService(stock={"book": STOCK, "rare": 0}), name="fulfillment"
-    )
-    await system.spawn(EmailService, name="email")
+    return next_input
 
 
 async def run_strategy(
     name: str,
-    workflows: int,
+    scenario: Scenario,
+    *,
+    workflows: int | None = None,
+    duration: float | None = None,
     clients: int = 100,
     failure_rate: float = 0.0,
-    *,
     metrics: bool = True,
     registry: CollectorRegistry | None = None,
 ) -> StrategyRun:
-    """Measure `workflows` order placements under strategy `name` on a MemoryBus; with
-    `metrics=False` nothing is timed for the metrics; `registry` receives them (a live
-    endpoint's)."""
+    """Measure `scenario` under strategy `name` on a MemoryBus: `workflows` of them, or as many
+    as `duration` seconds allow. With `metrics=False` nothing is timed for the metrics;
+    `registry` receives them (a live endpoint's)."""
+    if (workflows is None) == (duration is None):
+        raise ValueError("give workflows or duration")
     factory = STRATEGIES[name]
-    placed = orders(workflows, failure_rate)
-    per_client = workflows // clients
+    next_input = _inputs(scenario, failure_rate)
     latencies: list[float] = []
     bus = MemoryBus()
     policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
     system = ActorSystem(bus, supervision=policy, metrics=metrics, registry=registry)
     async with bus, system:
-        await _spawn_services(system)
-        async with factory(system, order_workflow) as strategy:
+        await scenario.spawn(system)
+        async with factory(system, scenario.workflow) as strategy:
+            began_at = time.perf_counter()
+            deadline = began_at + duration if duration is not None else None
+            remaining = [workflows if workflows is not None else 0]
 
-            async def client(first: int) -> None:
+            async def client() -> None:
                 clock = time.perf_counter
-                for placing in placed[first : first + per_client]:
+                while True:
+                    if deadline is None:
+                        if remaining[0] <= 0:
+                            return
+                        remaining[0] -= 1
+                    elif clock() >= deadline:
+                        return
                     began = clock()
-                    await strategy.result(await strategy.start(placing))
+                    await strategy.result(await strategy.start(next_input()))
                     latencies.append(clock() - began)
 
             published, sent_bytes = bus.stats.published, bus.stats.published_bytes
-            started = time.perf_counter()
-            await asyncio.gather(*(client(n * per_client) for n in range(clients)))
-            elapsed = time.perf_counter() - started
-            done = per_client * clients
+            compensated = _compensations(strategy)
+            await asyncio.gather(*(client() for _ in range(clients)))
+            elapsed = time.perf_counter() - began_at
+            done = len(latencies)
             messages = (bus.stats.published - published) / done
             size = (bus.stats.published_bytes - sent_bytes) / done
-            status_seconds, status_messages = await _status_cost(strategy, bus)
-    links, largest = await _links_and_largest(name)
+            compensations = (_compensations(strategy) - compensated) / done
+            status_seconds, status_messages = await _status_cost(strategy, scenario, bus)
+    links, largest = await _links_and_largest(name, scenario)
     latencies.sort()
     return StrategyRun(
         name,
         done,
         done / elapsed,
-        latencies[len(latencies) // 2],
-        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        _percentile(latencies, 0.50),
+        _percentile(latencies, 0.95),
+        _percentile(latencies, 0.99),
         messages,
         size,
+        compensations,
         status_seconds,
         status_messages,
         links,
@@ -156,10 +157,22 @@ async def run_strategy(
     )
 
 
-async def _status_cost(strategy: Strategy[PlaceOrder], bus: Bus) -> tuple[float, float]:
+def _percentile(ordered: list[float], share: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
+
+
+def _compensations(strategy: Strategy[Any]) -> int:
+    metrics = getattr(strategy, "metrics", None)
+    return int(getattr(metrics, "compensations", 0))
+
+
+async def _status_cost(
+    strategy: Strategy[Any], scenario: Scenario, bus: Bus
+) -> tuple[float, float]:
     """The median time of a status query, and the messages each one needs, over ended
     instances on an otherwise quiet bus."""
-    ids = [await strategy.start(placing) for placing in orders(200, 0.0, seed=2)]
+    next_input = _inputs(scenario, 0.0, seed=2)
+    ids = [await strategy.start(next_input()) for _ in range(STATUS_SAMPLE)]
     for workflow_id in ids:
         await strategy.result(workflow_id)
     published = bus.stats.published
@@ -172,17 +185,9 @@ async def _status_cost(strategy: Strategy[PlaceOrder], bus: Bus) -> tuple[float,
     return statistics.median(durations), messages
 
 
-LINK_CASES = {
-    "completed": PlaceOrder("l1", "ann", "book", 1, 1000),
-    "declined": PlaceOrder("l2", DECLINED, "book", 1, 1000),
-    "backordered": PlaceOrder("l3", "ann", "rare", 1, 1000),
-}
-"""The chapter's happy path and error cases, whose links are counted one by one."""
-
-
-async def _links_and_largest(name: str) -> tuple[dict[str, int], int]:
-    """Distinct links of one completed, one declined and one backordered order, and the
-    largest message any of them put on the bus."""
+async def _links_and_largest(name: str, scenario: Scenario) -> tuple[dict[str, int], int]:
+    """Distinct links of one workflow of each case (the happy path, each kind of failure),
+    and the largest message any of them put on the bus."""
     bus = MemoryBus()
     largest = 0
 
@@ -193,18 +198,18 @@ async def _links_and_largest(name: str) -> tuple[dict[str, int], int]:
     used: dict[str, set[Link]] = {}
     async with bus, ActorSystem(bus, record_links=True) as system:
         await bus.subscribe(">", measure)
-        await _spawn_services(system)
+        await scenario.spawn(system)
         recorder = system.links
         assert recorder is not None
-        async with STRATEGIES[name](system, order_workflow) as strategy:
-            for case, placing in LINK_CASES.items():
+        async with STRATEGIES[name](system, scenario.workflow) as strategy:
+            for case, workflow_input in scenario.link_cases().items():
                 recorder.clear()
-                await strategy.result(await strategy.start(placing))
+                await strategy.result(await strategy.start(workflow_input))
                 await bus.flush()
                 await asyncio.sleep(0.01)  # the notices told after the end
                 used[case] = recorder.links
     links = {case: len(found) for case, found in used.items()}
     # figure 11-10: the links the error cases need beyond the happy path's
-    errors = used["declined"] | used["backordered"]
+    errors: set[Link] = set().union(*(used[kind] for kind in scenario.failures))
     links["added_by_errors"] = len(errors - used["completed"])
     return links, largest

@@ -1,5 +1,5 @@
-"""The strategy comparison: every strategy beside the raw-asyncio floor of its kind, measured
-in the same repetition, and the table that shows them."""
+"""The strategy comparison: every strategy, on every scenario and failure mix, beside the
+raw-asyncio floor of its kind measured in the same repetition; and the tables that show them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from actors import serve_registry
-from coordination.scenarios.order_placement import order_workflow
 
+from ._scenarios import Scenario
 from ._stats import Sample
 from ._strategy_cases import ORCHESTRATED, StrategyRun, run_strategy
 from ._workflow_cases import raw_choreography_chain, raw_mediator_chain
@@ -18,6 +18,7 @@ from ._workflow_cases import raw_choreography_chain, raw_mediator_chain
 __all__ = (
     "METRICS_TARGET",
     "TARGET",
+    "Load",
     "MetricsCost",
     "StrategyComparison",
     "compare_strategies",
@@ -28,12 +29,77 @@ __all__ = (
 TARGET = 0.40
 """Each strategy's share of its floor's workflows/s to reach on MemoryBus."""
 
-STEPS = len(order_workflow.steps)
-
 METRICS_TARGET = 0.10
 """The share of workflow throughput the metrics may cost at most."""
 METRICS_MEASURED = ("mediator", "stamp_coupled")
-"""The strategies also run with metrics off, for the cost of the metrics."""
+"""The strategies also run with metrics off (first scenario, no failures), for the cost of
+the metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """How much each measurement runs: a number of workflows, or a duration in seconds."""
+
+    workflows: int | None = None
+    duration: float | None = None
+
+    def describe(self) -> str:
+        if self.workflows is not None:
+            return f"{self.workflows:,} workflows"
+        return f"{self.duration:g} s"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyComparison:
+    scenario: str
+    failure_rate: float
+    strategy: str
+    runs: tuple[StrategyRun, ...]
+    floor_name: str
+    floor: Sample
+
+    def figure(self, pick: Callable[[StrategyRun], float]) -> Sample:
+        return Sample(tuple(pick(run) for run in self.runs))
+
+    @property
+    def throughput(self) -> Sample:
+        return self.figure(lambda run: run.workflows_per_s)
+
+    @property
+    def ratio(self) -> Sample:
+        return self.throughput.ratio_to(self.floor)
+
+    @property
+    def met(self) -> bool:
+        return self.ratio.median >= TARGET
+
+    def as_json(self) -> dict[str, object]:
+        last = self.runs[-1]
+        return {
+            "bus": "memory",
+            "scenario": self.scenario,
+            "failure_rate": self.failure_rate,
+            "strategy": self.strategy,
+            "workflows": [run.workflows for run in self.runs],
+            "workflows_per_s": list(self.throughput.values),
+            "floor_name": self.floor_name,
+            "floor": list(self.floor.values),
+            "ratio_median": self.ratio.median,
+            "target_ratio": TARGET,
+            "met": self.met,
+            "p50_s": self.figure(lambda r: r.p50).median,
+            "p95_s": self.figure(lambda r: r.p95).median,
+            "p99_s": self.figure(lambda r: r.p99).median,
+            "messages_per_workflow": self.figure(lambda r: r.messages_per_workflow).median,
+            "bytes_per_workflow": self.figure(lambda r: r.bytes_per_workflow).median,
+            "compensations_per_workflow": self.figure(
+                lambda r: r.compensations_per_workflow
+            ).median,
+            "largest_message": last.largest_message,
+            "status_s": self.figure(lambda r: r.status_seconds).median,
+            "status_messages": last.status_messages,
+            "links": last.links,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,121 +128,89 @@ class MetricsCost:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class StrategyComparison:
-    strategy: str
-    runs: tuple[StrategyRun, ...]
-    floor_name: str
-    floor: Sample
-
-    def figure(self, pick: Callable[[StrategyRun], float]) -> Sample:
-        return Sample(tuple(pick(run) for run in self.runs))
-
-    @property
-    def throughput(self) -> Sample:
-        return self.figure(lambda run: run.workflows_per_s)
-
-    @property
-    def ratio(self) -> Sample:
-        return self.throughput.ratio_to(self.floor)
-
-    @property
-    def met(self) -> bool:
-        return self.ratio.median >= TARGET
-
-    def as_json(self) -> dict[str, object]:
-        last = self.runs[-1]
-        return {
-            "bus": "memory",
-            "scenario": "order-placement",
-            "strategy": self.strategy,
-            "workflows": last.workflows,
-            "workflows_per_s": list(self.throughput.values),
-            "floor_name": self.floor_name,
-            "floor": list(self.floor.values),
-            "ratio_median": self.ratio.median,
-            "target_ratio": TARGET,
-            "met": self.met,
-            "p50_s": self.figure(lambda r: r.p50).median,
-            "p99_s": self.figure(lambda r: r.p99).median,
-            "messages_per_workflow": last.messages_per_workflow,
-            "bytes_per_workflow": self.figure(lambda r: r.bytes_per_workflow).median,
-            "largest_message": last.largest_message,
-            "status_s": self.figure(lambda r: r.status_seconds).median,
-            "status_messages": last.status_messages,
-            "links": last.links,
-        }
-
-
 async def compare_strategies(
+    scenarios: Sequence[Scenario],
     strategies: Sequence[str],
-    workflows: int,
+    failure_rates: Sequence[float],
+    load: Load,
     repeat: int,
-    failure_rate: float,
     step: Callable[[str], None],
     metrics_port: int | None = None,
 ) -> tuple[list[StrategyComparison], list[MetricsCost]]:
-    """Each repetition measures both floors, then every strategy (and a few with metrics
-    off); a strategy's ratio is taken against the floor of its kind from its own repetition.
-    With `metrics_port`, the live metrics of the system under test are served on
-    127.0.0.1 while it runs."""
+    """Each repetition measures, per scenario, both floors, then every strategy under every
+    failure mix (and a few with metrics off); a strategy's ratio is taken against the floor
+    of its kind from its own repetition. With `metrics_port`, the live metrics of the system
+    under test are served on 127.0.0.1 while it runs."""
     registry = CollectorRegistry() if metrics_port is not None else None
     server = None
     if registry is not None:
         server = await serve_registry(registry, port=metrics_port or 0)
         print(f"live metrics on {server.url}", flush=True)
-    runs: dict[str, list[StrategyRun]] = {name: [] for name in strategies}
+    runs: dict[tuple[str, float, str], list[StrategyRun]] = {}
+    floors: dict[tuple[str, bool], list[float]] = {}
     unmetered: dict[str, list[float]] = {name: [] for name in METRICS_MEASURED}
-    mediator_floor: list[float] = []
-    choreography_floor: list[float] = []
+    metered: dict[str, list[float]] = {name: [] for name in METRICS_MEASURED}
     try:
         for repetition in range(repeat):
-            mediator_floor.append(await raw_mediator_chain(workflows, STEPS))
-            choreography_floor.append(await raw_choreography_chain(workflows, STEPS))
-            step("strategies: raw floors")
-            for name in strategies:
-                # metrics off before or after on, in turns, so that drift hits both alike
-                off_first = name in unmetered and repetition % 2 == 1
-                if off_first:
-                    await _unmetered(name, workflows, failure_rate, unmetered)
-                run = await run_strategy(
-                    name, workflows, failure_rate=failure_rate, registry=registry
+            for scenario in scenarios:
+                steps = len(scenario.workflow.steps)
+                floors.setdefault((scenario.name, True), []).append(
+                    await raw_mediator_chain(load.workflows, steps, duration=load.duration)
                 )
-                runs[name].append(run)
-                if name in unmetered and not off_first:
-                    await _unmetered(name, workflows, failure_rate, unmetered)
-                step(f"strategies: {name}")
+                floors.setdefault((scenario.name, False), []).append(
+                    await raw_choreography_chain(load.workflows, steps, duration=load.duration)
+                )
+                step(f"{scenario.name}: raw floors")
+                for rate in failure_rates:
+                    for name in strategies:
+                        # metrics off after on, then before in the next repetition, so that
+                        # drift in the machine hits both alike
+                        unmetered_too = name in unmetered and scenario is scenarios[0] and not rate
+                        if unmetered_too and repetition % 2:
+                            unmetered[name].append(await _unmetered(name, scenario, load))
+                        run = await run_strategy(
+                            name,
+                            scenario,
+                            workflows=load.workflows,
+                            duration=load.duration,
+                            failure_rate=rate,
+                            registry=registry,
+                        )
+                        runs.setdefault((scenario.name, rate, name), []).append(run)
+                        if unmetered_too:
+                            metered[name].append(run.workflows_per_s)
+                            if not repetition % 2:
+                                unmetered[name].append(await _unmetered(name, scenario, load))
+                        step(f"{scenario.name} {rate:.0%}: {name} ({repetition + 1}/{repeat})")
     finally:
         if server is not None:
             await server.close()
     comparisons = []
-    for name in strategies:
+    for (scenario_name, rate, name), measured in runs.items():
         orchestrated = name in ORCHESTRATED
         comparisons.append(
             StrategyComparison(
+                scenario_name,
+                rate,
                 name,
-                tuple(runs[name]),
+                tuple(measured),
                 "raw asyncio mediator" if orchestrated else "raw asyncio choreography",
-                Sample(tuple(mediator_floor if orchestrated else choreography_floor)),
+                Sample(tuple(floors[scenario_name, orchestrated])),
             )
         )
     costs = [
-        MetricsCost(
-            name,
-            Sample(tuple(run.workflows_per_s for run in runs[name])),
-            Sample(tuple(off)),
-        )
+        MetricsCost(name, Sample(tuple(metered[name])), Sample(tuple(off)))
         for name, off in unmetered.items()
         if off
     ]
     return comparisons, costs
 
 
-async def _unmetered(
-    name: str, workflows: int, failure_rate: float, into: dict[str, list[float]]
-) -> None:
-    off = await run_strategy(name, workflows, failure_rate=failure_rate, metrics=False)
-    into[name].append(off.workflows_per_s)
+async def _unmetered(name: str, scenario: Scenario, load: Load) -> float:
+    run = await run_strategy(
+        name, scenario, workflows=load.workflows, duration=load.duration, metrics=False
+    )
+    return run.workflows_per_s
 
 
 def print_metrics_cost(costs: list[MetricsCost]) -> None:
@@ -188,41 +222,56 @@ def print_metrics_cost(costs: list[MetricsCost]) -> None:
         )
 
 
-def print_strategies(comparisons: list[StrategyComparison], failure_rate: float) -> None:
-    if not comparisons:
-        return
-    first = comparisons[0]
-    print(
-        f"\nstrategies on MemoryBus: order placement ({STEPS} steps), 100 clients in a closed "
-        f"loop, {first.runs[0].workflows:,} workflows, {failure_rate:.0%} failing"
-    )
-    header = (
-        f"{'strategy':<17} {'workflows/s [min-max]':>24} {'floor':>9} {'ratio':>6} {'target':>12}"
-        f" {'p50 ms':>7} {'p99 ms':>7} {'msgs':>5} {'bytes':>6} {'max msg':>7}"
-        f" {'status us':>9} {'st msgs':>7} {'links ok/decl/backo/+err':>24}"
-    )
-    print(header)
-    print("-" * len(header))
-    for c in comparisons:
-        wfs = c.throughput
-        last = c.runs[-1]
-        verdict = f">= {TARGET:.2f} {'ok' if c.met else 'MISSED'}"
+def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
+    tables: dict[tuple[str, float], list[StrategyComparison]] = {}
+    for comparison in comparisons:
+        tables.setdefault((comparison.scenario, comparison.failure_rate), []).append(comparison)
+    for (scenario, rate), rows in tables.items():
         print(
-            f"{c.strategy:<17} {f'{wfs.median:,.0f} [{wfs.low:,.0f}-{wfs.high:,.0f}]':>24}"
-            f" {c.floor.median:>9,.0f} {c.ratio.median:>6.2f} {verdict:>12}"
-            f" {c.figure(lambda r: r.p50).median * 1e3:>7.1f}"
-            f" {c.figure(lambda r: r.p99).median * 1e3:>7.1f}"
-            f" {last.messages_per_workflow:>5.1f}"
-            f" {c.figure(lambda r: r.bytes_per_workflow).median:>6,.0f}"
-            f" {last.largest_message:>7,}"
-            f" {c.figure(lambda r: r.status_seconds).median * 1e6:>9.1f}"
-            f" {last.status_messages:>7.1f} {'/'.join(map(str, last.links.values())):>24}"
+            f"\nstrategies on MemoryBus: {scenario}, {rate:.0%} failing; 100 clients in a closed "
+            f"loop, {load.describe()} per run"
         )
-    print(
-        "floor: the same steps hand-written in raw asyncio, msgpack on every hop (the mediator "
-        "against a mediator task, the choreographies against service queues feeding each "
-        "other); msgs and bytes: on the bus per workflow; max msg: the largest message of one "
-        "workflow; status: one status() query on an ended workflow and the messages it needs; "
-        "links: distinct sender/receiver/message links of a completed, a declined and a "
-        "backordered order, and how many links the two error cases add to the happy path's"
-    )
+        header = (
+            f"{'strategy':<17} {'workflows/s [min-max]':>22} {'floor':>9} {'ratio':>6}"
+            f" {'p50/p95/p99 ms':>16} {'msgs':>5} {'bytes':>6} {'max msg':>7} {'comp':>5}"
+            f" {'status us':>9} {'st msgs':>7}  links"
+        )
+        print(header)
+        print("-" * len(header))
+        for c in rows:
+            wfs = c.throughput
+            last = c.runs[-1]
+            latency = "/".join(
+                f"{c.figure(pick).median * 1e3:.1f}"
+                for pick in (lambda r: r.p50, lambda r: r.p95, lambda r: r.p99)
+            )
+            print(
+                f"{c.strategy:<17} {f'{wfs.median:,.0f} [{wfs.low:,.0f}-{wfs.high:,.0f}]':>22}"
+                f" {c.floor.median:>9,.0f} {c.ratio.median:>6.2f} {latency:>16}"
+                f" {c.figure(lambda r: r.messages_per_workflow).median:>5.1f}"
+                f" {c.figure(lambda r: r.bytes_per_workflow).median:>6,.0f}"
+                f" {last.largest_message:>7,}"
+                f" {c.figure(lambda r: r.compensations_per_workflow).median:>5.2f}"
+                f" {c.figure(lambda r: r.status_seconds).median * 1e6:>9.1f}"
+                f" {last.status_messages:>7.1f}  {_links(last.links)}"
+            )
+    if comparisons:
+        missed = sum(not c.met for c in comparisons)
+        print(
+            f"\ntarget: each strategy >= {TARGET:.0%} of its floor's workflows/s; "
+            f"met by {len(comparisons) - missed} of {len(comparisons)}"
+        )
+        print(
+            "floor: the same steps hand-written in raw asyncio, msgpack on every hop (the "
+            "mediator against a mediator task, the choreographies against service queues "
+            "feeding each other); msgs, bytes: on the bus per workflow; max msg: the largest "
+            "message of one workflow; comp: compensations run per workflow; status: one "
+            "status() on an ended workflow and the messages it needs; links: distinct "
+            "sender/receiver/message links of one workflow per case, and +err: the links the "
+            "failure cases add to the happy path's"
+        )
+
+
+def _links(links: dict[str, int]) -> str:
+    cases = [f"{case} {count}" for case, count in links.items() if case != "added_by_errors"]
+    return ", ".join(cases) + f", +err {links.get('added_by_errors', 0)}"

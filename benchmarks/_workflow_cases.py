@@ -7,18 +7,18 @@ closed loop of `clients` that each start a workflow and wait for its end before 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 
 import msgspec
 
-from actors import Actor, ActorSystem, Message, Request
-from coordination import Mediator, Step, Workflow, WorkflowContext
+from actors import Actor, Message, Request
+from coordination import Step, Workflow, WorkflowContext
 
 __all__ = (
     "Job",
     "chain_workflow",
-    "mediator_chain",
     "raw_choreography_chain",
     "raw_mediator_chain",
 )
@@ -54,29 +54,14 @@ def chain_workflow(steps: int) -> Workflow[Job]:
     )
 
 
-async def mediator_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
-    """Workflows per second through the corps Mediator on MemoryBus."""
-    workflow = chain_workflow(steps)
-    async with ActorSystem() as system:
-        for n in range(steps):
-            await system.spawn(Worker, name=f"worker{n}")
-        async with Mediator(system, workflow) as mediator:
-
-            async def client(count: int) -> None:
-                for number in range(count):
-                    await mediator.result(await mediator.start(Job(number)))
-
-            started = time.perf_counter()
-            await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
-            return (workflows // clients * clients) / (time.perf_counter() - started)
-
-
 class _Command(msgspec.Struct, frozen=True, array_like=True):
     workflow: int
     number: int
 
 
-async def raw_mediator_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
+async def raw_mediator_chain(
+    workflows: int | None, steps: int = 4, clients: int = 100, duration: float | None = None
+) -> float:
     """The floor: one mediator task driving a state machine, a task per service, asyncio
     queues between them and msgpack on every hop."""
     encode = msgspec.msgpack.encode
@@ -107,10 +92,12 @@ async def raw_mediator_chain(workflows: int, steps: int = 4, clients: int = 100)
     def begin(workflow: int, number: int) -> None:
         inbox.put_nowait((-1, encode(_Command(workflow, number))))
 
-    return await _closed_loop(workflows, clients, tasks, waiting, begin)
+    return await _closed_loop(workflows, duration, clients, tasks, waiting, begin)
 
 
-async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 100) -> float:
+async def raw_choreography_chain(
+    workflows: int | None, steps: int = 4, clients: int = 100, duration: float | None = None
+) -> float:
     """The floor of choreography: a task per service, each one's queue feeding the next
     one's, msgpack on every hop; the last service resolves the client's future."""
     encode = msgspec.msgpack.encode
@@ -133,32 +120,45 @@ async def raw_choreography_chain(workflows: int, steps: int = 4, clients: int = 
     def begin(workflow: int, number: int) -> None:
         queues[0].put_nowait(encode(_Command(workflow, number)))
 
-    return await _closed_loop(workflows, clients, tasks, waiting, begin)
+    return await _closed_loop(workflows, duration, clients, tasks, waiting, begin)
 
 
 async def _closed_loop(
-    workflows: int,
+    workflows: int | None,
+    duration: float | None,
     clients: int,
     tasks: list[asyncio.Task[None]],
     waiting: dict[int, asyncio.Future[None]],
     begin: Callable[[int, int], None],
 ) -> float:
     """Workflows per second of `clients` that each `begin` a workflow and wait for the
-    service tasks to resolve it in `waiting`; the tasks are cancelled at the end."""
+    service tasks to resolve it in `waiting`, for `workflows` in all or for `duration`
+    seconds; the tasks are cancelled at the end."""
     loop = asyncio.get_running_loop()
-    ids = iter(range(1 << 62))
+    ids = itertools.count()
+    done = [0]
+    started = time.perf_counter()
+    deadline = started + duration if duration is not None else None
+    remaining = [workflows or 0]
 
-    async def client(count: int) -> None:
-        for number in range(count):
+    async def client() -> None:
+        clock = time.perf_counter
+        while True:
+            if deadline is None:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            elif clock() >= deadline:
+                return
             workflow = next(ids)
-            done = waiting[workflow] = loop.create_future()
-            begin(workflow, number)
-            await done
+            finished = waiting[workflow] = loop.create_future()
+            begin(workflow, workflow)
+            await finished
+            done[0] += 1
 
     try:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(workflows // clients) for _ in range(clients)))
-        return (workflows // clients * clients) / (time.perf_counter() - started)
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return done[0] / (time.perf_counter() - started)
     finally:
         for task in tasks:
             task.cancel()

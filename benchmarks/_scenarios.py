@@ -1,0 +1,121 @@
+"""The seeds' scenarios as benchmark workloads: their services, and inputs with a given share
+of failures (half of each kind the scenario has)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from actors import ActorSystem
+from coordination import Workflow
+from coordination.scenarios.order_placement import (
+    EmailService,
+    FulfillmentService,
+    OrderService,
+    PaymentService,
+    PlaceOrder,
+    order_workflow,
+)
+from coordination.scenarios.sysops_squad import (
+    AssignmentService,
+    BillingService,
+    NotificationService,
+    ResolutionService,
+    SubmitTicket,
+    SurveyService,
+    TicketService,
+    ValidationService,
+    ticket_workflow,
+)
+
+__all__ = ("SCENARIOS", "Scenario")
+
+DECLINED = "mallory"
+UNDER_CONTRACT = "ann"
+NO_CONTRACT = "eve"
+CARD_DECLINED = "broke"
+EXPERTS = 500
+"""More experts than workflows in flight: the benchmark measures coordination, not a queue
+for experts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A workflow, how to start its services, and how to make its inputs."""
+
+    name: str
+    workflow: Workflow[Any]
+    spawn: Callable[[ActorSystem], Awaitable[None]]
+    make: Callable[[int, str | None], Any]
+    """Input number n, failing with the given kind (None: succeeding)."""
+    failures: tuple[str, ...]
+    """The kinds of failure the scenario has."""
+
+    def inputs(self, count: int, failure_rate: float, seed: int = 1) -> list[Any]:
+        rng = random.Random(seed)
+        made = []
+        for number in range(count):
+            failing = rng.choice(self.failures) if rng.random() < failure_rate else None
+            made.append(self.make(number, failing))
+        return made
+
+    def link_cases(self) -> dict[str, Any]:
+        """One input per case: the happy path and each kind of failure."""
+        cases = {"completed": self.make(0, None)}
+        for number, kind in enumerate(self.failures, start=1):
+            cases[kind] = self.make(number, kind)
+        return cases
+
+
+async def _order_services(system: ActorSystem) -> None:
+    await system.spawn(OrderService, name="order")
+    await system.spawn(lambda: PaymentService(declined=frozenset({DECLINED})), name="payment")
+    await system.spawn(
+        lambda: FulfillmentService(stock={"book": 10**9, "rare": 0}), name="fulfillment"
+    )
+    await system.spawn(EmailService, name="email")
+
+
+def _order(number: int, failing: str | None) -> PlaceOrder:
+    customer = DECLINED if failing == "declined" else "ann"
+    item = "rare" if failing == "backordered" else "book"
+    return PlaceOrder(f"o{number}", customer, item, 1, 1000)
+
+
+async def _ticket_services(system: ActorSystem) -> None:
+    experts = [f"expert{n}" for n in range(EXPERTS)]
+    contracts = {UNDER_CONTRACT: "basic", CARD_DECLINED: "basic"}
+    await system.spawn(TicketService, name="ticket")
+    await system.spawn(lambda: ValidationService(contracts), name="validation")
+    await system.spawn(lambda: AssignmentService(experts), name="assignment")
+    await system.spawn(NotificationService, name="notification")
+    await system.spawn(ResolutionService, name="resolution")
+    await system.spawn(lambda: BillingService(declined=frozenset({CARD_DECLINED})), name="billing")
+    await system.spawn(SurveyService, name="survey")
+
+
+def _ticket(number: int, failing: str | None) -> SubmitTicket:
+    customer = {"no_contract": NO_CONTRACT, "card_declined": CARD_DECLINED}.get(
+        failing or "", UNDER_CONTRACT
+    )
+    return SubmitTicket(f"t{number}", customer, "printer on fire")
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "order-placement": Scenario(
+        "order-placement",
+        order_workflow,
+        _order_services,
+        _order,
+        ("declined", "backordered"),
+    ),
+    "sysops-ticket": Scenario(
+        "sysops-ticket",
+        ticket_workflow,
+        _ticket_services,
+        _ticket,
+        ("no_contract", "card_declined"),
+    ),
+}
