@@ -31,6 +31,7 @@ from ._nats_cases import (
     raw_nats_pub_sub,
     raw_nats_request,
 )
+from ._report import markdown_report
 from ._scenarios import SCENARIOS
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
@@ -150,6 +151,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="idle actors spawned for the memory figure (default 100000)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
+    parser.add_argument(
+        "--report",
+        metavar="PATH",
+        help="also write a Markdown report to PATH: the chapter's trade-off tables with the "
+        "measured numbers, the link diagrams, and an ADR recommending a strategy per scenario",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -452,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=2)
+    if args.report:
+        command = "python -m benchmarks " + " ".join(argv)
+        Path(args.report).write_text(markdown_report(results, command.strip()), encoding="utf-8")
     return 0
 
 

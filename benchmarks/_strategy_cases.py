@@ -73,6 +73,10 @@ class StrategyRun:
     largest_message: int
     """Bytes of the largest message of a workflow (the stamp at its last step, for stamp
     coupling)."""
+    unseen_while_running: tuple[str, ...]
+    """The status fields the strategy could not see while a workflow ran."""
+    flowcharts: dict[str, str]
+    """A Mermaid flowchart of the links of each case."""
 
 
 def _inputs(scenario: Scenario, failure_rate: float, seed: int = 1) -> Callable[[], Any]:
@@ -138,7 +142,8 @@ async def run_strategy(
             size = (bus.stats.published_bytes - sent_bytes) / done
             compensations = (_compensations(strategy) - compensated) / done
             status_seconds, status_messages = await _status_cost(strategy, scenario, bus)
-    links, largest = await _links_and_largest(name, scenario)
+            unseen = await _unseen_while_running(strategy, scenario)
+    links, largest, flowcharts = await _links_and_largest(name, scenario)
     latencies.sort()
     return StrategyRun(
         name,
@@ -154,6 +159,8 @@ async def run_strategy(
         status_messages,
         links,
         largest,
+        unseen,
+        flowcharts,
     )
 
 
@@ -185,7 +192,17 @@ async def _status_cost(
     return statistics.median(durations), messages
 
 
-async def _links_and_largest(name: str, scenario: Scenario) -> tuple[dict[str, int], int]:
+async def _unseen_while_running(strategy: Strategy[Any], scenario: Scenario) -> tuple[str, ...]:
+    """What `status` says it cannot see about a workflow asked at once after its start."""
+    workflow_id = await strategy.start(_inputs(scenario, 0.0, seed=3)())
+    status = await strategy.status(workflow_id)
+    await strategy.result(workflow_id)
+    return tuple(sorted(status.unknown))
+
+
+async def _links_and_largest(
+    name: str, scenario: Scenario
+) -> tuple[dict[str, int], int, dict[str, str]]:
     """Distinct links of one workflow of each case (the happy path, each kind of failure),
     and the largest message any of them put on the bus."""
     bus = MemoryBus()
@@ -196,6 +213,7 @@ async def _links_and_largest(name: str, scenario: Scenario) -> tuple[dict[str, i
         largest = max(largest, len(msg.data))
 
     used: dict[str, set[Link]] = {}
+    flowcharts: dict[str, str] = {}
     async with bus, ActorSystem(bus, record_links=True) as system:
         await bus.subscribe(">", measure)
         await scenario.spawn(system)
@@ -208,8 +226,9 @@ async def _links_and_largest(name: str, scenario: Scenario) -> tuple[dict[str, i
                 await bus.flush()
                 await asyncio.sleep(0.01)  # the notices told after the end
                 used[case] = recorder.links
+                flowcharts[case] = recorder.flowchart()
     links = {case: len(found) for case, found in used.items()}
     # figure 11-10: the links the error cases need beyond the happy path's
     errors: set[Link] = set().union(*(used[kind] for kind in scenario.failures))
     links["added_by_errors"] = len(errors - used["completed"])
-    return links, largest
+    return links, largest, flowcharts

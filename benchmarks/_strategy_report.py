@@ -99,6 +99,8 @@ class StrategyComparison:
             "status_s": self.figure(lambda r: r.status_seconds).median,
             "status_messages": last.status_messages,
             "links": last.links,
+            "unseen_while_running": list(last.unseen_while_running),
+            "flowcharts": last.flowcharts,
         }
 
 

@@ -26,6 +26,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
             str(out),
             "--metrics-port",
             "0",
+            "--report",
+            str(tmp_path / "report.md"),
         ],
         capture_output=True,
         text=True,
@@ -36,6 +38,16 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert "actors on MemoryBus" in done.stdout
     assert "actors on NatsBus" in done.stdout
     assert "live metrics on http://127.0.0.1:" in done.stdout
+    markdown = (tmp_path / "report.md").read_text()
+    for heading in (
+        "## order-placement",
+        "## sysops-ticket",
+        "### State management: what `status` can see",
+        "### Error handling: communication links (figure 11-10)",
+        "```mermaid",
+        "**Decision.** Use `",
+    ):
+        assert heading in markdown
     report = json.loads(out.read_text())
     costs = {cost["strategy"]: cost for cost in report["metrics_cost"]}
     assert set(costs) == {"mediator", "stamp_coupled"}
@@ -106,6 +118,7 @@ def test_help_explains_every_option() -> None:
         "--scenarios",
         "--duration",
         "--metrics-port",
+        "--report",
     ):
         assert option in done.stdout
 
@@ -141,3 +154,32 @@ def test_compare_prints_the_change_of_every_shared_figure(tmp_path: Path) -> Non
     assert "+20.0% better" in throughput
     assert "+100.0% worse" in lines["memory order-placement mediator: p99 s"]
     assert "+0.0%" in lines["memory order-placement mediator: messages per workflow"]
+
+
+def test_the_recommendation_follows_the_measured_figures() -> None:
+    from benchmarks._report import recommend
+
+    def figure(strategy: str, rate: float, throughput: float, added: int, unseen: int) -> dict:
+        return {
+            "strategy": strategy,
+            "failure_rate": rate,
+            "workflows_per_s": [throughput],
+            "links": {"added_by_errors": added},
+            "unseen_while_running": ["current_step"] * unseen,
+            "status_s": 0.00002,
+            "status_messages": 2,
+        }
+
+    figures = [
+        figure("mediator", 0.2, 9_500, 1, 0),
+        figure("stamp_coupled", 0.2, 10_000, 4, 4),
+        figure("query_all", 0.2, 3_000, 0, 0),  # fewest links, but far too slow
+        figure("mediator", 0.0, 99_000, 1, 0),  # without failures: not what decides
+    ]
+    chosen, reasons = recommend(figures)
+    assert chosen == "mediator"
+    assert "95% of the fastest strategy" in reasons[0]
+    figures[1]["links"]["added_by_errors"] = 1  # a tie on links: the status decides
+    assert recommend(figures)[0] == "mediator"
+    figures[0]["workflows_per_s"] = [8_000]  # no longer within 10%
+    assert recommend(figures)[0] == "stamp_coupled"
