@@ -49,12 +49,7 @@ def recommend(figures: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         f"{statistics.median(chosen['workflows_per_s']):,.0f} workflows/s, "
         f"{statistics.median(chosen['workflows_per_s']) / best:.0%} of the fastest strategy "
         f"({best:,.0f})",
-        f"its failure cases add {chosen['links']['added_by_errors']} links to the happy path's "
-        f"(the others within 10%: "
-        + ", ".join(
-            f"{f['strategy']} {f['links']['added_by_errors']}" for f in close if f is not chosen
-        )
-        + ")",
+        _links_reason(chosen, [f for f in close if f is not chosen]),
         "while a workflow runs its status sees "
         + (
             "everything"
@@ -65,6 +60,15 @@ def recommend(figures: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
         "messages a query",
     ]
     return chosen["strategy"], reasons
+
+
+def _links_reason(chosen: dict[str, Any], rivals: list[dict[str, Any]]) -> str:
+    added = chosen["links"]["added_by_errors"]
+    said = f"its failure cases add {added} link{'s' if added != 1 else ''} to the happy path's"
+    if not rivals:
+        return said + " (no other strategy comes within 10% of its throughput)"
+    others = ", ".join(f"{f['strategy']} {f['links']['added_by_errors']}" for f in rivals)
+    return said + f" (the others within 10%: {others})"
 
 
 def markdown_report(results: dict[str, Any], command: str) -> str:
