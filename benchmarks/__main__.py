@@ -31,6 +31,7 @@ from ._nats_cases import (
     raw_nats_pub_sub,
     raw_nats_request,
 )
+from ._plots import write_plots
 from ._report import markdown_report
 from ._scenarios import SCENARIOS
 from ._stats import Sample
@@ -151,6 +152,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="idle actors spawned for the memory figure (default 100000)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to PATH as JSON")
+    parser.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="also write SVG charts to DIR (throughput, latency percentiles, bytes per event "
+        "by step); needs matplotlib: pip install 'corps[plot]'",
+    )
     parser.add_argument(
         "--report",
         metavar="PATH",
@@ -459,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=2)
+    if args.plot:
+        for path in write_plots(results, Path(args.plot)):
+            print(f"chart: {path}")
     if args.report:
         command = "python -m benchmarks " + " ".join(argv)
         Path(args.report).write_text(markdown_report(results, command.strip()), encoding="utf-8")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from actors import ActorSystem, Link, SupervisorPolicy
@@ -27,6 +28,7 @@ from coordination import (
     Strategy,
     Workflow,
 )
+from coordination._events import Advance
 
 from ._scenarios import Scenario
 
@@ -43,6 +45,8 @@ STRATEGIES: dict[str, StrategyFactory] = {
 }
 ORCHESTRATED = frozenset({"mediator"})
 """Compared with the raw mediator; the others with the raw choreography."""
+
+_advance = msgspec.msgpack.Decoder(Advance)
 
 STATUS_SAMPLE = 200
 """Workflows whose status is read to time a status query."""
@@ -77,6 +81,9 @@ class StrategyRun:
     """The status fields the strategy could not see while a workflow ran."""
     flowcharts: dict[str, str]
     """A Mermaid flowchart of the links of each case."""
+    event_sizes: list[int]
+    """Bytes of the event that starts each step of a completed workflow (choreographies: the
+    stamp grows step by step under stamp coupling); empty under the Mediator."""
 
 
 def _inputs(scenario: Scenario, failure_rate: float, seed: int = 1) -> Callable[[], Any]:
@@ -143,7 +150,7 @@ async def run_strategy(
             compensations = (_compensations(strategy) - compensated) / done
             status_seconds, status_messages = await _status_cost(strategy, scenario, bus)
             unseen = await _unseen_while_running(strategy, scenario)
-    links, largest, flowcharts = await _links_and_largest(name, scenario)
+    links, largest, flowcharts, event_sizes = await _links_and_largest(name, scenario)
     latencies.sort()
     return StrategyRun(
         name,
@@ -161,6 +168,7 @@ async def run_strategy(
         largest,
         unseen,
         flowcharts,
+        event_sizes,
     )
 
 
@@ -202,15 +210,23 @@ async def _unseen_while_running(strategy: Strategy[Any], scenario: Scenario) -> 
 
 async def _links_and_largest(
     name: str, scenario: Scenario
-) -> tuple[dict[str, int], int, dict[str, str]]:
+) -> tuple[dict[str, int], int, dict[str, str], list[int]]:
     """Distinct links of one workflow of each case (the happy path, each kind of failure),
     and the largest message any of them put on the bus."""
     bus = MemoryBus()
     largest = 0
+    steps: dict[int, int] = {}
+    counting = [False]
 
     async def measure(msg: Msg) -> None:
         nonlocal largest
         largest = max(largest, len(msg.data))
+        if counting[0]:
+            try:
+                event = _advance.decode(msg.data)
+            except msgspec.DecodeError:
+                return
+            steps.setdefault(event.step, len(msg.data))  # the first, not a sidecar's resend
 
     used: dict[str, set[Link]] = {}
     flowcharts: dict[str, str] = {}
@@ -221,6 +237,7 @@ async def _links_and_largest(
         assert recorder is not None
         async with STRATEGIES[name](system, scenario.workflow) as strategy:
             for case, workflow_input in scenario.link_cases().items():
+                counting[0] = case == "completed"
                 recorder.clear()
                 await strategy.result(await strategy.start(workflow_input))
                 await bus.flush()
@@ -231,4 +248,4 @@ async def _links_and_largest(
     # figure 11-10: the links the error cases need beyond the happy path's
     errors: set[Link] = set().union(*(used[kind] for kind in scenario.failures))
     links["added_by_errors"] = len(errors - used["completed"])
-    return links, largest, flowcharts
+    return links, largest, flowcharts, [steps[step] for step in sorted(steps)]

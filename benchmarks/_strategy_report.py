@@ -101,6 +101,7 @@ class StrategyComparison:
             "links": last.links,
             "unseen_while_running": list(last.unseen_while_running),
             "flowcharts": last.flowcharts,
+            "event_sizes": last.event_sizes,
         }
 
 

@@ -28,6 +28,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
             "0",
             "--report",
             str(tmp_path / "report.md"),
+            "--plot",
+            str(tmp_path / "charts"),
         ],
         capture_output=True,
         text=True,
@@ -38,6 +40,13 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert "actors on MemoryBus" in done.stdout
     assert "actors on NatsBus" in done.stdout
     assert "live metrics on http://127.0.0.1:" in done.stdout
+    charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
+    assert "throughput-order-placement-20pct.svg" in charts
+    assert "latency-sysops-ticket-0pct.svg" in charts
+    assert "event-bytes-order-placement.svg" in charts
+    assert all(
+        (tmp_path / "charts" / name).read_text().lstrip().startswith("<?xml") for name in charts
+    )
     markdown = (tmp_path / "report.md").read_text()
     for heading in (
         "## order-placement",
@@ -80,6 +89,9 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
         assert figure["messages_per_workflow"] > 0
         assert figure["p50_s"] <= figure["p95_s"] <= figure["p99_s"]
         assert figure["links"]["completed"] > 0
+    stamp_sizes = strategies["stamp_coupled"]["event_sizes"]
+    assert stamp_sizes == sorted(stamp_sizes)  # the stamp grows step by step
+    assert len(set(strategies["query_all"]["event_sizes"][1:])) == 1  # ids only
     for figure in strategies.values():
         assert set(figure["links"]) == {"completed", "declined", "backordered", "added_by_errors"}
         assert figure["compensations_per_workflow"] == 0  # nothing fails
@@ -119,6 +131,7 @@ def test_help_explains_every_option() -> None:
         "--duration",
         "--metrics-port",
         "--report",
+        "--plot",
     ):
         assert option in done.stdout
 
