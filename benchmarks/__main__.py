@@ -33,6 +33,7 @@ from ._nats_cases import (
 )
 from ._plots import write_plots
 from ._report import markdown_report
+from ._scaling import measure_scaling, print_scaling
 from ._scenarios import SCENARIOS
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
@@ -138,6 +139,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="run this many workflows per strategy and floor instead of a duration (the "
         "issue's load shape is 20000)",
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also measure how cost grows: chains of 2, 4, 8 and 16 steps (with the status "
+        "cost by participants), and 1 to 1000 workflows in flight (about 30 s more)",
     )
     parser.add_argument(
         "--strategy-repeat",
@@ -401,6 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         rates = len(args.failure_rates)
         per_scenario = 1 + rates * len(args.strategies)
         strategy_steps = args.strategy_repeat * len(args.scenarios) * per_scenario
+        strategy_steps += 2 * len(args.strategies) if args.scaling else 0
         progress = Progress(2 * args.repeat * len(cases) + 1 + strategy_steps)
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))
@@ -416,6 +424,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 args.metrics_port,
             )
         )
+        scaling = None
+        if args.scaling:
+            scaling = asyncio.run(
+                measure_scaling(args.strategies, args.load.duration or 0.2, progress.step)
+            )
         progress.close()
         print_table("actors on MemoryBus, against raw asyncio", comparisons)
         cases_out += [as_json(c, "memory") for c in comparisons]
@@ -429,6 +442,9 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         print_metrics_cost(metrics_costs)
         results["strategies"] = [c.as_json() for c in strategies]
         results["metrics_cost"] = [c.as_json() for c in metrics_costs]
+        if scaling is not None:
+            print_scaling(scaling)
+            results["scaling"] = scaling.as_json()
         results["idle_actors"] = {
             "actors": idle.actors,
             "bytes_per_actor": idle.bytes_per_actor,

@@ -30,7 +30,9 @@ from coordination.scenarios.sysops_squad import (
     ticket_workflow,
 )
 
-__all__ = ("SCENARIOS", "Scenario")
+from ._workflow_cases import Job, Worker, chain_workflow
+
+__all__ = ("SCENARIOS", "Scenario", "chain")
 
 DECLINED = "mallory"
 UNDER_CONTRACT = "ann"
@@ -57,7 +59,9 @@ class Scenario:
         rng = random.Random(seed)
         made = []
         for number in range(count):
-            failing = rng.choice(self.failures) if rng.random() < failure_rate else None
+            failing = None
+            if self.failures and rng.random() < failure_rate:
+                failing = rng.choice(self.failures)
             made.append(self.make(number, failing))
         return made
 
@@ -119,3 +123,14 @@ SCENARIOS: dict[str, Scenario] = {
         ("no_contract", "card_declined"),
     ),
 }
+
+
+def chain(steps: int) -> Scenario:
+    """A synthetic chain of `steps` request steps, each to its own service, never failing:
+    what a step costs, with nothing else in the way."""
+
+    async def spawn(system: ActorSystem) -> None:
+        for number in range(steps):
+            await system.spawn(Worker, name=f"worker{number}")
+
+    return Scenario(f"chain-{steps}", chain_workflow(steps), spawn, lambda n, _: Job(n), ())

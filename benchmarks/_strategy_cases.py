@@ -108,10 +108,12 @@ async def run_strategy(
     failure_rate: float = 0.0,
     metrics: bool = True,
     registry: CollectorRegistry | None = None,
+    extras: bool = True,
 ) -> StrategyRun:
     """Measure `scenario` under strategy `name` on a MemoryBus: `workflows` of them, or as many
     as `duration` seconds allow. With `metrics=False` nothing is timed for the metrics;
-    `registry` receives them (a live endpoint's)."""
+    `registry` receives them (a live endpoint's). Without `extras`, the links, the largest
+    message and what status cannot see are not measured (a scaling run)."""
     if (workflows is None) == (duration is None):
         raise ValueError("give workflows or duration")
     factory = STRATEGIES[name]
@@ -149,8 +151,13 @@ async def run_strategy(
             size = (bus.stats.published_bytes - sent_bytes) / done
             compensations = (_compensations(strategy) - compensated) / done
             status_seconds, status_messages = await _status_cost(strategy, scenario, bus)
-            unseen = await _unseen_while_running(strategy, scenario)
-    links, largest, flowcharts, event_sizes = await _links_and_largest(name, scenario)
+            unseen = await _unseen_while_running(strategy, scenario) if extras else ()
+    links: dict[str, int] = {}
+    largest = 0
+    flowcharts: dict[str, str] = {}
+    event_sizes: list[int] = []
+    if extras:
+        links, largest, flowcharts, event_sizes = await _links_and_largest(name, scenario)
     latencies.sort()
     return StrategyRun(
         name,

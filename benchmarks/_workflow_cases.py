@@ -18,6 +18,7 @@ from coordination import Step, Workflow, WorkflowContext
 
 __all__ = (
     "Job",
+    "Worker",
     "chain_workflow",
     "raw_choreography_chain",
     "raw_mediator_chain",

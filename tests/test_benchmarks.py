@@ -196,3 +196,37 @@ def test_the_recommendation_follows_the_measured_figures() -> None:
     assert recommend(figures)[0] == "mediator"
     figures[0]["workflows_per_s"] = [8_000]  # no longer within 10%
     assert recommend(figures)[0] == "stamp_coupled"
+
+
+def test_scaling_shows_how_cost_grows(tmp_path: Path) -> None:
+    out = tmp_path / "scaling.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scaling",
+            "--strategies",
+            "mediator,query_all",
+            "--scenarios",
+            "order-placement",
+            "--failure-rates",
+            "0",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    scaling = json.loads(out.read_text())["scaling"]
+    by_steps = scaling["workflows_per_s_by_steps"]["mediator"]
+    assert set(by_steps) == {"2", "4", "8", "16"}
+    assert all(value > 0 for value in by_steps.values())
+    # query-all asks every participant: its status needs more messages as steps are added
+    status = scaling["status_by_participants"]["query_all"]
+    assert status["16"]["messages"] > status["2"]["messages"]
+    assert scaling["status_by_participants"]["mediator"]["16"]["messages"] == 2
+    assert set(scaling["by_in_flight"]["mediator"]) == {"1", "10", "100", "1000"}
