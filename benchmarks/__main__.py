@@ -31,6 +31,7 @@ from ._nats_cases import (
     raw_nats_pub_sub,
     raw_nats_request,
 )
+from ._nats_workflows import compare_on_nats, print_nats
 from ._plots import write_plots
 from ._report import markdown_report
 from ._scaling import measure_scaling, print_scaling
@@ -453,13 +454,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "met": memory_ok,
         }
     if "nats" in buses:
+        duration = args.load.duration or 0.5
         with nats_url(args.nats_url) as url:
             cases = nats_cases(args, url)
-            progress = Progress(2 * args.repeat * len(cases))
+            workflow_steps = args.strategy_repeat * (1 + len(args.strategies))
+            progress = Progress(2 * args.repeat * len(cases) + workflow_steps)
             comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
+            on_nats = asyncio.run(
+                compare_on_nats(url, args.strategies, duration, args.strategy_repeat, progress.step)
+            )
             progress.close()
         print_table(f"actors on NatsBus ({url}), against raw nats-py", comparisons)
+        print_nats(on_nats, url, duration)
         cases_out += [as_json(c, "nats") for c in comparisons]
+        results["strategies_on_nats"] = [c.as_json() for c in on_nats]
     results["cases"] = cases_out
     print(f"\ntook {time.perf_counter() - started:.1f} s")
     return results

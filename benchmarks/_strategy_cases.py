@@ -109,20 +109,21 @@ async def run_strategy(
     metrics: bool = True,
     registry: CollectorRegistry | None = None,
     extras: bool = True,
+    bus: Callable[[], Bus] = MemoryBus,
 ) -> StrategyRun:
-    """Measure `scenario` under strategy `name` on a MemoryBus: `workflows` of them, or as many
-    as `duration` seconds allow. With `metrics=False` nothing is timed for the metrics;
-    `registry` receives them (a live endpoint's). Without `extras`, the links, the largest
-    message and what status cannot see are not measured (a scaling run)."""
+    """Measure `scenario` under strategy `name` on a bus made by `bus` (a MemoryBus):
+    `workflows` of them, or as many as `duration` seconds allow. With `metrics=False` nothing
+    is timed for the metrics; `registry` receives them (a live endpoint's). Without `extras`,
+    the links, the largest message and what status cannot see are not measured."""
     if (workflows is None) == (duration is None):
         raise ValueError("give workflows or duration")
     factory = STRATEGIES[name]
     next_input = _inputs(scenario, failure_rate)
     latencies: list[float] = []
-    bus = MemoryBus()
+    made = bus()
     policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
-    system = ActorSystem(bus, supervision=policy, metrics=metrics, registry=registry)
-    async with bus, system:
+    system = ActorSystem(made, supervision=policy, metrics=metrics, registry=registry)
+    async with made, system:
         await scenario.spawn(system)
         async with factory(system, scenario.workflow) as strategy:
             began_at = time.perf_counter()
@@ -142,15 +143,16 @@ async def run_strategy(
                     await strategy.result(await strategy.start(next_input()))
                     latencies.append(clock() - began)
 
-            published, sent_bytes = bus.stats.published, bus.stats.published_bytes
+            stats = made.stats
+            published, sent_bytes = stats.published, stats.published_bytes
             compensated = _compensations(strategy)
             await asyncio.gather(*(client() for _ in range(clients)))
             elapsed = time.perf_counter() - began_at
             done = len(latencies)
-            messages = (bus.stats.published - published) / done
-            size = (bus.stats.published_bytes - sent_bytes) / done
+            messages = (stats.published - published) / done
+            size = (stats.published_bytes - sent_bytes) / done
             compensations = (_compensations(strategy) - compensated) / done
-            status_seconds, status_messages = await _status_cost(strategy, scenario, bus)
+            status_seconds, status_messages = await _status_cost(strategy, scenario, made)
             unseen = await _unseen_while_running(strategy, scenario) if extras else ()
     links: dict[str, int] = {}
     largest = 0

@@ -40,6 +40,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert "actors on MemoryBus" in done.stdout
     assert "actors on NatsBus" in done.stdout
     assert "live metrics on http://127.0.0.1:" in done.stdout
+    assert "strategies on NatsBus" in done.stdout
     charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
     assert "throughput-order-placement-20pct.svg" in charts
     assert "latency-sysops-ticket-0pct.svg" in charts
@@ -58,6 +59,12 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     ):
         assert heading in markdown
     report = json.loads(out.read_text())
+    on_nats = {figure["strategy"]: figure for figure in report["strategies_on_nats"]}
+    assert len(on_nats) == 5
+    assert all(
+        figure["workflows_per_s"][0] > 0 and figure["floor"][0] > 0 for figure in on_nats.values()
+    )
+    assert on_nats["mediator"]["floor_name"] == "raw nats-py request/reply"
     costs = {cost["strategy"]: cost for cost in report["metrics_cost"]}
     assert set(costs) == {"mediator", "stamp_coupled"}
     assert all(cost["metrics_on"][0] > 0 and cost["metrics_off"][0] > 0 for cost in costs.values())
