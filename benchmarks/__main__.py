@@ -32,13 +32,21 @@ from ._nats_cases import (
     raw_nats_request,
 )
 from ._nats_workflows import compare_on_nats, print_nats
+from ._peers import PEERS_HINT, pykka_available
 from ._plots import write_plots
 from ._report import markdown_report
 from ._scaling import measure_scaling, print_scaling
 from ._scenarios import SCENARIOS
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
-from ._strategy_report import Load, compare_strategies, print_metrics_cost, print_strategies
+from ._strategy_report import (
+    Load,
+    compare_peers,
+    compare_strategies,
+    print_metrics_cost,
+    print_peers,
+    print_strategies,
+)
 
 __all__ = ("main",)
 
@@ -410,6 +418,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         per_scenario = 1 + rates * len(args.strategies)
         strategy_steps = args.strategy_repeat * len(args.scenarios) * per_scenario
         strategy_steps += 2 * len(args.strategies) if args.scaling else 0
+        strategy_steps += len(args.scenarios)
         progress = Progress(2 * args.repeat * len(cases) + 1 + strategy_steps)
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))
@@ -425,6 +434,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                 args.metrics_port,
             )
         )
+        peers = asyncio.run(compare_peers(args.scenarios, strategies, args.load, progress.step))
         scaling = None
         if args.scaling:
             scaling = asyncio.run(
@@ -441,8 +451,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         )
         print_strategies(strategies, args.load)
         print_metrics_cost(metrics_costs)
+        print_peers(peers)
+        if not pykka_available():
+            print(PEERS_HINT)
         results["strategies"] = [c.as_json() for c in strategies]
         results["metrics_cost"] = [c.as_json() for c in metrics_costs]
+        results["peers"] = [p.as_json() for p in peers]
         if scaling is not None:
             print_scaling(scaling)
             results["scaling"] = scaling.as_json()

@@ -20,9 +20,12 @@ __all__ = (
     "TARGET",
     "Load",
     "MetricsCost",
+    "PeerComparison",
     "StrategyComparison",
+    "compare_peers",
     "compare_strategies",
     "print_metrics_cost",
+    "print_peers",
     "print_strategies",
 )
 
@@ -278,3 +281,76 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
 def _links(links: dict[str, int]) -> str:
     cases = [f"{case} {count}" for case, count in links.items() if case != "added_by_errors"]
     return ", ".join(cases) + f", +err {links.get('added_by_errors', 0)}"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerComparison:
+    """The corps Mediator against a peer library's mediator on one scenario."""
+
+    scenario: str
+    peer: str
+    corps: Sample
+    theirs: Sample
+
+    @property
+    def ratio(self) -> Sample:
+        return self.corps.ratio_to(self.theirs)
+
+    @property
+    def ahead(self) -> bool:
+        return self.ratio.median >= 1
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "scenario": self.scenario,
+            "peer": self.peer,
+            "corps_mediator": list(self.corps.values),
+            "peer_mediator": list(self.theirs.values),
+            "ratio_median": self.ratio.median,
+            "ahead": self.ahead,
+        }
+
+
+async def compare_peers(
+    scenarios: Sequence[Scenario],
+    comparisons: list[StrategyComparison],
+    load: Load,
+    step: Callable[[str], None],
+) -> list[PeerComparison]:
+    """Pykka's mediator on each scenario's steps, as many repetitions as the corps Mediator
+    had (no failures), each in a thread of its own."""
+    import asyncio
+
+    from ._peers import pykka_available, pykka_mediator
+
+    if not pykka_available():
+        return []
+    peers = []
+    for scenario in scenarios:
+        ours = next(
+            (
+                c
+                for c in comparisons
+                if c.scenario == scenario.name and c.strategy == "mediator" and not c.failure_rate
+            ),
+            None,
+        )
+        if ours is None:
+            continue
+        duration = load.duration or 0.5
+        steps = len(scenario.workflow.steps)
+        theirs = []
+        for _ in ours.runs:
+            theirs.append(await asyncio.to_thread(pykka_mediator, steps, duration))
+        step(f"{scenario.name}: pykka")
+        peers.append(PeerComparison(scenario.name, "pykka", ours.throughput, Sample(tuple(theirs))))
+    return peers
+
+
+def print_peers(peers: list[PeerComparison]) -> None:
+    for peer in peers:
+        print(
+            f"peer ({peer.scenario}): the corps Mediator {peer.corps.median:,.0f} workflows/s, "
+            f"a Pykka tell-based mediator {peer.theirs.median:,.0f}: {peer.ratio.median:.2f}; "
+            f"target ahead: {'ok' if peer.ahead else 'MISSED'}"
+        )

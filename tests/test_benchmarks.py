@@ -65,6 +65,9 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
         figure["workflows_per_s"][0] > 0 and figure["floor"][0] > 0 for figure in on_nats.values()
     )
     assert on_nats["mediator"]["floor_name"] == "raw nats-py request/reply"
+    peers = {peer["scenario"]: peer for peer in report["peers"]}  # pykka is a dev extra
+    assert set(peers) == {"order-placement", "sysops-ticket"}
+    assert all(peer["peer_mediator"][0] > 0 for peer in peers.values())
     costs = {cost["strategy"]: cost for cost in report["metrics_cost"]}
     assert set(costs) == {"mediator", "stamp_coupled"}
     assert all(cost["metrics_on"][0] > 0 and cost["metrics_off"][0] > 0 for cost in costs.values())
