@@ -144,15 +144,19 @@ def _scenario_section(scenario: str, figures: list[dict[str, Any]]) -> list[str]
         "### Coupling: what travels",
         "",
         "| strategy | messages per workflow | bytes per workflow | largest message | "
-        "compensations per workflow (with failures) |",
-        "| --- | --- | --- | --- | --- |",
+        "compensations per workflow (with failures) | peak memory per workflow (1000 in "
+        "flight) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     failing = {f["strategy"]: f for f in figures if f["failure_rate"] == rates[-1]}
     for f in base:
         comp = failing.get(f["strategy"], f)["compensations_per_workflow"]
+        memory = f.get("memory_per_workflow")
+        peak = f"{memory / 1024:.1f} KiB" if memory else "not measured"
         lines.append(
             f"| {f['strategy']} | {f['messages_per_workflow']:.1f} | "
-            f"{f['bytes_per_workflow']:,.0f} | {f['largest_message']:,} B | {comp:.2f} |"
+            f"{f['bytes_per_workflow']:,.0f} | {f['largest_message']:,} B | {comp:.2f} | "
+            f"{peak} |"
         )
     worst = cases[-1] if cases else None
     if worst is not None:

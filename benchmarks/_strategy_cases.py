@@ -6,10 +6,12 @@ one) the links of each case and the largest message."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +86,9 @@ class StrategyRun:
     event_sizes: list[int]
     """Bytes of the event that starts each step of a completed workflow (choreographies: the
     stamp grows step by step under stamp coupling); empty under the Mediator."""
+    memory_per_workflow: float | None = None
+    """Peak bytes allocated per workflow with `MEMORY_IN_FLIGHT` of them in flight at once
+    (measured when asked: tracing allocations is slow)."""
 
 
 def _inputs(scenario: Scenario, failure_rate: float, seed: int = 1) -> Callable[[], Any]:
@@ -110,6 +115,7 @@ async def run_strategy(
     registry: CollectorRegistry | None = None,
     extras: bool = True,
     bus: Callable[[], Bus] = MemoryBus,
+    memory: bool = False,
 ) -> StrategyRun:
     """Measure `scenario` under strategy `name` on a bus made by `bus` (a MemoryBus):
     `workflows` of them, or as many as `duration` seconds allow. With `metrics=False` nothing
@@ -154,6 +160,7 @@ async def run_strategy(
             compensations = (_compensations(strategy) - compensated) / done
             status_seconds, status_messages = await _status_cost(strategy, scenario, made)
             unseen = await _unseen_while_running(strategy, scenario) if extras else ()
+            memory_per_workflow = await _peak_memory(strategy, scenario) if memory else None
     links: dict[str, int] = {}
     largest = 0
     flowcharts: dict[str, str] = {}
@@ -178,6 +185,7 @@ async def run_strategy(
         unseen,
         flowcharts,
         event_sizes,
+        memory_per_workflow,
     )
 
 
@@ -207,6 +215,26 @@ async def _status_cost(
         durations.append(time.perf_counter() - began)
     messages = (bus.stats.published - published) / len(ids)
     return statistics.median(durations), messages
+
+
+MEMORY_IN_FLIGHT = 1000
+
+
+async def _peak_memory(strategy: Strategy[Any], scenario: Scenario) -> float:
+    """Peak traced bytes per workflow while `MEMORY_IN_FLIGHT` run at once, over what was
+    allocated before they started."""
+    next_input = _inputs(scenario, 0.0, seed=4)
+    inputs = [next_input() for _ in range(MEMORY_IN_FLIGHT)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ids = await asyncio.gather(*(strategy.start(i) for i in inputs))
+        await asyncio.gather(*(strategy.result(i) for i in ids))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return (peak - before) / MEMORY_IN_FLIGHT
 
 
 async def _unseen_while_running(strategy: Strategy[Any], scenario: Scenario) -> tuple[str, ...]:

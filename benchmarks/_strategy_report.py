@@ -105,6 +105,10 @@ class StrategyComparison:
             "unseen_while_running": list(last.unseen_while_running),
             "flowcharts": last.flowcharts,
             "event_sizes": last.event_sizes,
+            "memory_per_workflow": next(
+                (r.memory_per_workflow for r in self.runs if r.memory_per_workflow is not None),
+                None,
+            ),
         }
 
 
@@ -181,6 +185,7 @@ async def compare_strategies(
                             duration=load.duration,
                             failure_rate=rate,
                             registry=registry,
+                            memory=repetition == 0 and not rate,
                         )
                         runs.setdefault((scenario.name, rate, name), []).append(run)
                         if unmetered_too:
@@ -240,6 +245,7 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
         header = (
             f"{'strategy':<17} {'workflows/s [min-max]':>22} {'floor':>9} {'ratio':>6}"
             f" {'p50/p95/p99 ms':>16} {'msgs':>5} {'bytes':>6} {'max msg':>7} {'comp':>5}"
+            f" {'mem/wf':>7}"
             f" {'status us':>9} {'st msgs':>7}  links"
         )
         print(header)
@@ -258,6 +264,7 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
                 f" {c.figure(lambda r: r.bytes_per_workflow).median:>6,.0f}"
                 f" {last.largest_message:>7,}"
                 f" {c.figure(lambda r: r.compensations_per_workflow).median:>5.2f}"
+                f" {_memory(c):>7}"
                 f" {c.figure(lambda r: r.status_seconds).median * 1e6:>9.1f}"
                 f" {last.status_messages:>7.1f}  {_links(last.links)}"
             )
@@ -271,11 +278,17 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
             "floor: the same steps hand-written in raw asyncio, msgpack on every hop (the "
             "mediator against a mediator task, the choreographies against service queues "
             "feeding each other); msgs, bytes: on the bus per workflow; max msg: the largest "
-            "message of one workflow; comp: compensations run per workflow; status: one "
+            "message of one workflow; comp: compensations run per workflow; mem/wf: peak bytes "
+            "allocated per workflow with 1000 in flight (no failures); status: one "
             "status() on an ended workflow and the messages it needs; links: distinct "
             "sender/receiver/message links of one workflow per case, and +err: the links the "
             "failure cases add to the happy path's"
         )
+
+
+def _memory(comparison: StrategyComparison) -> str:
+    measured = [r.memory_per_workflow for r in comparison.runs if r.memory_per_workflow]
+    return f"{measured[0] / 1024:.1f}K" if measured else "-"
 
 
 def _links(links: dict[str, int]) -> str:

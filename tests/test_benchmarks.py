@@ -105,6 +105,7 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     for figure in strategies.values():
         assert set(figure["links"]) == {"completed", "declined", "backordered", "added_by_errors"}
         assert figure["compensations_per_workflow"] == 0  # nothing fails
+        assert 0 < figure["memory_per_workflow"] < 1_000_000
     failing = [f for f in figures if f["scenario"] == "order-placement" and f["failure_rate"]]
     assert all(f["compensations_per_workflow"] > 0 for f in failing)  # backorders refunded
     # stamp coupling's last stamp carries every reply: the largest message of all strategies
