@@ -140,8 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--duration",
         type=float,
-        default=0.5,
-        help="seconds each strategy and floor runs, 100 clients in a closed loop (default 0.5)",
+        default=0.4,
+        help="seconds each strategy and floor runs, 100 clients in a closed loop (default 0.4)",
     )
     parser.add_argument(
         "--workflows",
@@ -418,7 +418,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         per_scenario = 1 + rates * len(args.strategies)
         strategy_steps = args.strategy_repeat * len(args.scenarios) * per_scenario
         strategy_steps += 2 * len(args.strategies) if args.scaling else 0
-        strategy_steps += len(args.scenarios)
+        strategy_steps += len(args.scenarios) + 2
         progress = Progress(2 * args.repeat * len(cases) + 1 + strategy_steps)
         comparisons = asyncio.run(run_cases(cases, args.repeat, progress))
         idle = asyncio.run(idle_actor_cost(args.idle_actors))

@@ -35,8 +35,8 @@ TARGET = 0.40
 METRICS_TARGET = 0.10
 """The share of workflow throughput the metrics may cost at most."""
 METRICS_MEASURED = ("mediator", "stamp_coupled")
-"""The strategies also run with metrics off (first scenario, no failures), for the cost of
-the metrics."""
+"""The strategies also run with metrics off (first scenario, no failures), in turns with
+metrics on, for the cost of the metrics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +158,6 @@ async def compare_strategies(
         print(f"live metrics on {server.url}", flush=True)
     runs: dict[tuple[str, float, str], list[StrategyRun]] = {}
     floors: dict[tuple[str, bool], list[float]] = {}
-    unmetered: dict[str, list[float]] = {name: [] for name in METRICS_MEASURED}
-    metered: dict[str, list[float]] = {name: [] for name in METRICS_MEASURED}
     try:
         for repetition in range(repeat):
             for scenario in scenarios:
@@ -173,11 +171,6 @@ async def compare_strategies(
                 step(f"{scenario.name}: raw floors")
                 for rate in failure_rates:
                     for name in strategies:
-                        # metrics off after on, then before in the next repetition, so that
-                        # drift in the machine hits both alike
-                        unmetered_too = name in unmetered and scenario is scenarios[0] and not rate
-                        if unmetered_too and repetition % 2:
-                            unmetered[name].append(await _unmetered(name, scenario, load))
                         run = await run_strategy(
                             name,
                             scenario,
@@ -188,10 +181,6 @@ async def compare_strategies(
                             memory=repetition == 0 and not rate,
                         )
                         runs.setdefault((scenario.name, rate, name), []).append(run)
-                        if unmetered_too:
-                            metered[name].append(run.workflows_per_s)
-                            if not repetition % 2:
-                                unmetered[name].append(await _unmetered(name, scenario, load))
                         step(f"{scenario.name} {rate:.0%}: {name} ({repetition + 1}/{repeat})")
     finally:
         if server is not None:
@@ -209,19 +198,36 @@ async def compare_strategies(
                 Sample(tuple(floors[scenario_name, orchestrated])),
             )
         )
-    costs = [
-        MetricsCost(name, Sample(tuple(metered[name])), Sample(tuple(off)))
-        for name, off in unmetered.items()
-        if off
-    ]
+    costs = []
+    if scenarios:
+        for name in (n for n in METRICS_MEASURED if n in strategies):
+            costs.append(await _metrics_cost(name, scenarios[0], load, step))
     return comparisons, costs
 
 
-async def _unmetered(name: str, scenario: Scenario, load: Load) -> float:
-    run = await run_strategy(
-        name, scenario, workflows=load.workflows, duration=load.duration, metrics=False
-    )
-    return run.workflows_per_s
+METRICS_PAIRS = 4
+"""Runs with metrics on and off, in turns, for the cost of the metrics: a single pair is at
+the mercy of the machine's noise (seen: 18% one way on a pair, 3.5% over six)."""
+
+
+async def _metrics_cost(
+    name: str, scenario: Scenario, load: Load, step: Callable[[str], None]
+) -> MetricsCost:
+    on: list[float] = []
+    off: list[float] = []
+    for pair in range(METRICS_PAIRS):
+        for metrics in (True, False) if pair % 2 == 0 else (False, True):
+            run = await run_strategy(
+                name,
+                scenario,
+                workflows=load.workflows,
+                duration=load.duration,
+                metrics=metrics,
+                extras=False,
+            )
+            (on if metrics else off).append(run.workflows_per_s)
+    step(f"metrics cost: {name}")
+    return MetricsCost(name, Sample(tuple(on)), Sample(tuple(off)))
 
 
 def print_metrics_cost(costs: list[MetricsCost]) -> None:
