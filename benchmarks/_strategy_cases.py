@@ -132,6 +132,7 @@ async def run_strategy(
     async with made, system:
         await scenario.spawn(system)
         async with factory(system, scenario.workflow) as strategy:
+            gc.collect()  # the garbage of earlier runs is not this run's to collect
             began_at = time.perf_counter()
             deadline = began_at + duration if duration is not None else None
             remaining = [workflows if workflows is not None else 0]
