@@ -36,7 +36,7 @@ from ._peers import PEERS_HINT, pykka_available
 from ._plots import write_plots
 from ._report import markdown_report
 from ._scaling import measure_scaling, print_scaling
-from ._scenarios import SCENARIOS
+from ._scenarios import SCENARIOS, Scenario, chain
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
 from ._strategy_report import (
@@ -144,6 +144,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds each strategy and floor runs, 100 clients in a closed loop (default 0.4)",
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=100,
+        help="workflows kept in flight: clients in the closed loop (default 100)",
+    )
+    parser.add_argument(
         "--workflows",
         type=int,
         help="run this many workflows per strategy and floor instead of a duration (the "
@@ -192,7 +198,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.strategies = _names(parser, "strategies", args.strategies, STRATEGIES)
-    args.scenarios = [SCENARIOS[n] for n in _names(parser, "scenarios", args.scenarios, SCENARIOS)]
+    args.scenarios = _scenarios(parser, args.scenarios)
     try:
         args.failure_rates = [float(rate) for rate in args.failure_rates.split(",")]
     except ValueError:
@@ -217,12 +223,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     if min(counts) < 1 or args.idle_actors < 1 or args.nats_asks < 100:
         parser.error("counts must be positive, --nats-asks at least 100")
-    if args.workflows is not None and args.workflows < 100:
-        parser.error("--workflows must be at least 100 (one per client)")
     if args.duration <= 0:
         parser.error("--duration must be positive")
-    args.load = Load(args.workflows) if args.workflows is not None else Load(duration=args.duration)
+    if args.in_flight < 1:
+        parser.error("--in-flight must be at least 1")
+    if args.workflows is not None and args.workflows < args.in_flight:
+        parser.error("--workflows must be at least --in-flight (one per client)")
+    args.load = Load(args.workflows, None if args.workflows else args.duration, args.in_flight)
     return args
+
+
+def _scenarios(parser: argparse.ArgumentParser, given: str) -> list[Scenario]:
+    chosen = []
+    for name in given.split(","):
+        if name in SCENARIOS:
+            chosen.append(SCENARIOS[name])
+        elif name.startswith("chain-") and name[6:].isdigit() and 1 <= int(name[6:]) <= 64:
+            chosen.append(chain(int(name[6:])))
+        else:
+            parser.error(
+                f"unknown scenario {name!r}; choose among {', '.join(SCENARIOS)}, or chain-N "
+                "(a synthetic chain of N steps, 1 to 64)"
+            )
+    return chosen
 
 
 def _names(

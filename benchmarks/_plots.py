@@ -2,7 +2,8 @@
 
 - throughput per strategy, per scenario and failure mix;
 - latency percentiles (p50, p95, p99) per strategy;
-- the bytes of the event that starts each step: the stamp's growth under stamp coupling.
+- the bytes of the event that starts each step: the stamp's growth under stamp coupling;
+- with `--scaling`, the cost of a workflow as steps are added.
 """
 
 from __future__ import annotations
@@ -75,6 +76,24 @@ def write_plots(results: dict[str, Any], directory: Path) -> list[Path]:
         ax.set_title(f"{scenario}: what each event carries")
         ax.legend()
         written.append(_save(fig, directory / f"event-bytes-{scenario}.svg"))
+    scaling = results.get("scaling")
+    if scaling:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for name, points in scaling["workflows_per_s_by_steps"].items():
+            steps = sorted(points, key=int)
+            # the cost of one workflow, in microseconds, as the steps grow
+            ax.plot(
+                [int(n) for n in steps],
+                [1e6 / points[n] for n in steps],
+                marker="o",
+                label=name,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("steps in the chain")
+        ax.set_ylabel("us of the loop per workflow")
+        ax.set_title("cost as steps are added")
+        ax.legend()
+        written.append(_save(fig, directory / "cost-by-steps.svg"))
     return written
 
 

@@ -41,10 +41,12 @@ metrics on, for the cost of the metrics."""
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """How much each measurement runs: a number of workflows, or a duration in seconds."""
+    """How much each measurement runs: a number of workflows, or a duration in seconds; and
+    how many workflows are kept in flight (clients in a closed loop)."""
 
     workflows: int | None = None
     duration: float | None = None
+    clients: int = 100
 
     def describe(self) -> str:
         if self.workflows is not None:
@@ -163,10 +165,14 @@ async def compare_strategies(
             for scenario in scenarios:
                 steps = len(scenario.workflow.steps)
                 floors.setdefault((scenario.name, True), []).append(
-                    await raw_mediator_chain(load.workflows, steps, duration=load.duration)
+                    await raw_mediator_chain(
+                        load.workflows, steps, load.clients, duration=load.duration
+                    )
                 )
                 floors.setdefault((scenario.name, False), []).append(
-                    await raw_choreography_chain(load.workflows, steps, duration=load.duration)
+                    await raw_choreography_chain(
+                        load.workflows, steps, load.clients, duration=load.duration
+                    )
                 )
                 step(f"{scenario.name}: raw floors")
                 for rate in failure_rates:
@@ -177,6 +183,7 @@ async def compare_strategies(
                             workflows=load.workflows,
                             duration=load.duration,
                             failure_rate=rate,
+                            clients=load.clients,
                             registry=registry,
                             memory=repetition == 0 and not rate,
                         )
@@ -222,6 +229,7 @@ async def _metrics_cost(
                 scenario,
                 workflows=load.workflows,
                 duration=load.duration,
+                clients=load.clients,
                 metrics=metrics,
                 extras=False,
             )
@@ -245,8 +253,8 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
         tables.setdefault((comparison.scenario, comparison.failure_rate), []).append(comparison)
     for (scenario, rate), rows in tables.items():
         print(
-            f"\nstrategies on MemoryBus: {scenario}, {rate:.0%} failing; 100 clients in a closed "
-            f"loop, {load.describe()} per run"
+            f"\nstrategies on MemoryBus: {scenario}, {rate:.0%} failing; {load.clients} clients "
+            f"in a closed loop, {load.describe()} per run"
         )
         header = (
             f"{'strategy':<17} {'workflows/s [min-max]':>22} {'floor':>9} {'ratio':>6}"

@@ -143,6 +143,8 @@ def test_help_explains_every_option() -> None:
         "--metrics-port",
         "--report",
         "--plot",
+        "--in-flight",
+        "--scaling",
     ):
         assert option in done.stdout
 
@@ -226,12 +228,15 @@ def test_scaling_shows_how_cost_grows(tmp_path: Path) -> None:
             "0",
             "--json",
             str(out),
+            "--plot",
+            str(tmp_path / "charts"),
         ],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
+    assert (tmp_path / "charts" / "cost-by-steps.svg").exists()
     scaling = json.loads(out.read_text())["scaling"]
     by_steps = scaling["workflows_per_s_by_steps"]["mediator"]
     assert set(by_steps) == {"2", "4", "8", "16"}
@@ -241,3 +246,45 @@ def test_scaling_shows_how_cost_grows(tmp_path: Path) -> None:
     assert status["16"]["messages"] > status["2"]["messages"]
     assert scaling["status_by_participants"]["mediator"]["16"]["messages"] == 2
     assert set(scaling["by_in_flight"]["mediator"]) == {"1", "10", "100", "1000"}
+
+
+def test_a_synthetic_chain_runs_with_the_load_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "chain.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scenarios",
+            "chain-3",
+            "--strategies",
+            "mediator,stamp_coupled",
+            "--failure-rates",
+            "0",
+            "--in-flight",
+            "10",
+            "--workflows",
+            "1000",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = json.loads(out.read_text())["strategies"]
+    assert {f["scenario"] for f in figures} == {"chain-3"}
+    assert all(f["workflows"] == [100] for f in figures)  # --quick takes a tenth
+    mediator = next(f for f in figures if f["strategy"] == "mediator")
+    assert mediator["messages_per_workflow"] == 6  # a request and a reply per step
+    bad = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--scenarios", "chain-x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "chain-N" in bad.stderr
