@@ -32,6 +32,7 @@ from coordination import (
 )
 from coordination._events import Advance
 
+from ._budget import Budget
 from ._scenarios import Scenario
 
 __all__ = ("ORCHESTRATED", "STRATEGIES", "StrategyRun", "run_strategy")
@@ -121,8 +122,6 @@ async def run_strategy(
     `workflows` of them, or as many as `duration` seconds allow. With `metrics=False` nothing
     is timed for the metrics; `registry` receives them (a live endpoint's). Without `extras`,
     the links, the largest message and what status cannot see are not measured."""
-    if (workflows is None) == (duration is None):
-        raise ValueError("give workflows or duration")
     factory = STRATEGIES[name]
     next_input = _inputs(scenario, failure_rate)
     latencies: list[float] = []
@@ -134,18 +133,11 @@ async def run_strategy(
         async with factory(system, scenario.workflow) as strategy:
             gc.collect()  # the garbage of earlier runs is not this run's to collect
             began_at = time.perf_counter()
-            deadline = began_at + duration if duration is not None else None
-            remaining = [workflows if workflows is not None else 0]
+            budget = Budget(workflows, duration)
 
             async def client() -> None:
                 clock = time.perf_counter
-                while True:
-                    if deadline is None:
-                        if remaining[0] <= 0:
-                            return
-                        remaining[0] -= 1
-                    elif clock() >= deadline:
-                        return
+                while budget.take():
                     began = clock()
                     await strategy.result(await strategy.start(next_input()))
                     latencies.append(clock() - began)

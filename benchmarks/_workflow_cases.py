@@ -16,6 +16,8 @@ import msgspec
 from actors import Actor, Message, Request
 from coordination import Step, Workflow, WorkflowContext
 
+from ._budget import Budget
+
 __all__ = (
     "Job",
     "Worker",
@@ -139,18 +141,10 @@ async def _closed_loop(
     ids = itertools.count()
     done = [0]
     started = time.perf_counter()
-    deadline = started + duration if duration is not None else None
-    remaining = [workflows or 0]
+    budget = Budget(workflows, duration)
 
     async def client() -> None:
-        clock = time.perf_counter
-        while True:
-            if deadline is None:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            elif clock() >= deadline:
-                return
+        while budget.take():
             workflow = next(ids)
             finished = waiting[workflow] = loop.create_future()
             begin(workflow, workflow)
