@@ -85,11 +85,34 @@ def builder_context(
     context: WorkflowContext[In], readable: tuple[str, ...], step: str
 ) -> WorkflowContext[In]:
     """`context` as the builders of `step` see it: the replies in `readable` only."""
-    results = context.results
-    visible = {name: results[name] for name in readable if name in results}
-    return WorkflowContext(
-        context.workflow_id, context.input, Replies(step, visible), context.failure
-    )
+    if readable:
+        results = context.results
+        visible = Replies(step, {name: results[name] for name in readable if name in results})
+    else:
+        visible = _nothing_to_read(step)
+    return WorkflowContext(context.workflow_id, context.input, visible, context.failure)
+
+
+class _NoReplies(Replies):
+    """The empty view of a step that reads no reply: made once per step name and shared, so
+    it refuses to be written to."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError(f"the replies step {self.step!r} reads are read-only")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = _refuse
+
+
+_NOTHING: dict[str, Replies] = {}
+
+
+def _nothing_to_read(step: str) -> Replies:
+    replies = _NOTHING.get(step)
+    if replies is None:
+        replies = _NOTHING[step] = _NoReplies(step, {})
+    return replies
 
 
 Builder = Callable[[WorkflowContext[Any]], msgspec.Struct]
