@@ -23,6 +23,7 @@ from ._front_controller import FrontController
 from ._hybrid import Hybrid
 from ._mediator import Mediator
 from ._query_all import QueryAll
+from ._sqlite_store import SqliteStateStore
 from ._stamp_coupled import StampCoupled
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._store import InstanceState, MemoryStateStore, StateStore
@@ -45,6 +46,7 @@ __all__ = (
     "QueryAll",
     "Rejected",
     "RetryPolicy",
+    "SqliteStateStore",
     "StampCoupled",
     "StateStore",
     "Step",

@@ -99,6 +99,9 @@ class Mediator(Generic[In]):
         self._refs: dict[str, ActorRef[Any]] = {}
         self._port: CommandPort[_Run] | None = None
         self._actor: ActorRef[_MediatorActor] | None = None
+        self.resumed = 0
+        """Instances taken up from the store when the mediator started (a durable store
+        keeps those a stopped or crashed mediator left running)."""
 
     async def __aenter__(self) -> Self:
         self._refs = {
@@ -111,6 +114,7 @@ class Mediator(Generic[In]):
         )
         await self._port.open()
         self.metrics.register()
+        self.resumed = await self._resume()
         return self
 
     async def __aexit__(
@@ -179,6 +183,41 @@ class Mediator(Generic[In]):
         return True
 
     # -- moving an instance on ------------------------------------------------------------
+
+    async def _resume(self) -> int:
+        """Take up the instances the store says are running. A step under way is sent again
+        with its message id, so an idempotent service answers it without acting twice; an
+        instance that was unwinding goes on with the compensations not yet done."""
+        steps = self.workflow.steps
+        names = [step.name for step in steps]
+        resumed = 0
+        for state in await self.store.running():
+            workflow_id = state.workflow_id
+            if workflow_id in self._runs:
+                continue
+            done = set(state.completed)
+            context = WorkflowContext(workflow_id, state.input, state.results, state.failure)
+            run = _Run(state, context)
+            run.step = next((i for i, name in enumerate(names) if name not in done), len(names))
+            self._runs[workflow_id] = run
+            self.outcomes.add(workflow_id)
+            resumed += 1
+            with acting_as(self.name):
+                if state.failure is None:
+                    await self._advance(run)
+                    continue
+                run.cancelled = state.cancel_requested and state.failure.reason == CANCELLED
+                run.undo = [
+                    index
+                    for index in range(run.step)
+                    if steps[index].compensation is not None
+                    and names[index] in done
+                    and names[index] not in state.compensated
+                ]
+                await self._undo_next(run)
+        if resumed:
+            logger.info("%s: resumed %d running instances", self.name, resumed)
+        return resumed
 
     async def _advance(self, run: _Run) -> None:
         """Send the commands of the steps from `run.step` on: a step nobody waits for is

@@ -35,6 +35,9 @@ class StateStore(Protocol):
     async def load(self, workflow_id: str) -> InstanceState | None:
         """The latest state of `workflow_id`, or None."""
 
+    async def running(self) -> list[InstanceState]:
+        """The instances that have not ended: what a coordinator resumes when it starts."""
+
 
 class MemoryStateStore:
     """Instances in a dict: fast, and gone with the process.
@@ -58,6 +61,9 @@ class MemoryStateStore:
 
     async def load(self, workflow_id: str) -> InstanceState | None:
         return self._states.get(workflow_id)
+
+    async def running(self) -> list[InstanceState]:
+        return [s for s in self._states.values() if s.outcome is Outcome.RUNNING]
 
     def __len__(self) -> int:
         return len(self._states)
