@@ -3,15 +3,29 @@ instances a stopped mediator left running, without doing any step's effect twice
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from brokers import Bus
-from coordination import Failure, Mediator, Outcome, SqliteStateStore
+from actors import ActorSystem, idempotent
+from brokers import Bus, NatsBus, NatsServer
+from coordination import Failure, Mediator, Outcome, Rejected, SqliteStateStore
 from coordination._store import InstanceState
-from coordination.scenarios.order_placement import Charge, Charged, PlaceOrder, order_workflow
+from coordination.scenarios.order_placement import (
+    Charge,
+    Charged,
+    EmailService,
+    Fulfill,
+    Fulfilled,
+    FulfillmentService,
+    OrderService,
+    PaymentService,
+    PlaceOrder,
+    order_workflow,
+)
 
 from .helpers import until
 from .test_strategies import GatedFulfillment, open_shop, order
@@ -103,3 +117,67 @@ async def test_an_unwinding_instance_goes_on_compensating(bus: Bus, tmp_path: Pa
     assert result.outcome is Outcome.COMPENSATED
     assert shop.payment.refunds == {"o9": 1000}
     assert shop.email.sent == [("ann", "order o9 failed: backordered")]
+
+
+class SlowFulfillment(FulfillmentService):
+    """Takes its time, so that the mediator's process is killed with orders under way."""
+
+    @idempotent
+    async def fulfill(self, msg: Fulfill) -> Fulfilled | Rejected:
+        await anyio.sleep(0.02)
+        self.calls += 1
+        return await super().fulfill(msg)
+
+    calls = 0
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_a_mediator_killed_mid_run_is_taken_up_by_the_next_process(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """SIGKILL the process hosting the mediator while orders are under way; another process
+    on the same SQLite file finishes every one, and no effect happens twice."""
+    count = 30
+    db = str(tmp_path / "orders.db")
+    payment, email, orders = PaymentService(), EmailService(), OrderService()
+    fulfillment = SlowFulfillment(stock={"book": 1000})
+    async with NatsBus(nats_server.url) as bus, ActorSystem(bus) as system:
+        for name, service in [
+            ("order", orders),
+            ("payment", payment),
+            ("fulfillment", fulfillment),
+            ("email", email),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        await bus.flush()
+        first = _host(nats_server.url, db, "start", str(count))
+        assert first.stdout is not None
+        assert first.stdout.readline().strip() == "started"
+        await until(lambda: 3 <= len(fulfillment.shipped) < count, timeout=10)
+        first.kill()  # SIGKILL: no goodbye, orders in every step
+        first.wait(timeout=10)
+        first.stdout.close()
+        assert len(fulfillment.shipped) < count
+        second = _host(nats_server.url, db, "resume")
+        out, _ = await anyio.to_thread.run_sync(lambda: second.communicate(timeout=60))
+        assert second.returncode == 0, out
+        lines = out.splitlines()
+        assert lines[0].startswith("resumed ")
+        assert int(lines[0].split()[1]) >= 1
+        assert all(line.endswith(" completed") for line in lines[1:]), out
+        await until(lambda: len(email.sent) == count and len(orders.orders) == count)
+        await until(lambda: set(orders.orders.values()) == {"placed"})
+    # every order went through once: one charge, one shipment, one email each
+    assert payment.charges == {f"o{n}": 1000 for n in range(count)}
+    assert fulfillment.shipped == {f"o{n}": 1 for n in range(count)}
+    assert sorted(email.sent) == sorted(("ann", f"order o{n} placed") for n in range(count))
+
+
+def _host(url: str, db: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.mediator_host", url, db, *args],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )

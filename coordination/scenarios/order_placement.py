@@ -107,6 +107,7 @@ class OrderService(Actor):
     def __init__(self) -> None:
         self.orders: dict[str, str] = {}
 
+    @idempotent
     async def create(self, msg: CreateOrder) -> OrderCreated:
         self.orders[msg.order_id] = "pending"
         return OrderCreated(msg.order_id)
@@ -160,9 +161,12 @@ class FulfillmentService(Actor):
 
 
 class EmailService(Actor):
+    """Sends each email once, even when a coordinator that restarted sends it again."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
+    @idempotent
     async def send(self, msg: SendEmail) -> None:
         self.sent.append((msg.to, msg.subject))
 
