@@ -365,14 +365,13 @@ class Adapter(Actor, Generic[In]):
         await self._unwind_from(event, pending.step, compensated, pending.context, carried)
 
     async def _undo_failed(self, pending: _Command, reason: str) -> None:
+        """A compensation that could not be done, retries spent: the workflow will end in
+        NEEDS_ATTENTION, saying which and why, never silently."""
         event = pending.event
         assert event is not None
-        logger.error(
-            "%s: compensation of %r failed: %s",
-            event.workflow_id,
-            self.steps[pending.step].name,
-            reason,
-        )
+        name = self.steps[pending.step].name
+        logger.error("%s: compensation of %r failed: %s", event.workflow_id, name, reason)
+        event = msgspec.structs.replace(event, attention=[*event.attention, f"{name}: {reason}"])
         await self._unwind_from(event, pending.step, event.compensated, pending.context, event.data)
 
     # -- the way back ------------------------------------------------------------------
@@ -431,6 +430,7 @@ class Adapter(Actor, Generic[In]):
                         compensated,
                         carried,
                         route=self.engine.route,
+                        attention=event.attention,
                     ),
                     correlation_id=workflow_id,
                 )
@@ -446,7 +446,9 @@ class Adapter(Actor, Generic[In]):
                 logger.error(
                     "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
                 )
-        if event.cancelled:
+        if event.attention:
+            outcome = Outcome.NEEDS_ATTENTION
+        elif event.cancelled:
             outcome = Outcome.CANCELLED
         elif compensated:
             outcome = Outcome.COMPENSATED
@@ -461,6 +463,7 @@ class Adapter(Actor, Generic[In]):
             event.reason,
             event.technical,
             carried,
+            event.attention,
         )
         await self.engine.end(self, ended)
 

@@ -217,6 +217,7 @@ class Choreography(Generic[In]):
             tuple(event.completed),
             tuple(event.compensated),
             result.failure,
+            attention=result.attention,
         )
         self.outcomes.finish(event.workflow_id, result, status)
 
@@ -225,7 +226,9 @@ class Choreography(Generic[In]):
         if event.failed_step is not None:
             failure = Failure(event.failed_step, event.reason or "", event.technical)
         results = self.codec.results(event.data.results) if event.data is not None else {}
-        return WorkflowResult(event.workflow_id, Outcome(event.outcome), results, failure)
+        return WorkflowResult(
+            event.workflow_id, Outcome(event.outcome), results, failure, tuple(event.attention)
+        )
 
     async def end(self, adapter: Adapter[In], event: Ended) -> None:
         """Send `Ended` to whoever waits for the outcome."""

@@ -89,6 +89,7 @@ class EventSourced(Choreography[In]):
         completed: list[str] = []
         compensated: list[str] = []
         failure: Failure | None = None
+        attention: tuple[str, ...] = ()
         for event in await self.store.load(workflow_id):
             match event:
                 case Advance(step=step):
@@ -103,6 +104,7 @@ class EventSourced(Choreography[In]):
                     completed, compensated = list(ended.completed), list(ended.compensated)
                     if ended.failed_step is not None:
                         failure = Failure(ended.failed_step, ended.reason or "", ended.technical)
+                    attention = tuple(ended.attention)
                 case _:
                     pass
         return WorkflowStatus(
@@ -113,4 +115,5 @@ class EventSourced(Choreography[In]):
             tuple(completed),
             tuple(compensated),
             failure,
+            attention=attention,
         )

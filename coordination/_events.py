@@ -65,6 +65,8 @@ class Unwind(Message, tag="corps.Unwind"):
     data: Carried | None = None
     attempt: int = 1
     route: str = ""
+    attention: list[str] = []
+    """Compensations that could not be done so far: `step: why`."""
 
 
 class Ended(Message, tag="corps.Ended"):
@@ -78,6 +80,7 @@ class Ended(Message, tag="corps.Ended"):
     reason: str | None = None
     technical: bool = False
     data: Carried | None = None
+    attention: list[str] = []
 
 
 class Cancel(Message, tag="corps.Cancel"):
@@ -122,3 +125,4 @@ class RecordReply(msgspec.Struct, frozen=True, gc=False):
     reason: str | None = None
     technical: bool = False
     outcome: str | None = None
+    attention: list[str] = []

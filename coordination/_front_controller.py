@@ -64,6 +64,7 @@ class _Front(Actor):
         state.current_step = None
         state.completed = list(msg.completed)
         state.compensated = list(msg.compensated)
+        state.attention = list(msg.attention)
         if msg.failed_step is not None:
             state.failure = Failure(msg.failed_step, msg.reason or "", msg.technical)
         await self.store.save(state)

@@ -266,12 +266,7 @@ class Mediator(Generic[In]):
             if run.undoing is not None:
                 name = self.workflow.steps[run.undoing].name
                 if isinstance(reply, Rejected):
-                    logger.error(
-                        "%s: compensation of %r refused: %s",
-                        run.state.workflow_id,
-                        name,
-                        reply.reason,
-                    )
+                    self._needs_attention(run, name, f"refused: {reply.reason}")
                 else:
                     run.state.compensated.append(name)
                     self.metrics.compensations += 1
@@ -295,12 +290,7 @@ class Mediator(Generic[In]):
             return
         with acting_as(self.name):
             if run.undoing is not None:
-                logger.error(
-                    "%s: compensation of %r failed: %s",
-                    run.state.workflow_id,
-                    self.workflow.steps[run.undoing].name,
-                    reason,
-                )
+                self._needs_attention(run, self.workflow.steps[run.undoing].name, reason)
                 await self._undo_next(run)
                 return
             step = self.workflow.steps[run.step]
@@ -332,7 +322,7 @@ class Mediator(Generic[In]):
             try:
                 command = step.compensation(builder_context(context, step.undo_reads, step.name))
             except Exception as exc:
-                logger.error("%s: compensation of %r not built: %r", workflow_id, step.name, exc)
+                self._needs_attention(run, step.name, f"building it failed: {exc!r}")
                 continue
             run.undoing = index
             assert self._port is not None
@@ -356,7 +346,9 @@ class Mediator(Generic[In]):
                 logger.error(
                     "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
                 )
-        if (
+        if state.attention:
+            state.outcome = Outcome.NEEDS_ATTENTION
+        elif (
             state.cancel_requested
             and state.failure is not None
             and state.failure.reason == CANCELLED
@@ -369,11 +361,21 @@ class Mediator(Generic[In]):
         state.current_step = None
         await self._finish(run)
 
+    def _needs_attention(self, run: _Run, step: str, reason: str) -> None:
+        """A compensation that could not be done, retries spent: the workflow will end in
+        NEEDS_ATTENTION, saying which and why, never silently."""
+        logger.error("%s: compensation of %r failed: %s", run.state.workflow_id, step, reason)
+        run.state.attention.append(f"{step}: {reason}")
+
     async def _finish(self, run: _Run) -> None:
         state = run.state
         await self.store.save(state)
         del self._runs[state.workflow_id]
         result = WorkflowResult(
-            state.workflow_id, state.outcome, dict(state.results), state.failure
+            state.workflow_id,
+            state.outcome,
+            dict(state.results),
+            state.failure,
+            tuple(state.attention),
         )
         self.outcomes.finish(state.workflow_id, result)

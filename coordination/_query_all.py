@@ -47,6 +47,7 @@ class _Record:
     input: msgspec.Raw | None = None
     failure: Failure | None = None
     outcome: str | None = None
+    attention: list[str] = field(default_factory=list)
 
     def reply(self) -> RecordReply:
         failure = self.failure
@@ -59,6 +60,7 @@ class _Record:
             failure.reason if failure else None,
             failure.technical if failure else False,
             self.outcome,
+            self.attention,
         )
 
 
@@ -165,6 +167,7 @@ class QueryAll(Choreography[In]):
     async def end(self, adapter: Adapter[In], event: Ended) -> None:
         record = self._record(adapter, event.workflow_id)
         record.outcome = event.outcome
+        record.attention = list(event.attention)
         if event.failed_step is not None:
             record.failure = Failure(event.failed_step, event.reason or "", event.technical)
         await super().end(adapter, event)
@@ -223,7 +226,7 @@ class QueryAll(Choreography[In]):
         for record in records:
             results.update(record.results)
         return WorkflowResult(
-            workflow_id, ended.outcome, self.codec.results(results), ended.failure
+            workflow_id, ended.outcome, self.codec.results(results), ended.failure, ended.attention
         )
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
@@ -233,8 +236,10 @@ class QueryAll(Choreography[In]):
         states: dict[str, str] = {}
         outcome = Outcome.RUNNING
         failure: Failure | None = None
+        attention: list[str] = []
         for record in records:
             states.update(record.states)
+            attention += record.attention
             if record.outcome is not None:
                 outcome = Outcome(record.outcome)
             if record.failed_step is not None:
@@ -255,4 +260,5 @@ class QueryAll(Choreography[In]):
             tuple(compensated),
             failure,
             unknown or frozenset(),
+            tuple(attention),
         )

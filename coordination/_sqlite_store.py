@@ -42,6 +42,7 @@ class _Stored(msgspec.Struct, array_like=True):
     results: dict[str, msgspec.Raw]
     failure: tuple[str, str, bool] | None
     cancel_requested: bool
+    attention: list[str] = []
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -75,6 +76,7 @@ class SqliteStateStore:
             {name: msgspec.Raw(_encode(reply)) for name, reply in state.results.items()},
             (failure.step, failure.reason, failure.technical) if failure else None,
             state.cancel_requested,
+            list(state.attention),
         )
         self._db.execute(
             "INSERT OR REPLACE INTO corps_states VALUES (?, ?, ?, ?)",
@@ -114,4 +116,5 @@ class SqliteStateStore:
             context.results,
             failure,
             stored.cancel_requested,
+            stored.attention,
         )

@@ -22,6 +22,9 @@ class Outcome(enum.Enum):
     COMPENSATED = "compensated"
     """A step failed and the steps done before it were undone."""
     CANCELLED = "cancelled"
+    NEEDS_ATTENTION = "needs_attention"
+    """A step failed (or the workflow was cancelled) and a compensation could not be done,
+    even after its retries: someone has to look (`attention` says what is left)."""
 
 
 class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
@@ -36,6 +39,8 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     compensated_steps: tuple[str, ...] | None
     failure: Failure | None
     unknown: frozenset[str] = frozenset()
+    attention: tuple[str, ...] = ()
+    """The compensations that could not be done, and why (NEEDS_ATTENTION)."""
 
     @property
     def finished(self) -> bool:
@@ -49,3 +54,5 @@ class WorkflowResult(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
     results: dict[str, Any]
     failure: Failure | None
+    attention: tuple[str, ...] = ()
+    """The compensations that could not be done, and why (NEEDS_ATTENTION)."""

@@ -23,6 +23,7 @@ class StatusReply(msgspec.Struct, frozen=True):
     failure_step: str | None = None
     failure_reason: str | None = None
     failure_technical: bool = False
+    attention: list[str] = []
 
 
 class GetStatus(Request[StatusReply]):
@@ -42,6 +43,7 @@ def reply_from_state(state: InstanceState | None) -> StatusReply:
         failure_step=failure.step if failure else None,
         failure_reason=failure.reason if failure else None,
         failure_technical=failure.technical if failure else False,
+        attention=list(state.attention),
     )
 
 
@@ -61,4 +63,5 @@ def status_from_reply(
         None if "compensated_steps" in unknown else tuple(reply.compensated),
         None if "failure" in unknown else failure,
         unknown,
+        tuple(reply.attention),
     )

@@ -26,6 +26,8 @@ class InstanceState:
     results: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     cancel_requested: bool = False
+    attention: list[str] = field(default_factory=list)
+    """Compensations that could not be done: `step: why`."""
 
 
 class StateStore(Protocol):

@@ -24,6 +24,7 @@ from coordination import (
     Notify,
     Outcome,
     QueryAll,
+    RetryPolicy,
     StampCoupled,
     Step,
     Strategy,
@@ -43,6 +44,8 @@ from coordination.scenarios.order_placement import (
     OrderService,
     PaymentService,
     PlaceOrder,
+    Refund,
+    Refunded,
     Rejected,
     order_workflow,
 )
@@ -641,3 +644,44 @@ async def test_choreographies_share_services(bus: Bus) -> None:
         assert (await shop.mediator.result(again, timeout=5)).outcome is Outcome.COMPLETED
         assert shop.payment.charges == {"o20": 1000, "o22": 1000}
         await until(lambda: shop.orders.orders.get("o21") == "failed")
+
+
+class BrokenRefunds(PaymentService):
+    """Charges, but every refund fails: the compensation cannot be done."""
+
+    async def refund(self, msg: Refund) -> Refunded:  # type: ignore[override]
+        raise ConnectionError("the card network is down")
+
+
+async def test_a_compensation_that_cannot_be_done_needs_attention(
+    bus: Bus, strategy_name: str
+) -> None:
+    """Retried, then reported: the workflow ends in NEEDS_ATTENTION with what is left undone
+    and why, never silently."""
+    quick = Workflow(
+        "order-placement",
+        PlaceOrder,
+        [
+            replace(s, retry=RetryPolicy(attempts=2, backoff=0.001)) if s.name == "payment" else s
+            for s in order_workflow.steps
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    async with open_shop(
+        bus, payment=BrokenRefunds(), workflow=quick, strategy=strategy_name
+    ) as shop:
+        workflow_id = await shop.mediator.start(order(30, item="rare"))
+        result = await shop.mediator.result(workflow_id, timeout=10)
+        assert result.outcome is Outcome.NEEDS_ATTENTION
+        assert result.failure is not None
+        assert result.failure.reason == "backordered"
+        assert len(result.attention) == 1
+        assert result.attention[0].startswith("payment: ")
+        assert "the card network is down" in result.attention[0]
+        status = await shop.mediator.status(workflow_id)
+        assert status.outcome is Outcome.NEEDS_ATTENTION
+        assert status.attention == result.attention
+        await until(lambda: shop.orders.orders.get("o30") == "failed")  # the customer is told
+    assert shop.payment.charges == {"o30": 1000}
+    assert shop.payment.refunds == {}
