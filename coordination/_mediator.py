@@ -87,11 +87,15 @@ class Mediator(Generic[In]):
         *,
         store: StateStore | None = None,
         keep_finished: int = DEFAULT_KEEP,
+        stuck_after: float = 60.0,
     ) -> None:
         self.system = system
+        self.stuck_after = stuck_after
+        """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
         self.store: StateStore = store or MemoryStateStore()
         self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
+        self.metrics.stuck = lambda: len(self.stuck())
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.name = f"mediator.{workflow.name}"
@@ -156,15 +160,28 @@ class Mediator(Generic[In]):
             await self._advance(run)
         return workflow_id
 
+    def stuck(self) -> list[str]:
+        """The running instances that made no progress for more than `stuck_after` seconds
+        (a service that does not answer, and no timeout to end the wait)."""
+        now = perf_counter()
+        limit = self.stuck_after
+        return [wid for wid, run in self._runs.items() if now - run.sent_at > limit]
+
     async def status(self, workflow_id: str) -> WorkflowStatus:
-        """The exact state of an instance, asked of the mediator actor over the bus."""
+        """The exact state of an instance, asked of the mediator actor over the bus; with
+        how long it has been waiting, for a running instance of this mediator."""
         assert self._actor is not None
         began = perf_counter()
         reply = await self._actor.ask(GetStatus(workflow_id))
         self.metrics.status_took(perf_counter() - began)
         if not reply.found:
             raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
-        return status_from_reply(workflow_id, self.strategy, reply)
+        status = status_from_reply(workflow_id, self.strategy, reply)
+        run = self._runs.get(workflow_id)
+        if run is not None:
+            since = perf_counter() - run.sent_at
+            status = msgspec.structs.replace(status, since_progress=since)
+        return status
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""
@@ -325,6 +342,7 @@ class Mediator(Generic[In]):
                 self._needs_attention(run, step.name, f"building it failed: {exc!r}")
                 continue
             run.undoing = index
+            run.sent_at = perf_counter()
             assert self._port is not None
             await self._port.send(
                 self._refs[step.service],

@@ -7,7 +7,7 @@ Labels are bounded: workflow and strategy names, step names, outcomes; never an 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from prometheus_client.core import (
@@ -29,6 +29,9 @@ class WorkflowMetrics:
 
     def __init__(self, system: ActorSystem, workflow: str, strategy: str) -> None:
         self.system = system
+        self.stuck: Callable[[], int] | None = None
+        """Counts the running instances that made no progress for too long, if the
+        strategy can tell."""
         self.timed = system.metrics.timed
         self.labels = [workflow, strategy]
         self.started = 0
@@ -92,6 +95,15 @@ class WorkflowMetrics:
         )
         in_flight.add_metric(values, self.started - sum(self.ended.values()))
         yield in_flight
+        if self.stuck is not None:
+            stuck = GaugeMetricFamily(
+                "corps_workflows_stuck",
+                "Running workflow instances that made no progress for longer than the "
+                "strategy's stuck_after.",
+                labels=labels,
+            )
+            stuck.add_metric(values, self.stuck())
+            yield stuck
         durations = HistogramMetricFamily(
             "corps_workflow_duration_seconds",
             "Time from start to end of a workflow instance.",

@@ -41,6 +41,9 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     unknown: frozenset[str] = frozenset()
     attention: tuple[str, ...] = ()
     """The compensations that could not be done, and why (NEEDS_ATTENTION)."""
+    since_progress: float | None = None
+    """Seconds since a running instance last moved on (its latest command went out), when
+    the strategy knows (the Mediator does)."""
 
     @property
     def finished(self) -> bool:

@@ -181,3 +181,27 @@ def _host(url: str, db: str, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+async def test_a_workflow_without_progress_is_reported_stuck(bus: Bus) -> None:
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment, strategy="stamp_coupled") as shop:
+        mediator = Mediator(shop.system, order_workflow, stuck_after=0.05)
+        async with mediator:
+            workflow_id = await mediator.start(order(40))
+            with anyio.fail_after(5):
+                await fulfillment.entered.wait()
+            await until(lambda: mediator.stuck() == [workflow_id])
+            status = await mediator.status(workflow_id)
+            assert status.current_step == "fulfillment"
+            assert status.since_progress is not None
+            assert status.since_progress > 0.05
+            labels = {"workflow": "order-placement", "strategy": "mediator"}
+            registry = shop.system.metrics.registry
+            assert registry.get_sample_value("corps_workflows_stuck", labels) == 1
+            fulfillment.gate.set()
+            result = await mediator.result(workflow_id, timeout=5)
+            assert result.outcome is Outcome.COMPLETED
+            assert mediator.stuck() == []
+            assert registry.get_sample_value("corps_workflows_stuck", labels) == 0
+            assert (await mediator.status(workflow_id)).since_progress is None  # ended
