@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -63,6 +64,8 @@ class _Run:
     undoing: int | None = None
     """The step whose compensation is pending."""
     cancelled: bool = False
+    held: bool = False
+    """Paused before its next step, waiting for `resume`."""
     sent_at: float = 0.0
     """When the pending step's command went out (for the step duration metric)."""
 
@@ -187,17 +190,56 @@ class Mediator(Generic[In]):
         """Wait for the instance to end and return its outcome."""
         return await self.outcomes.wait(workflow_id, timeout)
 
-    async def cancel(self, workflow_id: str) -> bool:
+    async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Ask a running instance to stop: it finishes its current step, then compensates what
-        it completed. False when it had already ended."""
-        if not self.outcomes.is_running(workflow_id):
-            return False
-        run = self._runs.get(workflow_id)
-        if run is None or run.state.outcome is not Outcome.RUNNING:
+        it completed (a paused one at once). False when it had already ended. `by` names who
+        asked, in the instance's history."""
+        run = self._running_run(workflow_id)
+        if run is None:
             return False
         run.state.cancel_requested = True
+        self._audit(run, by, "cancel")
+        await self.store.save(run.state)
+        if run.state.paused:
+            await self.resume(workflow_id, by=by)
+        return True
+
+    async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Hold a running instance: the step under way finishes, and no further step starts
+        until `resume`. False when it had ended (or was paused already)."""
+        run = self._running_run(workflow_id)
+        if run is None or run.state.paused:
+            return False
+        run.state.paused = True
+        self._audit(run, by, "pause")
         await self.store.save(run.state)
         return True
+
+    async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Let a paused instance go on. False when it was not paused."""
+        run = self._running_run(workflow_id)
+        if run is None or not run.state.paused:
+            return False
+        run.state.paused = False
+        self._audit(run, by, "resume")
+        await self.store.save(run.state)
+        if run.held:
+            run.held = False
+            with acting_as(self.name):
+                await self._advance(run)
+        return True
+
+    def _running_run(self, workflow_id: str) -> _Run | None:
+        if not self.outcomes.is_running(workflow_id):
+            return None
+        run = self._runs.get(workflow_id)
+        if run is None or run.state.outcome is not Outcome.RUNNING:
+            return None
+        return run
+
+    def _audit(self, run: _Run, who: str, what: str) -> None:
+        when = datetime.now(UTC).isoformat(timespec="milliseconds")
+        run.state.history.append(f"{when} {who}: {what}")
 
     # -- moving an instance on ------------------------------------------------------------
 
@@ -246,6 +288,10 @@ class Mediator(Generic[In]):
             step = steps[run.step]
             if state.cancel_requested:
                 await self._unwind(run, Failure(step.name, CANCELLED, technical=False), True)
+                return
+            if state.paused:  # an operator holds it: `resume` goes on from here
+                run.held = True
+                await self.store.save(state)
                 return
             state.current_step = step.name
             await self.store.save(state)

@@ -43,6 +43,8 @@ class _Stored(msgspec.Struct, array_like=True):
     failure: tuple[str, str, bool] | None
     cancel_requested: bool
     attention: list[str] = []
+    paused: bool = False
+    history: list[str] = []
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -77,6 +79,8 @@ class SqliteStateStore:
             (failure.step, failure.reason, failure.technical) if failure else None,
             state.cancel_requested,
             list(state.attention),
+            state.paused,
+            list(state.history),
         )
         self._db.execute(
             "INSERT OR REPLACE INTO corps_states VALUES (?, ?, ?, ?)",
@@ -117,4 +121,6 @@ class SqliteStateStore:
             failure,
             stored.cancel_requested,
             stored.attention,
+            stored.paused,
+            stored.history,
         )

@@ -44,6 +44,10 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     since_progress: float | None = None
     """Seconds since a running instance last moved on (its latest command went out), when
     the strategy knows (the Mediator does)."""
+    paused: bool = False
+    """An operator paused it: no step starts until it is resumed."""
+    history: tuple[str, ...] = ()
+    """What operators did to it: `<UTC time> <who>: <what>` (the Mediator keeps it)."""
 
     @property
     def finished(self) -> bool:

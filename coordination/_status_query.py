@@ -24,6 +24,8 @@ class StatusReply(msgspec.Struct, frozen=True):
     failure_reason: str | None = None
     failure_technical: bool = False
     attention: list[str] = []
+    paused: bool = False
+    history: list[str] = []
 
 
 class GetStatus(Request[StatusReply]):
@@ -44,6 +46,8 @@ def reply_from_state(state: InstanceState | None) -> StatusReply:
         failure_reason=failure.reason if failure else None,
         failure_technical=failure.technical if failure else False,
         attention=list(state.attention),
+        paused=state.paused,
+        history=list(state.history),
     )
 
 
@@ -64,4 +68,6 @@ def status_from_reply(
         None if "failure" in unknown else failure,
         unknown,
         tuple(reply.attention),
+        paused=reply.paused,
+        history=tuple(reply.history),
     )

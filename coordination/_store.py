@@ -28,6 +28,9 @@ class InstanceState:
     cancel_requested: bool = False
     attention: list[str] = field(default_factory=list)
     """Compensations that could not be done: `step: why`."""
+    paused: bool = False
+    history: list[str] = field(default_factory=list)
+    """What operators did to the instance: `<UTC time> <who>: <what>`."""
 
 
 class StateStore(Protocol):

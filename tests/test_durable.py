@@ -205,3 +205,47 @@ async def test_a_workflow_without_progress_is_reported_stuck(bus: Bus) -> None:
             assert mediator.stuck() == []
             assert registry.get_sample_value("corps_workflows_stuck", labels) == 0
             assert (await mediator.status(workflow_id)).since_progress is None  # ended
+
+
+async def test_operators_pause_resume_and_cancel_with_an_audit_trail(
+    bus: Bus, tmp_path: Path
+) -> None:
+    fulfillment = GatedFulfillment()
+    store = SqliteStateStore(tmp_path / "orders.db", order_workflow)
+    shopping = open_shop(bus, fulfillment=fulfillment, strategy="stamp_coupled")
+    async with shopping as shop, Mediator(shop.system, order_workflow, store=store) as mediator:
+        first = await mediator.start(order(50))
+        second = await mediator.start(order(51))
+        with anyio.fail_after(5):
+            await fulfillment.entered.wait()
+        assert await mediator.pause(first, by="alice")
+        assert not await mediator.pause(first, by="alice")  # paused already
+        assert await mediator.pause(second, by="bob")
+        fulfillment.gate.set()  # the steps under way finish; nothing more starts
+        await until(lambda: fulfillment.shipped.keys() == {"o50", "o51"})
+        status = await mediator.status(first)
+        assert status.paused
+        assert status.outcome is Outcome.RUNNING
+        assert status.completed_steps == ("create_order", "payment", "fulfillment")
+        assert shop.email.sent == []  # the next step waits
+        assert await mediator.resume(first, by="alice")
+        assert (await mediator.result(first, timeout=5)).outcome is Outcome.COMPLETED
+        assert await mediator.cancel(second, by="carol")  # paused: compensated at once
+        assert (await mediator.result(second, timeout=5)).outcome is Outcome.CANCELLED
+        history = (await mediator.status(second)).history
+        assert [entry.split(" ", 1)[1] for entry in history] == [
+            "bob: pause",
+            "carol: cancel",
+            "carol: resume",
+        ]
+        assert [e.split(" ", 1)[1] for e in (await mediator.status(first)).history] == [
+            "alice: pause",
+            "alice: resume",
+        ]
+        assert not await mediator.resume(first)  # it has ended
+    stored = await store.load(second)  # the trail is kept with the state
+    store.close()
+    assert stored is not None
+    assert len(stored.history) == 3
+    assert shop.fulfillment.shipped == {"o50": 1}  # the cancelled order was restocked
+    assert shop.payment.refunds == {"o51": 1000}
