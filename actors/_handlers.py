@@ -108,11 +108,8 @@ def _build(actor_class: type) -> HandlerTable:
                 reply_types[message_type] = hints.get("return", Any)
     if not handlers:
         raise InvalidActorError(f"{actor_class.__name__} has no message handler")
-    message_union = tuple(handlers)
     try:
-        decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
-            message_union[0] if len(message_union) == 1 else typing.Union[message_union]  # noqa: UP007
-        )
+        decoder = _union_decoder(tuple(handlers))
         reply_decoders = {
             message_type: msgspec.msgpack.Decoder(reply_type)
             for message_type, reply_type in reply_types.items()
@@ -147,11 +144,16 @@ def _with_decoder(
     handlers: dict[type, Callable[[Any, Any], Awaitable[Any]]],
     reply_decoders: dict[type, msgspec.msgpack.Decoder[Any]],
 ) -> HandlerTable:
-    message_union = tuple(handlers)
     try:
-        decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
-            message_union[0] if len(message_union) == 1 else typing.Union[message_union]  # noqa: UP007
-        )
+        decoder = _union_decoder(tuple(handlers))
     except TypeError as exc:  # two message types with one tag
         raise InvalidActorError(f"cannot tell the messages apart: {exc}") from exc
     return HandlerTable(handlers, reply_decoders, decoder)
+
+
+def _union_decoder(message_types: tuple[type, ...]) -> msgspec.msgpack.Decoder[Any]:
+    """A decoder for any of `message_types` (a tagged union); TypeError when msgspec cannot
+    tell them apart."""
+    if len(message_types) == 1:
+        return msgspec.msgpack.Decoder(message_types[0])
+    return msgspec.msgpack.Decoder(typing.Union[message_types])  # noqa: UP007

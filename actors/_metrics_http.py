@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 __all__ = ("MetricsServer", "metrics_app", "serve_metrics", "serve_registry")
-
-logger = logging.getLogger("actors")
 
 MAX_REQUEST_HEAD = 8192
 """Bytes of request line and headers read at most; a longer head is refused."""

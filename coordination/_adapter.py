@@ -138,10 +138,7 @@ class Adapter(Actor, Generic[In]):
         try:
             data = await self.engine.fetch(self, event.workflow_id, event.step, undo=undo)
         except Exception as exc:
-            completed = event.completed if isinstance(event, Unwind) else event.step
-            compensated = event.compensated if isinstance(event, Unwind) else []
-            reason = f"no context: {exc!r}"
-            await self._abandon(event.workflow_id, event.step, completed, compensated, reason)
+            await self._abandon(event, f"no context: {exc!r}")
             return
         fetched = msgspec.structs.replace(event, data=data)
         if self.local:
@@ -157,11 +154,7 @@ class Adapter(Actor, Generic[In]):
             await handling
         except Exception as exc:
             logger.exception("%s: %r failed", self.adapter_name, event)
-            completed = event.completed if isinstance(event, Unwind) else event.step
-            compensated = event.compensated if isinstance(event, Unwind) else []
-            await self._abandon(
-                event.workflow_id, event.step, completed, compensated, f"adapter error: {exc!r}"
-            )
+            await self._abandon(event, f"adapter error: {exc!r}")
 
     async def _advance(self, event: Advance) -> None:
         index = event.step
@@ -467,19 +460,22 @@ class Adapter(Actor, Generic[In]):
         )
         await self.engine.end(self, ended)
 
-    async def _abandon(
-        self, workflow_id: str, index: int, completed: int, compensated: list[str], reason: str
-    ) -> None:
+    async def _abandon(self, event: Advance | Unwind, reason: str) -> None:
         """End a workflow that cannot go on, not even backwards: the data its builders need
-        is gone (a participant forgot it, or did not answer). Nothing more is sent to the
-        services; the outcome says what happened."""
-        logger.error("%s: abandoned at %r: %s", workflow_id, self.steps[index].name, reason)
+        is gone (a participant forgot it, or did not answer), or the adapter failed. Nothing
+        more is sent to the services; the outcome says what happened."""
+        if isinstance(event, Unwind):
+            completed, compensated = event.completed, event.compensated
+        else:
+            completed, compensated = event.step, []
+        name = self.steps[event.step].name
+        logger.error("%s: abandoned at %r: %s", event.workflow_id, name, reason)
         ended = Ended(
-            workflow_id,
+            event.workflow_id,
             Outcome.FAILED.value,
             [s.name for s in self.steps[:completed]],
             compensated,
-            self.steps[index].name,
+            name,
             reason,
             technical=True,
         )

@@ -107,7 +107,7 @@ class Choreography(Generic[In]):
 
     @property
     def endpoint_name(self) -> str:
-        return f"{self.strategy}.{self.workflow.name}.client"
+        return f"{self.route}.client"
 
     async def __aenter__(self) -> Self:
         system = self.system
@@ -242,10 +242,6 @@ class Choreography(Generic[In]):
         for a strategy whose events do not carry it."""
         raise NotImplementedError(f"{self.strategy} events carry their data")
 
-    def subject_of(self, service: str) -> str:
-        """The subject `service`'s events go to."""
-        return self.adapters[service].subject
-
     # -- hooks ------------------------------------------------------------------------
 
     def _make_endpoint(self) -> Actor:
@@ -289,9 +285,3 @@ class Choreography(Generic[In]):
     ) -> Carried | None:
         """Step `step` was undone: what the next failure event carries."""
         return data
-
-    # -- helpers ----------------------------------------------------------------------
-
-    def _ended_status(self, workflow_id: str) -> WorkflowStatus | None:
-        """The full status of an instance whose `Ended` arrived, or None."""
-        return self.outcomes.final_status(workflow_id)

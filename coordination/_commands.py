@@ -85,11 +85,6 @@ class CommandPort(Generic[T]):
         self._subscription: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    @property
-    def pending(self) -> int:
-        """Commands sent and not yet ended."""
-        return len(self._pending)
-
     async def open(self) -> None:
         self._subscription = await self.system.bus.subscribe(self.subject, self._reply)
 

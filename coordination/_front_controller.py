@@ -99,7 +99,7 @@ class FrontController(Choreography[In]):
 
     @property
     def endpoint_name(self) -> str:
-        return f"{self.strategy}.{self.workflow.name}.front"
+        return f"{self.route}.front"
 
     def _make_endpoint(self) -> Actor:
         return _Front(self)

@@ -161,20 +161,17 @@ class Hybrid(Generic[In]):
         if instance.rest_id is None:
             status = await self.core.status(instance.core_id)
             if status.outcome is Outcome.COMPLETED and not instance.done.done():
-                status = _handing_over(status)  # completed core, rest not started yet
-            return _renamed(status, workflow_id, self.strategy)
+                # the core completed, the rest has not started yet
+                status = msgspec.structs.replace(status, outcome=Outcome.RUNNING, current_step=None)
+            return msgspec.structs.replace(status, workflow_id=workflow_id, strategy=self.strategy)
         status = await self.rest.status(instance.rest_id)
         core_steps = tuple(step.name for step in self.core_workflow.steps)
         completed = status.completed_steps
-        return WorkflowStatus(
-            workflow_id,
-            self.strategy,
-            status.outcome,
-            status.current_step,
-            None if completed is None else core_steps + completed,
-            status.compensated_steps,
-            status.failure,
-            status.unknown,
+        return msgspec.structs.replace(
+            status,
+            workflow_id=workflow_id,
+            strategy=self.strategy,
+            completed_steps=None if completed is None else core_steps + completed,
         )
 
     async def cancel(self, workflow_id: str) -> bool:
@@ -194,29 +191,3 @@ class Hybrid(Generic[In]):
             raise UnknownWorkflowError(
                 f"no workflow {workflow_id!r} in {self.workflow.name}"
             ) from None
-
-
-def _handing_over(status: WorkflowStatus) -> WorkflowStatus:
-    return WorkflowStatus(
-        status.workflow_id,
-        status.strategy,
-        Outcome.RUNNING,
-        None,
-        status.completed_steps,
-        status.compensated_steps,
-        status.failure,
-        status.unknown,
-    )
-
-
-def _renamed(status: WorkflowStatus, workflow_id: str, strategy: str) -> WorkflowStatus:
-    return WorkflowStatus(
-        workflow_id,
-        strategy,
-        status.outcome,
-        status.current_step,
-        status.completed_steps,
-        status.compensated_steps,
-        status.failure,
-        status.unknown,
-    )

@@ -63,7 +63,6 @@ class _Run:
     """While unwinding: the steps still to compensate, the next last."""
     undoing: int | None = None
     """The step whose compensation is pending."""
-    cancelled: bool = False
     held: bool = False
     """Paused before its next step, waiting for `resume`."""
     sent_at: float = 0.0
@@ -265,14 +264,7 @@ class Mediator(Generic[In]):
                 if state.failure is None:
                     await self._advance(run)
                     continue
-                run.cancelled = state.cancel_requested and state.failure.reason == CANCELLED
-                run.undo = [
-                    index
-                    for index in range(run.step)
-                    if steps[index].compensation is not None
-                    and names[index] in done
-                    and names[index] not in state.compensated
-                ]
+                run.undo = self._to_undo(run)
                 await self._undo_next(run)
         if resumed:
             logger.info("%s: resumed %d running instances", self.name, resumed)
@@ -287,7 +279,7 @@ class Mediator(Generic[In]):
         while run.step < len(steps):
             step = steps[run.step]
             if state.cancel_requested:
-                await self._unwind(run, Failure(step.name, CANCELLED, technical=False), True)
+                await self._unwind(run, Failure(step.name, CANCELLED, technical=False))
                 return
             if state.paused:  # an operator holds it: `resume` goes on from here
                 run.held = True
@@ -299,7 +291,7 @@ class Mediator(Generic[In]):
                 command = step.command(builder_context(context, step.reads, step.name))
             except Exception as exc:  # a bug in the definition: fail the step, not the mediator
                 reason = f"building the command failed: {type(exc).__name__}: {exc}"
-                await self._unwind(run, Failure(step.name, reason, technical=True), False)
+                await self._unwind(run, Failure(step.name, reason, technical=True))
                 return
             assert self._port is not None
             run.sent_at = perf_counter()
@@ -314,7 +306,7 @@ class Mediator(Generic[In]):
             if step.wait:
                 return  # on with the answer
             if error is not None:
-                await self._unwind(run, Failure(step.name, error, technical=True), False)
+                await self._unwind(run, Failure(step.name, error, technical=True))
                 return
             state.completed.append(step.name)
             run.step += 1
@@ -338,7 +330,7 @@ class Mediator(Generic[In]):
             step = self.workflow.steps[run.step]
             self.metrics.step_took(step.name, perf_counter() - run.sent_at)
             if isinstance(reply, Rejected):
-                await self._unwind(run, Failure(step.name, reply.reason, technical=False), False)
+                await self._unwind(run, Failure(step.name, reply.reason, technical=False))
                 return
             run.state.results[step.name] = reply
             run.state.completed.append(step.name)
@@ -357,23 +349,29 @@ class Mediator(Generic[In]):
                 await self._undo_next(run)
                 return
             step = self.workflow.steps[run.step]
-            await self._unwind(run, Failure(step.name, reason, technical=True), False)
+            await self._unwind(run, Failure(step.name, reason, technical=True))
 
     # -- the way back ------------------------------------------------------------------
 
-    async def _unwind(self, run: _Run, failure: Failure, cancelled: bool) -> None:
+    async def _unwind(self, run: _Run, failure: Failure) -> None:
         """Compensate the completed steps, newest first, then run the failure path."""
         state = run.state
         state.failure = run.context.failure = failure
-        run.cancelled = cancelled
-        steps = self.workflow.steps
-        run.undo = [
-            index
-            for index in range(run.step)
-            if steps[index].compensation is not None and steps[index].name in state.completed
-        ]
+        run.undo = self._to_undo(run)
         await self.store.save(state)
         await self._undo_next(run)
+
+    def _to_undo(self, run: _Run) -> list[int]:
+        """The steps before `run.step` that completed, have a compensation, and are not
+        undone yet, oldest first."""
+        state, steps = run.state, self.workflow.steps
+        return [
+            index
+            for index in range(run.step)
+            if steps[index].compensation is not None
+            and steps[index].name in state.completed
+            and steps[index].name not in state.compensated
+        ]
 
     async def _undo_next(self, run: _Run) -> None:
         state, context = run.state, run.context

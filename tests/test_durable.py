@@ -12,8 +12,7 @@ import pytest
 
 from actors import ActorSystem, idempotent
 from brokers import Bus, NatsBus, NatsServer
-from coordination import Failure, Mediator, Outcome, Rejected, SqliteStateStore
-from coordination._store import InstanceState
+from coordination import Failure, InstanceState, Mediator, Outcome, Rejected, SqliteStateStore
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,
