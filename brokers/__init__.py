@@ -14,6 +14,7 @@ from ._errors import (
     InvalidSubjectError,
     MaxPayloadError,
     NoRespondersError,
+    PermissionDeniedError,
     SlowConsumerError,
 )
 from ._ids import IdGenerator, new_id
@@ -56,6 +57,7 @@ __all__ = (
     "NatsSubscription",
     "NoRespondersError",
     "Overflow",
+    "PermissionDeniedError",
     "PublishAck",
     "SlowConsumerError",
     "Subscription",

@@ -11,6 +11,7 @@ __all__ = (
     "InvalidSubjectError",
     "MaxPayloadError",
     "NoRespondersError",
+    "PermissionDeniedError",
     "SlowConsumerError",
 )
 
@@ -54,3 +55,22 @@ class SlowConsumerError(BusError):
 
 class BusClosedError(BusError, RuntimeError):
     """Raised when a closed bus is used."""
+
+
+class PermissionDeniedError(BusError, PermissionError):
+    """Raised when the server refuses this connection a subject: a publish, or a subscription.
+
+    NATS reports a violation asynchronously, after the publish has returned. NatsBus turns
+    the report into this error where someone can still receive it: the requests waiting on the
+    subject fail with it at once, later publishes to the subject raise it before sending (until
+    the connection is re-established, when permissions may have changed), and `subscribe`
+    raises it once the server has answered.
+    """
+
+    def __init__(self, action: str, subject: str, queue: str | None = None) -> None:
+        self.action = action
+        """`publish` or `subscribe`."""
+        self.subject = subject
+        self.queue = queue
+        group = f" in queue group {queue!r}" if queue else ""
+        super().__init__(f"the NATS server denies this connection {action} on {subject!r}{group}")

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from ._bus import MessageCallback, Overflow
-from ._errors import BusClosedError, BusError, MaxPayloadError
+from ._errors import BusClosedError, BusError, MaxPayloadError, PermissionDeniedError
 from ._headers import HeaderCheck
 from ._jetstream import JetStream
 from ._message import Headers, Msg, as_bytes
@@ -35,6 +36,12 @@ logger = logging.getLogger("brokers.nats")
 
 DEFAULT_NATS_PENDING_LIMIT = 65536
 _VALIDATED_KEPT = 8192
+
+# How nats-server words a refused publish or subscription (nats-py hands it to error_cb).
+_VIOLATION = re.compile(
+    r'permissions violation for (publish|subscription) to "([^"]*)"(?: using queue "([^"]*)")?',
+    re.IGNORECASE,
+)
 
 
 class BusConnectionError(BusError, ConnectionError):
@@ -63,6 +70,7 @@ class NatsSubscription:
         "_drain_task",
         "_raw",
         "delivered",
+        "denied",
         "dropped",
         "limit",
         "on_drop",
@@ -92,6 +100,8 @@ class NatsSubscription:
         self._drain_task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.dropped = 0
+        self.denied: PermissionDeniedError | None = None
+        """Set when the server refused the subscription: it delivers nothing."""
 
     def __repr__(self) -> str:
         return f"<NatsSubscription {self.subject!r} queue={self.queue!r}>"
@@ -207,6 +217,8 @@ class NatsBus:
         self._subscriptions: dict[int, NatsSubscription] = {}
         self._last_error: Exception | None = None
         self._jetstream: JetStream | None = None
+        self._denied: dict[str, PermissionDeniedError] = {}
+        self._requesting: dict[str, str] = {}  # reply subject -> the subject requested
 
     # -- connection ----------------------------------------------------------------------
 
@@ -249,7 +261,9 @@ class NatsBus:
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             cause = self._last_error or exc
             await _abandon(client)
-            raise BusConnectionError(f"cannot connect to {self.servers}: {cause!r}") from exc
+            raise BusConnectionError(
+                f"cannot connect to {[_redacted(url) for url in self.servers]}: {cause!r}"
+            ) from exc
         client.options["max_reconnect_attempts"] = reconnect_attempts
         self._nc = client
         # One round trip before anyone publishes. Measured on nats-server 2.15.1: a publish
@@ -304,9 +318,10 @@ class NatsBus:
 
     @property
     def connected_url(self) -> str | None:
+        """The server this bus is connected to, without any user or password in the URL."""
         nc = self._nc
         url = nc.connected_url if nc is not None else None
-        return None if url is None else url.geturl()
+        return None if url is None else _redacted(url.geturl())
 
     @property
     def subscription_count(self) -> int:
@@ -385,6 +400,13 @@ class NatsBus:
         )
         sub._raw = raw
         self._subscriptions[raw._id] = sub
+        if nc.is_connected:
+            # The server refuses a subscription only by a later error message: a round trip
+            # makes sure it has arrived, so that a denied subscribe raises here, not never.
+            await self.flush()
+            if sub.denied is not None:
+                await sub.unsubscribe()
+                raise sub.denied
         return sub
 
     async def request(
@@ -409,11 +431,14 @@ class NatsBus:
             )
             self._inbox_ready = True
         reply, future = self._replies.open()
+        requesting = self._requesting
+        requesting[reply] = subject
         try:
             await self.publish(subject, data, headers, reply)
             return await self._replies.wait(future, subject, timeout)
         finally:
             self._replies.close(reply)
+            del requesting[reply]
 
     async def flush(self, timeout: float = 10.0) -> None:
         """Return once the server has processed everything published so far."""
@@ -460,6 +485,9 @@ class NatsBus:
         return nc
 
     def _validate(self, subject: str) -> None:
+        denied = self._denied.get(subject)
+        if denied is not None:
+            raise PermissionDeniedError(denied.action, subject)
         validate_subject(subject)
         if len(self._validated) >= _VALIDATED_KEPT:
             self._validated.clear()
@@ -479,16 +507,41 @@ class NatsBus:
                 sub._dropped(error.subject, error.reply)
             logger.warning("slow consumer on %r: message dropped", error.subject)
             return
+        violation = _VIOLATION.search(str(error))
+        if violation is not None:
+            action, subject, queue = violation.groups()
+            self._refused("publish" if action.lower() == "publish" else "subscribe", subject, queue)
+            return
         self._last_error = error
         logger.error("NATS error: %r", error)
+
+    def _refused(self, action: str, subject: str, queue: str | None) -> None:
+        """The server refused a publish or a subscription: tell whoever can still hear it."""
+        self.stats.permission_violations += 1
+        if action == "publish":
+            denied = PermissionDeniedError("publish", subject)
+            self._denied[subject] = denied
+            self._validated.discard(subject)  # the next publish takes the checking path
+            for reply, requested in list(self._requesting.items()):
+                if requested == subject:
+                    self._replies.fail(reply, PermissionDeniedError("publish", subject))
+        else:
+            denied = PermissionDeniedError("subscribe", subject, queue)
+            for sub in self._subscriptions.values():
+                if sub.subject == subject and (sub.queue or None) == queue:
+                    sub.denied = denied
+        self._last_error = denied
+        logger.error("%s", denied)
 
     async def _on_disconnected(self) -> None:
         if not self._closed:
             self.stats.disconnects += 1
-            logger.warning("NATS connection lost (%s)", self.connected_url or self.servers)
+            where = self.connected_url or [_redacted(url) for url in self.servers]
+            logger.warning("NATS connection lost (%s)", where)
 
     async def _on_reconnected(self) -> None:
         self.stats.reconnects += 1
+        self._denied.clear()  # the server may be another one, or its permissions reloaded
         logger.warning("NATS connection re-established to %s", self.connected_url)
 
     async def _on_closed(self) -> None:
@@ -506,6 +559,14 @@ class NatsBus:
             await theirs(*args)
 
         return both
+
+
+def _redacted(url: str) -> str:
+    """`url` with its user and password, if any, replaced: credentials are never logged."""
+    scheme, separator, rest = url.rpartition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
 
 
 async def _abandon(client: Client) -> None:

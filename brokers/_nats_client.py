@@ -1,4 +1,4 @@
-"""nats-py's client with faster header handling.
+"""nats-py's client with faster header handling, and a flush that flushes.
 
 corps sends three id headers with every message, and nats-py builds and parses header blocks
 in Python a character or a call at a time: that cost more than the rest of a NATS delivery. This
@@ -6,6 +6,11 @@ client writes the same HPUB frames and reads the same header lines with one stri
 bytes methods that run in C. NatsBus validates headers before they get here (HeaderCheck applies
 nats-py's rules), so the writer does not check again. Should nats-py's internals change, the
 writer steps aside to nats-py's own code and the parser override is simply unused.
+
+nats-py 2.16 writes a flush's PING straight to the socket, ahead of the commands still waiting
+in its outbound buffer: `flush()` could return before the server had seen a SUB or PUB made
+just before it (seen with a subscription the server refused: its error came after the PONG).
+Here the PING waits in the buffer behind them, so the PONG means they were all processed.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from nats.aio.client import Client
+from nats.aio.client import PING_PROTO, Client
 from nats.aio.subscription import Subscription
 
 __all__ = ("CorpsNatsClient", "delivery_task", "join")
@@ -47,6 +52,14 @@ class CorpsNatsClient(Client):
         await self._send_command(command + header + payload + b"\r\n")
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def _send_ping(self, future: asyncio.Future[Any] | None = None) -> None:
+        if not self._fast_publish or not self.is_connected:
+            await super()._send_ping(future)
+            return
+        self._pongs.append(future if future is not None else asyncio.Future())
+        await self._send_command(PING_PROTO)
+        await self._flush_pending()
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:

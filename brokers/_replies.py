@@ -48,6 +48,12 @@ class Replies:
         """Forget a request: a reply that comes later is late."""
         del self._futures[reply_subject[len(self.prefix) :]]
 
+    def fail(self, reply_subject: str, error: Exception) -> None:
+        """Fail the request waiting on `reply_subject` with `error`, if it still waits."""
+        future = self._futures.get(reply_subject[len(self.prefix) :])
+        if future is not None and not future.done():
+            future.set_exception(error)
+
     def deliver(self, msg: Msg) -> None:
         """Resolve the request `msg` answers, or count it as late."""
         future = self._futures.get(msg.subject[len(self.prefix) :])

@@ -16,6 +16,7 @@ class BusStats:
         "dropped",
         "late_replies",
         "no_responders",
+        "permission_violations",
         "published",
         "published_bytes",
         "reconnects",
@@ -49,6 +50,8 @@ class BusStats:
         """Times the connection to the server was lost (NatsBus)."""
         self.reconnects = 0
         """Times the connection was re-established (NatsBus)."""
+        self.permission_violations = 0
+        """Publishes and subscriptions the server refused this connection (NatsBus)."""
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

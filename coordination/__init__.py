@@ -20,6 +20,7 @@ from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowErr
 from ._event_sourced import EventSourced
 from ._event_store import EventStore, MemoryEventStore
 from ._front_controller import FrontController
+from ._history import History, HistoryRules, HistoryVerdict
 from ._hybrid import Hybrid
 from ._mediator import Mediator
 from ._query_all import QueryAll
@@ -35,6 +36,9 @@ __all__ = (
     "EventStore",
     "Failure",
     "FrontController",
+    "History",
+    "HistoryRules",
+    "HistoryVerdict",
     "Hybrid",
     "InstanceState",
     "InvalidWorkflowError",
