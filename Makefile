@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: bench test lint clean
+.PHONY: bench test chaos lint clean
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(TEST_ARGS)
+
+# The fault-injection suite at full length (minutes): faults on a schedule, then the history
+# checker's verdict per fault. `make test` runs a short version of each.
+chaos: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks chaos $(CHAOS_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ._actor_cases import actor_ask, actor_tell, idle_actor_cost
 from ._baselines import raw_ping_pong, raw_queue_one_way
+from ._chaos_cli import chaos_main
 from ._compare import compare_reports
 from ._nats_cases import (
     IN_FLIGHT,
@@ -513,9 +514,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the exit status is 0 even when a target is missed (it is a report).
 
-    `compare A.json B.json` prints the change of every figure two `--json` reports share.
+    `compare A.json B.json` prints the change of every figure two `--json` reports share;
+    `chaos` runs the fault-injection suite (`python -m benchmarks chaos --help`).
     """
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["chaos"]:
+        return chaos_main(argv[1:])
     if argv[:1] == ["compare"]:
         if len(argv) != 3:
             print("usage: python -m benchmarks compare BEFORE.json AFTER.json", file=sys.stderr)

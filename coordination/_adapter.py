@@ -172,7 +172,7 @@ class Adapter(Actor, Generic[In]):
             return
         await engine.step_started(self, workflow_id, index, event.data)
         try:
-            command = step.command(context)
+            command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
             failure = Failure(step.name, reason, technical=True)

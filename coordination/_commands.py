@@ -116,12 +116,17 @@ class CommandPort(Generic[T]):
         service answers a resend with its first result) and unique among pending commands.
         """
         if not isinstance(command, Request):
-            raise TypeError(
-                f"{type(command).__name__} is sent as a request: subclass actors.Request"
-            )
-        pending = _Pending(
-            token, ref, command, ref.reply_decoder(type(command)), correlation_id, policy, timeout
-        )
+            # A definition bug (a waited-for step whose command has no reply type): the
+            # command fails at once, no retry can help, and its owner hears it as any failure.
+            reason = f"{type(command).__name__} is waited for: it must subclass actors.Request"
+            await self._report_error(token, reason)
+            return
+        try:
+            decoder = ref.reply_decoder(type(command))
+        except ActorError as exc:  # the service has no handler for it: no retry can help
+            await self._report_error(token, f"{type(exc).__name__}: {exc}")
+            return
+        pending = _Pending(token, ref, command, decoder, correlation_id, policy, timeout)
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
@@ -204,7 +209,7 @@ class CommandPort(Generic[T]):
         try:
             reply = pending.decoder.decode(msg.data)
         except Exception as exc:  # a service answering out of contract: not worth a retry
-            await self._report_error(pending, f"undecodable reply: {exc}")
+            await self._report_error(pending.token, f"undecodable reply: {exc}")
             return
         try:
             await self._on_reply(pending.token, reply, msg.data)
@@ -216,7 +221,7 @@ class CommandPort(Generic[T]):
         policy = pending.policy
         if pending.attempt >= policy.attempts:
             del self._pending[message_id]
-            await self._report_error(pending, reason)
+            await self._report_error(pending.token, reason)
             return
         logger.warning(
             "%s: %s attempt %d failed: %s",
@@ -230,9 +235,9 @@ class CommandPort(Generic[T]):
             self._on_retry()
         self._schedule(message_id, pending, policy.delay(pending.attempt - 1), resend=True)
 
-    async def _report_error(self, pending: _Pending[T], reason: str) -> None:
+    async def _report_error(self, token: T, reason: str) -> None:
         try:
-            await self._on_error(pending.token, reason)
+            await self._on_error(token, reason)
         except Exception:
             logger.exception("%s: handling a failed command failed", self.owner)
 

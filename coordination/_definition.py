@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from actors import Actor, Message
+from actors import Actor, Message, Request
 
 from ._errors import InvalidWorkflowError
 
@@ -165,6 +165,16 @@ class Step:
     def undo_reads(self) -> tuple[str, ...]:
         """What the compensation reads: the step's `reads` and its own reply."""
         return (*self.reads, self.name) if self.wait else self.reads
+
+    def build(self, context: WorkflowContext[Any]) -> msgspec.Struct:
+        """The step's command for `context`. A step that is waited for needs an answer, so
+        its command must be a Request (which names the reply type): TypeError otherwise."""
+        command = self.command(context)
+        if self.wait and not isinstance(command, Request):
+            raise TypeError(
+                f"{type(command).__name__} is waited for: it must subclass actors.Request"
+            )
+        return command
 
 
 @dataclass(frozen=True, slots=True)

@@ -288,7 +288,7 @@ class Mediator(Generic[In]):
             state.current_step = step.name
             await self.store.save(state)
             try:
-                command = step.command(builder_context(context, step.reads, step.name))
+                command = step.build(builder_context(context, step.reads, step.name))
             except Exception as exc:  # a bug in the definition: fail the step, not the mediator
                 reason = f"building the command failed: {type(exc).__name__}: {exc}"
                 await self._unwind(run, Failure(step.name, reason, technical=True))

@@ -374,6 +374,31 @@ async def test_a_failing_command_builder_fails_the_workflow_not_the_strategy(
         assert shop.payment.refunds == {"o7": 1000, "o8": 1000}
 
 
+async def test_waiting_for_a_command_without_a_reply_type_fails_the_workflow(
+    bus: Bus, strategy_name: str
+) -> None:
+    """A step marked `wait` whose command is a plain Message (no reply type): a definition
+    bug that only shows when the command is built. The workflow fails with the reason and
+    compensates; it does not wait for an answer that cannot come."""
+    steps = [replace(s, wait=True) if s.name == "confirmation" else s for s in order_workflow.steps]
+    steps = [replace(s, nothing_to_undo=True) if s.name == "confirmation" else s for s in steps]
+    buggy = Workflow(
+        "waits-for-email",
+        PlaceOrder,
+        steps,
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+    async with open_shop(bus, workflow=buggy, strategy=strategy_name) as shop:
+        result = await shop.mediator.result(await shop.mediator.start(order(3)), timeout=5)
+        assert result.outcome is Outcome.COMPENSATED
+        assert result.failure is not None
+        assert result.failure.step == "confirmation"
+        assert "SendEmail is waited for: it must subclass actors.Request" in result.failure.reason
+        assert shop.payment.refunds == {"o3": 1000}
+        assert shop.fulfillment.shipped == {}
+
+
 MEDIATOR = "mediator.order-placement"
 CHAPTER_LINKS = {
     # figure 11-4: the happy path
