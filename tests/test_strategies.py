@@ -9,6 +9,7 @@ import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 import msgspec
@@ -345,22 +346,25 @@ def test_definitions_are_validated_when_built() -> None:
         )
 
 
+def order_variant(name: str, step: str, **changes: Any) -> Workflow[PlaceOrder]:
+    """Order placement with one step changed."""
+    steps = [replace(s, **changes) if s.name == step else s for s in order_workflow.steps]
+    return Workflow(
+        name,
+        PlaceOrder,
+        steps,
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
 async def test_a_failing_command_builder_fails_the_workflow_not_the_strategy(
     bus: Bus, strategy_name: str
 ) -> None:
     def broken(context: WorkflowContext[PlaceOrder]) -> Fulfill:
         raise KeyError("no warehouse for this item")
 
-    steps = [
-        replace(s, command=broken) if s.name == "fulfillment" else s for s in order_workflow.steps
-    ]
-    buggy = Workflow(
-        "buggy-orders",
-        PlaceOrder,
-        steps,
-        services=order_workflow.services,
-        on_failure=order_workflow.on_failure,
-    )
+    buggy = order_variant("buggy-orders", "fulfillment", command=broken)
     async with open_shop(bus, workflow=buggy, strategy=strategy_name) as shop:
         result = await shop.mediator.result(await shop.mediator.start(order(7)), timeout=5)
         assert result.outcome is Outcome.COMPENSATED
@@ -380,15 +384,7 @@ async def test_waiting_for_a_command_without_a_reply_type_fails_the_workflow(
     """A step marked `wait` whose command is a plain Message (no reply type): a definition
     bug that only shows when the command is built. The workflow fails with the reason and
     compensates; it does not wait for an answer that cannot come."""
-    steps = [replace(s, wait=True) if s.name == "confirmation" else s for s in order_workflow.steps]
-    steps = [replace(s, nothing_to_undo=True) if s.name == "confirmation" else s for s in steps]
-    buggy = Workflow(
-        "waits-for-email",
-        PlaceOrder,
-        steps,
-        services=order_workflow.services,
-        on_failure=order_workflow.on_failure,
-    )
+    buggy = order_variant("waits-for-email", "confirmation", wait=True, nothing_to_undo=True)
     async with open_shop(bus, workflow=buggy, strategy=strategy_name) as shop:
         result = await shop.mediator.result(await shop.mediator.start(order(3)), timeout=5)
         assert result.outcome is Outcome.COMPENSATED
