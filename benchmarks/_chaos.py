@@ -15,7 +15,9 @@ of each. Faults:
 - connection-drop: every NATS connection is cut (a reset, through a loopback proxy) on a
   schedule, and refused while the fault lasts;
 - cluster-node-kill: a three-node cluster on loopback; a node is killed on a schedule and
-  started again later; clients fail over to the others.
+  started again later; clients fail over to the others;
+- mediator-kill: the process hosting the Mediator (on an SQLite store) is killed (SIGKILL) on
+  a schedule, and a new one started on the same file takes up what was in flight.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import random
+import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from actors import Actor, ActorSystem, SupervisorPolicy
 from brokers import Headers, MemoryBus, NatsBus, NatsServer
-from coordination import History, HistoryVerdict, Mediator, Outcome
+from coordination import History, HistoryVerdict, Mediator, Outcome, SqliteStateStore
 from coordination.scenarios.order_placement import PlaceOrder
 
 from ._chaos_faults import CuttableProxy, Schedule, cluster, run_schedule
@@ -47,7 +53,7 @@ from ._chaos_services import (
 __all__ = ("FAULTS", "QUICK", "ChaosSettings", "FaultReport", "run_fault")
 
 MEMORY_FAULTS = ("duplicates", "late-replies", "poison", "cancel-compensating")
-NATS_FAULTS = ("nats-restart", "connection-drop", "cluster-node-kill")
+NATS_FAULTS = ("nats-restart", "connection-drop", "cluster-node-kill", "mediator-kill")
 FAULTS = MEMORY_FAULTS + NATS_FAULTS
 
 
@@ -119,6 +125,9 @@ class _Rig:
     """The workflow ids started and not yet ended."""
 
 
+_REPOSITORY = Path(__file__).resolve().parent.parent
+"""Where `python -m benchmarks._chaos_host` is found."""
+
 NORMAL_MIX = {("ann", "book"): 0.7, ("declined", "book"): 0.1, ("ann", "rare"): 0.2}
 
 
@@ -131,9 +140,12 @@ async def run_fault(fault: str, settings: ChaosSettings = ChaosSettings()) -> Fa
     effects = Effects(history)
     loop = asyncio.get_running_loop()
     began = loop.time()
-    async with _rig(fault, settings, effects, rng) as rig:
-        injected = await _drive(rig, history, settings, rng)
-        detail = rig.detail()
+    if fault == "mediator-kill":
+        injected, detail = await _kill_the_mediator(settings, effects, rng)
+    else:
+        async with _rig(fault, settings, effects, rng) as rig:
+            injected = await _drive(rig, history, settings, rng)
+            detail = rig.detail()
     return FaultReport(
         fault,
         "nats" if fault in NATS_FAULTS else "memory",
@@ -384,3 +396,100 @@ def fault_table(reports: list[FaultReport]) -> str:
             f"| {len(verdict.inconsistent) + len(verdict.unexpected)} |"
         )
     return "\n".join(lines)
+
+
+async def _kill_the_mediator(
+    settings: ChaosSettings, effects: Effects, rng: random.Random
+) -> tuple[int, str]:
+    """Services here, the Mediator in a child process that is killed on the schedule and
+    started again on the same SQLite file; the children say what they started and ended."""
+    loop = asyncio.get_running_loop()
+    history = effects.history
+    with NatsServer(jetstream=False) as server, tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "orders.db")
+        async with NatsBus(server.url) as bus, ActorSystem(bus) as system:
+            await _spawn_services(system, effects)
+            await bus.flush()
+            stop_at = loop.time() + settings.duration
+            generation = 0
+            host = await _MediatorHost.start(server.url, db, generation, settings, history)
+            hosts = [host]
+            while True:
+                wait = rng.uniform(*settings.schedule.every)
+                if loop.time() + wait >= stop_at:
+                    break
+                await asyncio.sleep(wait)
+                await host.kill()
+                await asyncio.sleep(rng.uniform(*settings.schedule.down))
+                generation += 1
+                host = await _MediatorHost.start(server.url, db, generation, settings, history)
+                hosts.append(host)
+            await asyncio.sleep(max(0.0, stop_at - loop.time()))
+            await host.stop(settings.settle)
+        # A process killed after an order ended and before it said so: the store knows.
+        store = SqliteStateStore(db, chaos_workflow())
+        for order_id, workflow_id in history.unended():
+            state = await store.load(workflow_id)
+            if state is not None and state.outcome is not Outcome.RUNNING:
+                history.ended(order_id, state.outcome)
+        store.close()
+    resumed = sum(host.resumed for host in hosts)
+    return generation, f"SIGKILLs of the mediator's process ({resumed} orders taken up)"
+
+
+@dataclass(slots=True)
+class _MediatorHost:
+    process: asyncio.subprocess.Process
+    reader: asyncio.Future[None]
+    resumed: int = 0
+    """Orders this process took up from the one killed before it."""
+
+    @classmethod
+    async def start(
+        cls, url: str, db: str, generation: int, settings: ChaosSettings, history: History
+    ) -> _MediatorHost:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks._chaos_host",
+            url,
+            db,
+            f"m{generation}",
+            str(settings.clients),
+            cwd=_REPOSITORY,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        host = cls(process, asyncio.Future())
+        host.reader = asyncio.get_running_loop().create_task(host._read(history))
+        return host
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()  # SIGKILL: no goodbye, orders in every step
+        await self.process.wait()
+        await self.reader
+
+    async def stop(self, settle: float) -> None:
+        """Stop starting orders; wait up to `settle` s for the ones under way to end."""
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(b"stop\n")
+        await stdin.drain()
+        # What has not ended by then is lost, and the checker says so.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.process.wait(), settle)
+        await self.kill()
+
+    async def _read(self, history: History) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            words = line.decode().split()
+            if len(words) != 3:  # a line the kill cut short
+                continue
+            what, order_id, value = words
+            if what == "ended":
+                history.ended(order_id, Outcome(value))
+                continue
+            history.started(order_id, value)
+            self.resumed += what == "resumed"

@@ -18,7 +18,7 @@ something is left undone, which is the point of the state. It is counted apart.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._status import Outcome
@@ -104,9 +104,10 @@ class History:
     def effects(self, key: str) -> list[str]:
         return list(self._effects.get(key, ()))
 
-    @property
-    def keys(self) -> Iterable[str]:
-        return self._started.keys()
+    def unended(self) -> list[tuple[str, str]]:
+        """The (key, workflow id) of every workflow started and not seen to end."""
+        ended = self._ended
+        return [(key, wid) for key, wid in self._started.items() if key not in ended]
 
     def check(self, rules: HistoryRules) -> HistoryVerdict:
         verdict = HistoryVerdict(len(self._started), Counter(), [], [], [], [])

@@ -39,6 +39,8 @@ def test_a_workflow_that_never_ended_is_lost() -> None:
         ("o1", None, ["charge"]), ("o2", Outcome.RUNNING, []), ("o3", Outcome.FAILED, [])
     ).check(RULES)
     assert verdict.lost == ["o1", "o2"]
+    history = history_of(("o1", None, []), ("o2", Outcome.COMPLETED, []))
+    assert history.unended() == [("o1", "")]
     assert not verdict.ok
     assert "lost 2: o1, o2" in verdict.summary()
 
