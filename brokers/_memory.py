@@ -94,6 +94,12 @@ class MemoryBus:
         """Live subscriptions, the request inbox excluded."""
         return len(self._subscriptions) - (self._inbox is not None)
 
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects and patterns subscribed now (the request inbox excluded), sorted."""
+        inbox = self._inbox
+        return sorted({sub.subject for sub in self._subscriptions if sub is not inbox})
+
     async def publish(
         self,
         subject: str,

@@ -24,6 +24,7 @@ from ._history import History, HistoryRules, HistoryVerdict
 from ._hybrid import Hybrid
 from ._mediator import Mediator
 from ._query_all import QueryAll
+from ._sqlite_event_store import SqliteEventStore
 from ._sqlite_store import SqliteStateStore
 from ._stamp_coupled import StampCoupled
 from ._status import Outcome, WorkflowResult, WorkflowStatus
@@ -50,6 +51,7 @@ __all__ = (
     "QueryAll",
     "Rejected",
     "RetryPolicy",
+    "SqliteEventStore",
     "SqliteStateStore",
     "StampCoupled",
     "StateStore",

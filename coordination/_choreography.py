@@ -178,6 +178,7 @@ class Choreography(Generic[In]):
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome."""
+        await self._known(workflow_id)
         return await self.outcomes.wait(workflow_id, timeout)
 
     async def cancel(self, workflow_id: str) -> bool:
@@ -187,6 +188,7 @@ class Choreography(Generic[In]):
         under way, and a cancel that reaches the services after the last step comes too late:
         the outcome then stays what it was.
         """
+        await self._known(workflow_id)
         if not self.outcomes.is_running(workflow_id):
             return False
         for adapter in self.adapters.values():
@@ -203,6 +205,24 @@ class Choreography(Generic[In]):
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         raise NotImplementedError
+
+    async def _known(self, workflow_id: str) -> None:
+        """Make sure the outcomes know `workflow_id`: one started here, or one a durable store
+        remembers (`_recall`); UnknownWorkflowError otherwise."""
+        if not self.outcomes.knows(workflow_id):
+            await self._recall(workflow_id)
+            self.outcomes.check(workflow_id)
+
+    async def _recall(self, workflow_id: str) -> None:
+        """An instance this object did not start (another process did, before a restart):
+        register it with the outcomes if the strategy's store knows it. Memory-only
+        strategies know nothing more."""
+
+    def _remember(self, workflow_id: str, ended: Ended | None) -> None:
+        """Register a recalled instance: running, or ended as `ended` says."""
+        self.outcomes.add(workflow_id)
+        if ended is not None:
+            self.finish(ended)
 
     # -- for adapters and endpoints ---------------------------------------------------
 

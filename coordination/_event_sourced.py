@@ -20,7 +20,7 @@ from brokers import Msg, Subscription
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
 from ._event_store import EventStore, MemoryEventStore
-from ._events import Advance, Cancel, Ended, Unwind
+from ._events import Advance, Cancel, Ended, Unwind, WorkflowEvent
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 
@@ -30,9 +30,7 @@ logger = logging.getLogger("coordination")
 
 In = TypeVar("In", bound=msgspec.Struct)
 
-_event_decoder: msgspec.msgpack.Decoder[Advance | Unwind | Ended | Cancel] = (
-    msgspec.msgpack.Decoder(Advance | Unwind | Ended | Cancel)
-)
+_event_decoder: msgspec.msgpack.Decoder[WorkflowEvent] = msgspec.msgpack.Decoder(WorkflowEvent)
 
 
 class EventSourced(Choreography[In]):
@@ -80,9 +78,16 @@ class EventSourced(Choreography[In]):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)
 
+    async def _recall(self, workflow_id: str) -> None:
+        """An instance logged by an earlier process: running, or ended as its log says."""
+        log = await self.store.load(workflow_id)
+        if log:
+            ended = next((event for event in reversed(log) if isinstance(event, Ended)), None)
+            self._remember(workflow_id, ended)
+
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The state the log replays to."""
-        self.outcomes.check(workflow_id)
+        await self._known(workflow_id)
         names = [step.name for step in self.workflow.steps]
         outcome = Outcome.RUNNING
         current: str | None = None

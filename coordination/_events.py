@@ -24,6 +24,7 @@ __all__ = (
     "RecordQuery",
     "RecordReply",
     "Unwind",
+    "WorkflowEvent",
 )
 
 
@@ -126,3 +127,7 @@ class RecordReply(msgspec.Struct, frozen=True, gc=False):
     technical: bool = False
     outcome: str | None = None
     attention: list[str] = []
+
+
+WorkflowEvent = Advance | Unwind | Ended | Cancel
+"""What an event log keeps of a choreographed workflow."""

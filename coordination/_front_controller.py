@@ -96,6 +96,8 @@ class FrontController(Choreography[In]):
         super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
         self.store: StateStore = store or MemoryStateStore()
         self.callbacks = callbacks
+        self.resumed = 0
+        """Records left running in the store when this front controller started."""
 
     @property
     def endpoint_name(self) -> str:
@@ -103,6 +105,20 @@ class FrontController(Choreography[In]):
 
     def _make_endpoint(self) -> Actor:
         return _Front(self)
+
+    async def _open(self) -> None:
+        # Records a process before this one left running: their end may still come (the
+        # services carry on), and result() waits for it.
+        running = await self.store.running()
+        for state in running:
+            if not self.outcomes.knows(state.workflow_id):
+                self._remember(state.workflow_id, None)
+        self.resumed = len(running)
+
+    async def _recall(self, workflow_id: str) -> None:
+        state = await self.store.load(workflow_id)
+        if state is not None:
+            self._remember(workflow_id, None if state.outcome is Outcome.RUNNING else _end(state))
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         assert self.endpoint is not None
@@ -118,7 +134,7 @@ class FrontController(Choreography[In]):
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the
         services call back."""
-        self.outcomes.check(workflow_id)
+        await self._known(workflow_id)
         assert self.endpoint is not None
         reply = await self.endpoint.ask(GetStatus(workflow_id))
         if not reply.found:  # started, and Begin not handled yet
@@ -127,3 +143,19 @@ class FrontController(Choreography[In]):
         if reply.outcome == Outcome.RUNNING.value:
             unknown = UNSEEN_WITH_CALLBACKS if self.callbacks else UNSEEN_WITHOUT_CALLBACKS
         return status_from_reply(workflow_id, self.strategy, reply, unknown)
+
+
+def _end(state: InstanceState) -> Ended:
+    """The end a finished record stands for (its replies are not kept in the record)."""
+    failure = state.failure
+    return Ended(
+        state.workflow_id,
+        state.outcome.value,
+        list(state.completed),
+        list(state.compensated),
+        failure.step if failure else None,
+        failure.reason if failure else None,
+        failure.technical if failure else False,
+        None,
+        list(state.attention),
+    )

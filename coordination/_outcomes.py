@@ -67,6 +67,9 @@ class Outcomes:
         if workflow_id not in self._running and workflow_id not in self._finished:
             raise self._unknown(workflow_id)
 
+    def knows(self, workflow_id: str) -> bool:
+        return workflow_id in self._running or workflow_id in self._finished
+
     def is_running(self, workflow_id: str) -> bool:
         self.check(workflow_id)
         return workflow_id in self._running

@@ -231,7 +231,7 @@ class QueryAll(Choreography[In]):
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Every participant's record, merged."""
-        self.outcomes.check(workflow_id)
+        await self._known(workflow_id)
         records = await self._gather("client", list(self.adapters), workflow_id)
         states: dict[str, str] = {}
         outcome = Outcome.RUNNING

@@ -48,6 +48,7 @@ class _Stored(msgspec.Struct, array_like=True):
 
 
 _encode = msgspec.msgpack.Encoder().encode
+_NIL = _encode(None)
 _decode = msgspec.msgpack.Decoder(_Stored).decode
 
 
@@ -108,16 +109,18 @@ class SqliteStateStore:
 
     def _state(self, workflow_id: str, data: bytes) -> InstanceState:
         stored = _decode(data)
-        context = self._codec.context(workflow_id, stored.input, stored.results)
+        workflow_input: Any = None  # a front controller's record keeps no input
+        if bytes(stored.input) != _NIL:
+            workflow_input = self._codec.context(workflow_id, stored.input, {}).input
         failure = Failure(*stored.failure) if stored.failure is not None else None
         return InstanceState(
             workflow_id,
-            context.input,
+            workflow_input,
             Outcome(stored.outcome),
             stored.current_step,
             stored.completed,
             stored.compensated,
-            context.results,
+            self._codec.results(stored.results),
             failure,
             stored.cancel_requested,
             stored.attention,

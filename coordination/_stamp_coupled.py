@@ -39,7 +39,7 @@ class StampCoupled(Choreography[In]):
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Running, with nothing more known, until the last stamp comes back; then all of it."""
-        self.outcomes.check(workflow_id)
+        await self._known(workflow_id)
         ended = self.outcomes.final_status(workflow_id)
         if ended is not None:
             return ended

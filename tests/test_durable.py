@@ -12,7 +12,19 @@ import pytest
 
 from actors import ActorSystem, idempotent
 from brokers import Bus, NatsBus, NatsServer
-from coordination import Failure, InstanceState, Mediator, Outcome, Rejected, SqliteStateStore
+from coordination import (
+    EventSourced,
+    Failure,
+    FrontController,
+    InstanceState,
+    Mediator,
+    Outcome,
+    Rejected,
+    SqliteEventStore,
+    SqliteStateStore,
+    Strategy,
+    UnknownWorkflowError,
+)
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,
@@ -248,3 +260,40 @@ async def test_operators_pause_resume_and_cancel_with_an_audit_trail(
     assert len(stored.history) == 3
     assert shop.fulfillment.shipped == {"o50": 1}  # the cancelled order was restocked
     assert shop.payment.refunds == {"o51": 1000}
+
+
+def choreography_on_file(kind: str, path: Path, system: ActorSystem) -> Strategy[PlaceOrder]:
+    if kind == "front_controller":
+        return FrontController(system, order_workflow, store=SqliteStateStore(path, order_workflow))
+    return EventSourced(system, order_workflow, store=SqliteEventStore(path))
+
+
+@pytest.mark.parametrize("kind", ["front_controller", "event_sourced"])
+async def test_a_choreography_on_sqlite_answers_for_instances_of_an_earlier_run(
+    bus: Bus, tmp_path: Path, kind: str
+) -> None:
+    """The front controller's records and the event-sourced log outlive the strategy object:
+    the next one on the same file answers `status` and `result` for what the last one ran,
+    and waits for the end of what it left running."""
+    path = tmp_path / "choreography.db"
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment) as shop:  # the services
+        async with choreography_on_file(kind, path, shop.system) as first:
+            declined = await first.start(order(1, customer="mallory"))
+            assert (await first.result(declined, timeout=5)).outcome is Outcome.FAILED
+            in_flight = await first.start(order(2))
+            with anyio.fail_after(5):
+                await fulfillment.entered.wait()  # held in the fulfillment step
+        async with choreography_on_file(kind, path, shop.system) as second:
+            again = await second.result(declined, timeout=5)
+            assert again.outcome is Outcome.FAILED
+            assert again.failure == Failure("payment", "card declined", technical=False)
+            status = await second.status(declined)
+            assert (status.outcome, status.completed_steps) == (Outcome.FAILED, ("create_order",))
+            assert (await second.status(in_flight)).outcome is Outcome.RUNNING
+            fulfillment.gate.set()  # the services carry on; the end reaches the new one
+            assert (await second.result(in_flight, timeout=5)).outcome is Outcome.COMPLETED
+            with pytest.raises(UnknownWorkflowError):
+                await second.status("order-placement-never-started")
+    assert shop.payment.charges == {"o2": 1000}
+    assert shop.fulfillment.shipped == {"o2": 1}
