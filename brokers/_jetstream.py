@@ -233,6 +233,11 @@ class JetStream:
             self._context = self.bus._client().jetstream()
         return self._context
 
+    def context(self) -> JetStreamContext:
+        """nats-py's JetStream context on this bus's connection, for what corps does not wrap
+        (key-value buckets, object stores, stream administration)."""
+        return self._js()
+
     async def ensure_stream(
         self,
         name: str,

@@ -13,10 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from ._carriage import ContextCodec
-from ._definition import Failure, Workflow
+from ._definition import Workflow
+from ._state_codec import StateCodec
 from ._status import Outcome
 from ._store import InstanceState
 
@@ -33,25 +31,6 @@ CREATE TABLE IF NOT EXISTS corps_states (
 """
 
 
-class _Stored(msgspec.Struct, array_like=True):
-    input: msgspec.Raw
-    outcome: str
-    current_step: str | None
-    completed: list[str]
-    compensated: list[str]
-    results: dict[str, msgspec.Raw]
-    failure: tuple[str, str, bool] | None
-    cancel_requested: bool
-    attention: list[str] = []
-    paused: bool = False
-    history: list[str] = []
-
-
-_encode = msgspec.msgpack.Encoder().encode
-_NIL = _encode(None)
-_decode = msgspec.msgpack.Decoder(_Stored).decode
-
-
 class SqliteStateStore:
     """The instances of `workflow` in the SQLite file at `path` (created if need be); several
     workflows may share one file."""
@@ -59,7 +38,7 @@ class SqliteStateStore:
     def __init__(self, path: str | Path, workflow: Workflow[Any]) -> None:
         self.path = Path(path)
         self.workflow = workflow.name
-        self._codec = ContextCodec(workflow)
+        self._codec = StateCodec(workflow)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -69,27 +48,13 @@ class SqliteStateStore:
         self._db.close()
 
     async def save(self, state: InstanceState) -> None:
-        failure = state.failure
-        stored = _Stored(
-            msgspec.Raw(_encode(state.input)),
-            state.outcome.value,
-            state.current_step,
-            list(state.completed),
-            list(state.compensated),
-            {name: msgspec.Raw(_encode(reply)) for name, reply in state.results.items()},
-            (failure.step, failure.reason, failure.technical) if failure else None,
-            state.cancel_requested,
-            list(state.attention),
-            state.paused,
-            list(state.history),
-        )
         self._db.execute(
             "INSERT OR REPLACE INTO corps_states VALUES (?, ?, ?, ?)",
             (
                 self.workflow,
                 state.workflow_id,
                 int(state.outcome is Outcome.RUNNING),
-                _encode(stored),
+                self._codec.encode(state),
             ),
         )
 
@@ -98,32 +63,11 @@ class SqliteStateStore:
             "SELECT state FROM corps_states WHERE workflow = ? AND workflow_id = ?",
             (self.workflow, workflow_id),
         ).fetchone()
-        return None if row is None else self._state(workflow_id, row[0])
+        return None if row is None else self._codec.decode(workflow_id, row[0])
 
     async def running(self) -> list[InstanceState]:
         rows = self._db.execute(
             "SELECT workflow_id, state FROM corps_states WHERE workflow = ? AND running = 1",
             (self.workflow,),
         ).fetchall()
-        return [self._state(workflow_id, data) for workflow_id, data in rows]
-
-    def _state(self, workflow_id: str, data: bytes) -> InstanceState:
-        stored = _decode(data)
-        workflow_input: Any = None  # a front controller's record keeps no input
-        if bytes(stored.input) != _NIL:
-            workflow_input = self._codec.context(workflow_id, stored.input, {}).input
-        failure = Failure(*stored.failure) if stored.failure is not None else None
-        return InstanceState(
-            workflow_id,
-            workflow_input,
-            Outcome(stored.outcome),
-            stored.current_step,
-            stored.completed,
-            stored.compensated,
-            self._codec.results(stored.results),
-            failure,
-            stored.cancel_requested,
-            stored.attention,
-            stored.paused,
-            stored.history,
-        )
+        return [self._codec.decode(workflow_id, data) for workflow_id, data in rows]

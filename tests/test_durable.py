@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -18,10 +21,12 @@ from coordination import (
     FrontController,
     InstanceState,
     Mediator,
+    NatsStateStore,
     Outcome,
     Rejected,
     SqliteEventStore,
     SqliteStateStore,
+    StateStore,
     Strategy,
     UnknownWorkflowError,
 )
@@ -44,9 +49,42 @@ from .test_strategies import GatedFulfillment, open_shop, order
 pytestmark = pytest.mark.anyio
 
 
-async def test_states_round_trip_typed_through_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "states.db"
-    store = SqliteStateStore(path, order_workflow)
+@dataclass
+class Place:
+    """Where a durable store keeps its instances; `open()` gives a store on it, as a new
+    process would get one."""
+
+    kind: str
+    path: Path
+    url: str = ""
+    bucket: str = field(default_factory=lambda: f"corps-test-{uuid.uuid4().hex[:12]}")
+    _buses: list[NatsBus] = field(default_factory=list)
+
+    async def open(self) -> StateStore:
+        if self.kind == "sqlite":
+            return SqliteStateStore(self.path, order_workflow)
+        bus = NatsBus(self.url)
+        await bus.connect()
+        self._buses.append(bus)
+        return NatsStateStore(bus, order_workflow, bucket=self.bucket)
+
+    async def close(self) -> None:
+        for bus in self._buses:
+            await bus.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("nats-kv", marks=pytest.mark.nats)])
+async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
+    url = ""
+    if request.param == "nats-kv":
+        url = request.getfixturevalue("nats_server").url
+    where = Place(request.param, tmp_path / "orders.db", url)
+    yield where
+    await where.close()
+
+
+async def test_states_round_trip_typed_through_the_store(place: Place) -> None:
+    store = await place.open()
     running = InstanceState(
         "order-placement-1",
         PlaceOrder("o1", "ann", "book", 1, 1000),
@@ -60,10 +98,12 @@ async def test_states_round_trip_typed_through_the_file(tmp_path: Path) -> None:
         outcome=Outcome.FAILED,
         failure=Failure("payment", "card declined", technical=False),
     )
-    await store.save(running)
-    await store.save(ended)
-    store.close()
-    again = SqliteStateStore(path, order_workflow)  # another process would see the same
+    finished_later = InstanceState("order-placement-3", PlaceOrder("o3", "ann", "book", 1, 1))
+    for state in (running, ended, finished_later):
+        await store.save(state)
+    finished_later.outcome = Outcome.COMPLETED
+    await store.save(finished_later)
+    again = await place.open()  # another process would see the same
     loaded = await again.load("order-placement-1")
     assert loaded == running  # typed: the input and the replies come back as Structs
     assert [s.workflow_id for s in await again.running()] == ["order-placement-1"]
@@ -71,25 +111,21 @@ async def test_states_round_trip_typed_through_the_file(tmp_path: Path) -> None:
     assert loaded_ended is not None
     assert loaded_ended.failure == ended.failure
     assert await again.load("nope") is None
-    again.close()
+    assert await again.load("not a key!") is None
 
 
-async def test_a_restarted_mediator_finishes_what_the_last_one_left(
-    bus: Bus, tmp_path: Path
-) -> None:
-    path = tmp_path / "orders.db"
+async def test_a_restarted_mediator_finishes_what_the_last_one_left(bus: Bus, place: Place) -> None:
     fulfillment = GatedFulfillment()
     # the shop's own strategy is not used: the mediators under test are made here
     async with open_shop(bus, fulfillment=fulfillment, strategy="stamp_coupled") as shop:
-        first = SqliteStateStore(path, order_workflow)
+        first = await place.open()
         async with Mediator(shop.system, order_workflow, store=first) as mediator:
             workflow_id = await mediator.start(order(1))
             with anyio.fail_after(5):
                 await fulfillment.entered.wait()
         # the mediator is gone with the fulfillment under way; the services go on
-        first.close()
         fulfillment.gate.set()
-        second = SqliteStateStore(path, order_workflow)
+        second = await place.open()
         async with Mediator(shop.system, order_workflow, store=second) as again:
             assert again.resumed == 1
             result = await again.result(workflow_id, timeout=5)
@@ -98,7 +134,6 @@ async def test_a_restarted_mediator_finishes_what_the_last_one_left(
             status = await again.status(workflow_id)
             assert status.completed_steps == tuple(s.name for s in order_workflow.steps)
         await until(lambda: shop.orders.orders.get("o1") == "placed")
-        second.close()
     assert shop.payment.charges == {"o1": 1000}  # charged once
     assert fulfillment.shipped == {"o1": 1}  # shipped once: the resent Fulfill was a duplicate
     assert shop.email.sent == [("ann", "order o1 placed")]
