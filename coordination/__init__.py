@@ -23,6 +23,7 @@ from ._front_controller import FrontController
 from ._history import History, HistoryRules, HistoryVerdict
 from ._hybrid import Hybrid
 from ._mediator import Mediator
+from ._nats_event_store import NatsEventStore
 from ._nats_state_store import NatsStateStore
 from ._query_all import QueryAll
 from ._sqlite_event_store import SqliteEventStore
@@ -47,6 +48,7 @@ __all__ = (
     "Mediator",
     "MemoryEventStore",
     "MemoryStateStore",
+    "NatsEventStore",
     "NatsStateStore",
     "Notify",
     "Outcome",

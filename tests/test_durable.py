@@ -17,10 +17,12 @@ from actors import ActorSystem, idempotent
 from brokers import Bus, NatsBus, NatsServer
 from coordination import (
     EventSourced,
+    EventStore,
     Failure,
     FrontController,
     InstanceState,
     Mediator,
+    NatsEventStore,
     NatsStateStore,
     Outcome,
     Rejected,
@@ -67,6 +69,15 @@ class Place:
         await bus.connect()
         self._buses.append(bus)
         return NatsStateStore(bus, order_workflow, bucket=self.bucket)
+
+    async def open_log(self) -> EventStore:
+        if self.kind == "sqlite":
+            return SqliteEventStore(self.path)
+        bus = NatsBus(self.url)
+        await bus.connect()
+        self._buses.append(bus)
+        name = self.bucket.replace("-", "_").upper()
+        return NatsEventStore(bus, stream=name, prefix=f"corps.test.{self.bucket}")
 
     async def close(self) -> None:
         for bus in self._buses:
@@ -297,29 +308,28 @@ async def test_operators_pause_resume_and_cancel_with_an_audit_trail(
     assert shop.payment.refunds == {"o51": 1000}
 
 
-def choreography_on_file(kind: str, path: Path, system: ActorSystem) -> Strategy[PlaceOrder]:
+async def choreography_on(kind: str, place: Place, system: ActorSystem) -> Strategy[PlaceOrder]:
     if kind == "front_controller":
-        return FrontController(system, order_workflow, store=SqliteStateStore(path, order_workflow))
-    return EventSourced(system, order_workflow, store=SqliteEventStore(path))
+        return FrontController(system, order_workflow, store=await place.open())
+    return EventSourced(system, order_workflow, store=await place.open_log())
 
 
 @pytest.mark.parametrize("kind", ["front_controller", "event_sourced"])
-async def test_a_choreography_on_sqlite_answers_for_instances_of_an_earlier_run(
-    bus: Bus, tmp_path: Path, kind: str
+async def test_a_durable_choreography_answers_for_instances_of_an_earlier_run(
+    bus: Bus, place: Place, kind: str
 ) -> None:
     """The front controller's records and the event-sourced log outlive the strategy object:
     the next one on the same file answers `status` and `result` for what the last one ran,
     and waits for the end of what it left running."""
-    path = tmp_path / "choreography.db"
     fulfillment = GatedFulfillment()
     async with open_shop(bus, fulfillment=fulfillment) as shop:  # the services
-        async with choreography_on_file(kind, path, shop.system) as first:
+        async with await choreography_on(kind, place, shop.system) as first:
             declined = await first.start(order(1, customer="mallory"))
             assert (await first.result(declined, timeout=5)).outcome is Outcome.FAILED
             in_flight = await first.start(order(2))
             with anyio.fail_after(5):
                 await fulfillment.entered.wait()  # held in the fulfillment step
-        async with choreography_on_file(kind, path, shop.system) as second:
+        async with await choreography_on(kind, place, shop.system) as second:
             again = await second.result(declined, timeout=5)
             assert again.outcome is Outcome.FAILED
             assert again.failure == Failure("payment", "card declined", technical=False)
