@@ -51,7 +51,7 @@ class EventSourced(Choreography[In]):
         sidecars: bool = True,
     ) -> None:
         super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
-        self.store: EventStore = store or MemoryEventStore()
+        self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []
 
     async def _open(self) -> None:

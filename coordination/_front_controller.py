@@ -94,7 +94,7 @@ class FrontController(Choreography[In]):
         sidecars: bool = True,
     ) -> None:
         super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
-        self.store: StateStore = store or MemoryStateStore()
+        self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks
         self.resumed = 0
         """Records left running in the store when this front controller started."""

@@ -10,6 +10,7 @@ step of every instance.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from ._status_query import GetStatus, StatusReply, reply_from_state, status_from
 from ._store import InstanceState, MemoryStateStore, StateStore
 
 __all__ = ("Mediator",)
+
+_MAX_SAVE_BACKOFF = 2.0
 
 logger = logging.getLogger("coordination")
 
@@ -95,7 +98,7 @@ class Mediator(Generic[In]):
         self.stuck_after = stuck_after
         """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
-        self.store: StateStore = store or MemoryStateStore()
+        self.store: StateStore = store if store is not None else MemoryStateStore()
         self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
         self.metrics.stuck = lambda: len(self.stuck())
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
@@ -162,6 +165,29 @@ class Mediator(Generic[In]):
             await self._advance(run)
         return workflow_id
 
+    async def _save(self, state: InstanceState) -> None:
+        """Save before acting, whatever it takes: a store that fails (a NATS server that
+        restarts, a locked file) is tried again with backoff, and the instance waits, since
+        acting on a state that was not saved could do a step twice after a crash. Only a
+        stopping mediator gives up."""
+        delay = 0.05
+        while True:
+            try:
+                await self.store.save(state)
+                return
+            except Exception as exc:
+                if self._port is None:
+                    raise
+                self.metrics.store_errors += 1
+                logger.warning(
+                    "%s: saving its state failed (%r); trying again in %.2f s",
+                    state.workflow_id,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_SAVE_BACKOFF)
+
     def stuck(self) -> list[str]:
         """The running instances that made no progress for more than `stuck_after` seconds
         (a service that does not answer, and no timeout to end the wait)."""
@@ -198,7 +224,7 @@ class Mediator(Generic[In]):
             return False
         run.state.cancel_requested = True
         self._audit(run, by, "cancel")
-        await self.store.save(run.state)
+        await self._save(run.state)
         if run.state.paused:
             await self.resume(workflow_id, by=by)
         return True
@@ -211,7 +237,7 @@ class Mediator(Generic[In]):
             return False
         run.state.paused = True
         self._audit(run, by, "pause")
-        await self.store.save(run.state)
+        await self._save(run.state)
         return True
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
@@ -221,7 +247,7 @@ class Mediator(Generic[In]):
             return False
         run.state.paused = False
         self._audit(run, by, "resume")
-        await self.store.save(run.state)
+        await self._save(run.state)
         if run.held:
             run.held = False
             with acting_as(self.name):
@@ -283,10 +309,10 @@ class Mediator(Generic[In]):
                 return
             if state.paused:  # an operator holds it: `resume` goes on from here
                 run.held = True
-                await self.store.save(state)
+                await self._save(state)
                 return
             state.current_step = step.name
-            await self.store.save(state)
+            await self._save(state)
             try:
                 command = step.build(builder_context(context, step.reads, step.name))
             except Exception as exc:  # a bug in the definition: fail the step, not the mediator
@@ -358,7 +384,7 @@ class Mediator(Generic[In]):
         state = run.state
         state.failure = run.context.failure = failure
         run.undo = self._to_undo(run)
-        await self.store.save(state)
+        await self._save(state)
         await self._undo_next(run)
 
     def _to_undo(self, run: _Run) -> list[int]:
@@ -431,7 +457,7 @@ class Mediator(Generic[In]):
 
     async def _finish(self, run: _Run) -> None:
         state = run.state
-        await self.store.save(state)
+        await self._save(state)
         del self._runs[state.workflow_id]
         result = WorkflowResult(
             state.workflow_id,

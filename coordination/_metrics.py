@@ -40,6 +40,7 @@ class WorkflowMetrics:
         self.steps: dict[str, Histogram] = {}
         self.retries = 0
         self.compensations = 0
+        self.store_errors = 0
         self.status_durations = Histogram()
         self._began: dict[str, float] = {}
 
@@ -131,6 +132,13 @@ class WorkflowMetrics:
         )
         compensations.add_metric(values, self.compensations)
         yield compensations
+        store_errors = CounterMetricFamily(
+            "corps_workflow_store_errors",
+            "Saves of an instance's state that failed and were tried again.",
+            labels=labels,
+        )
+        store_errors.add_metric(values, self.store_errors)
+        yield store_errors
         queries = HistogramMetricFamily(
             "corps_workflow_status_query_seconds",
             "Time a status() query took (its count: the queries answered).",

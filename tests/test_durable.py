@@ -22,6 +22,8 @@ from coordination import (
     FrontController,
     InstanceState,
     Mediator,
+    MemoryEventStore,
+    MemoryStateStore,
     NatsEventStore,
     NatsStateStore,
     Outcome,
@@ -342,3 +344,40 @@ async def test_a_durable_choreography_answers_for_instances_of_an_earlier_run(
                 await second.status("order-placement-never-started")
     assert shop.payment.charges == {"o2": 1000}
     assert shop.fulfillment.shipped == {"o2": 1}
+
+
+class FlakyStore(MemoryStateStore):
+    """Fails its first `failures` saves, as a store whose server restarts would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def save(self, state: InstanceState) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("disk I/O error")
+        await super().save(state)
+
+
+async def test_a_failing_store_is_tried_again_and_nothing_is_lost_or_doubled(bus: Bus) -> None:
+    store = FlakyStore(failures=5)
+    async with (
+        open_shop(bus, strategy="stamp_coupled") as shop,
+        Mediator(shop.system, order_workflow, store=store) as mediator,
+    ):
+        ids = [await mediator.start(order(n)) for n in range(3)]
+        for workflow_id in ids:
+            assert (await mediator.result(workflow_id, timeout=10)).outcome is Outcome.COMPLETED
+        assert mediator.metrics.store_errors == 5
+        assert len(store) == 3
+    assert shop.payment.charges == {"o0": 1000, "o1": 1000, "o2": 1000}
+
+
+async def test_an_empty_store_given_is_the_store_used(bus: Bus) -> None:
+    """An empty store is falsy (it has a length): it must still be the one used."""
+    states, log = MemoryStateStore(), MemoryEventStore()
+    async with ActorSystem(bus) as system:
+        assert Mediator(system, order_workflow, store=states).store is states
+        assert FrontController(system, order_workflow, store=states).store is states
+        assert EventSourced(system, order_workflow, store=log).store is log
