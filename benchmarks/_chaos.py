@@ -11,7 +11,7 @@ of each. Faults:
   dead-lettered, and the step fails after its retries (the payment is refunded);
 - cancel-compensating: orders are cancelled while they compensate (slow refunds and restocks);
 - nats-restart: the nats-server is killed (SIGKILL) and restarted on a schedule (JetStream on,
-  `sync_interval: always`);
+  `sync_interval: always`), with the Mediator's instances in a JetStream key-value bucket on it;
 - connection-drop: every NATS connection is cut (a reset, through a loopback proxy) on a
   schedule, and refused while the fault lasts;
 - cluster-node-kill: a three-node cluster on loopback; a node is killed on a schedule and
@@ -36,7 +36,14 @@ from typing import Any
 
 from actors import Actor, ActorSystem, SupervisorPolicy
 from brokers import Headers, MemoryBus, NatsBus, NatsServer
-from coordination import History, HistoryVerdict, Mediator, Outcome, SqliteStateStore
+from coordination import (
+    History,
+    HistoryVerdict,
+    Mediator,
+    NatsStateStore,
+    Outcome,
+    SqliteStateStore,
+)
 from coordination.scenarios.order_placement import PlaceOrder
 
 from ._chaos_faults import CuttableProxy, Schedule, cluster, run_schedule
@@ -230,13 +237,16 @@ async def _rig(
         await _spawn_services(service_system, effects)
         await services_bus.flush()
         system = await stack.enter_async_context(ActorSystem(mediator_bus))
-        mediator = await stack.enter_async_context(Mediator(system, workflow))
+        # Where the server restarts, the Mediator keeps its instances in JetStream on it.
+        store = NatsStateStore(mediator_bus, workflow) if fault == "nats-restart" else None
+        mediator = await stack.enter_async_context(Mediator(system, workflow, store=store))
         buses = (services_bus, mediator_bus)
         yield _Rig(
             mediator,
             inject=rig_fault.inject,
             detail=lambda: (
                 f"{rig_fault.what}; reconnects {sum(bus.stats.reconnects for bus in buses)}"
+                + (f"; state saves retried {mediator.metrics.store_errors}" if store else "")
             ),
         )
 
