@@ -82,9 +82,13 @@ class Choreography(Generic[In]):
         *,
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
+        stuck_after: float = 60.0,
     ) -> None:
         self.system = system
         self.sidecars = sidecars
+        self.stuck_after = stuck_after
+        """Seconds without progress this strategy can see after which a running instance
+        counts as stuck."""
         self.workflow = workflow
         self.codec = ContextCodec(workflow)
         self.refs: dict[str, ActorRef[Any]] = {}
@@ -95,6 +99,10 @@ class Choreography(Generic[In]):
         self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
+        self.metrics.stuck = lambda: len(self.stuck())
+        self._progress: dict[str, float] = {}
+        """When each running instance last moved on, as far as the strategy can see: its
+        start, or a later event it witnessed (`progressed`)."""
         self._running = False
 
     @property
@@ -173,6 +181,7 @@ class Choreography(Generic[In]):
             )
         workflow_id = f"{self.workflow.name}-{new_id()}"
         self.outcomes.add(workflow_id)
+        self._progress[workflow_id] = perf_counter()
         await self._begin(workflow_id, self.codec.carried(workflow_input, results))
         return workflow_id
 
@@ -196,12 +205,30 @@ class Choreography(Generic[In]):
         return True
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
-        """What this strategy's pattern can know about the instance."""
+        """What this strategy's pattern can know about the instance; for a running one, how
+        long since it was last seen to move on (`since_progress`)."""
         began = perf_counter()
         try:
-            return await self._status(workflow_id)
+            status = await self._status(workflow_id)
         finally:
             self.metrics.status_took(perf_counter() - began)
+        seen = self._progress.get(workflow_id)
+        if seen is not None and status.outcome is Outcome.RUNNING:
+            status = msgspec.structs.replace(status, since_progress=perf_counter() - seen)
+        return status
+
+    def stuck(self) -> list[str]:
+        """The running instances not seen to move on for more than `stuck_after` seconds.
+        What counts as moving on is what the pattern sees: its start for a blind strategy,
+        each step for the event log or a front controller with call backs."""
+        now = perf_counter()
+        limit = self.stuck_after
+        return [wid for wid, seen in self._progress.items() if now - seen > limit]
+
+    def progressed(self, workflow_id: str) -> None:
+        """The strategy saw `workflow_id` move on."""
+        if workflow_id in self._progress:
+            self._progress[workflow_id] = perf_counter()
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         raise NotImplementedError
@@ -221,6 +248,7 @@ class Choreography(Generic[In]):
     def _remember(self, workflow_id: str, ended: Ended | None) -> None:
         """Register a recalled instance: running, or ended as `ended` says."""
         self.outcomes.add(workflow_id)
+        self._progress[workflow_id] = perf_counter()
         if ended is not None:
             self.finish(ended)
 
@@ -228,6 +256,7 @@ class Choreography(Generic[In]):
 
     def finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
+        self._progress.pop(event.workflow_id, None)
         result = self.result_of(event)
         status = WorkflowStatus(
             event.workflow_id,

@@ -49,8 +49,15 @@ class EventSourced(Choreography[In]):
         store: EventStore | None = None,
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
+        stuck_after: float = 60.0,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
+        super().__init__(
+            system,
+            workflow,
+            keep_finished=keep_finished,
+            sidecars=sidecars,
+            stuck_after=stuck_after,
+        )
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []
 
@@ -77,6 +84,7 @@ class EventSourced(Choreography[In]):
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)
+        self.progressed(event.workflow_id)
 
     async def _recall(self, workflow_id: str) -> None:
         """An instance logged by an earlier process: running, or ended as its log says."""

@@ -57,6 +57,7 @@ class _Front(Actor):
         state.current_step = self.names[msg.step]
         state.completed = self.names[: msg.step]
         await self.store.save(state)
+        self.engine.progressed(msg.workflow_id)
 
     async def ended(self, msg: Ended) -> None:
         state = await self.store.load(msg.workflow_id) or InstanceState(msg.workflow_id, None)
@@ -92,8 +93,15 @@ class FrontController(Choreography[In]):
         callbacks: bool = False,
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
+        stuck_after: float = 60.0,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
+        super().__init__(
+            system,
+            workflow,
+            keep_finished=keep_finished,
+            sidecars=sidecars,
+            stuck_after=stuck_after,
+        )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks
         self.resumed = 0

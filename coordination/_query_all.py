@@ -82,8 +82,15 @@ class QueryAll(Choreography[In]):
         query_timeout: float = 5.0,
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
+        stuck_after: float = 60.0,
     ) -> None:
-        super().__init__(system, workflow, keep_finished=keep_finished, sidecars=sidecars)
+        super().__init__(
+            system,
+            workflow,
+            keep_finished=keep_finished,
+            sidecars=sidecars,
+            stuck_after=stuck_after,
+        )
         self.remember = remember
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}

@@ -34,6 +34,7 @@ from coordination import (
     Strategy,
     UnknownWorkflowError,
 )
+from coordination._choreography import Choreography
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,
@@ -48,7 +49,7 @@ from coordination.scenarios.order_placement import (
 )
 
 from .helpers import until
-from .test_strategies import GatedFulfillment, open_shop, order
+from .test_strategies import STRATEGIES, GatedFulfillment, open_shop, order
 
 pytestmark = pytest.mark.anyio
 
@@ -381,3 +382,35 @@ async def test_an_empty_store_given_is_the_store_used(bus: Bus) -> None:
         assert Mediator(system, order_workflow, store=states).store is states
         assert FrontController(system, order_workflow, store=states).store is states
         assert EventSourced(system, order_workflow, store=log).store is log
+
+
+@pytest.mark.parametrize(
+    "strategy", ["front_controller", "front_controller+callbacks", "stamp_coupled", "event_sourced"]
+)
+async def test_a_choreographed_workflow_without_progress_is_reported_stuck(
+    bus: Bus, strategy: str
+) -> None:
+    """A choreography sees less than a mediator: stuck means no end (or no step it can see)
+    for `stuck_after` seconds."""
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment, strategy="mediator") as shop:
+        factory = STRATEGIES[strategy]
+        choreography = factory(shop.system, order_workflow)
+        assert isinstance(choreography, Choreography)
+        choreography.stuck_after = 0.05
+        async with choreography:
+            workflow_id = await choreography.start(order(41))
+            with anyio.fail_after(5):
+                await fulfillment.entered.wait()
+            await until(lambda: choreography.stuck() == [workflow_id])
+            status = await choreography.status(workflow_id)
+            assert status.since_progress is not None
+            assert status.since_progress > 0.05
+            labels = {"workflow": "order-placement", "strategy": choreography.strategy}
+            registry = shop.system.metrics.registry
+            assert registry.get_sample_value("corps_workflows_stuck", labels) == 1
+            fulfillment.gate.set()
+            assert (await choreography.result(workflow_id, timeout=5)).outcome is Outcome.COMPLETED
+            assert choreography.stuck() == []
+            assert registry.get_sample_value("corps_workflows_stuck", labels) == 0
+            assert (await choreography.status(workflow_id)).since_progress is None
