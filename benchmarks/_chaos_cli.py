@@ -8,9 +8,19 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 
-from ._chaos import FAULTS, QUICK, ChaosSettings, FaultReport, fault_table, run_fault
+from ._chaos import (
+    FAULTS,
+    MEMORY_FAULTS,
+    QUICK,
+    ChaosSettings,
+    FaultReport,
+    fault_table,
+    run_fault,
+)
 from ._chaos_faults import Schedule
+from ._strategy_cases import STRATEGIES
 
 __all__ = ("chaos_main",)
 
@@ -60,6 +70,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar=("MIN", "MAX"),
         help="seconds a broker fault lasts, drawn uniformly (default 0 5)",
     )
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=sorted(STRATEGIES),
+        default=["mediator"],
+        help="the strategies the in-memory faults run under; the NATS faults run the Mediator "
+        "(default: mediator)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
         "--quick", action="store_true", help="the short version the tests run (3 s per fault)"
@@ -84,14 +102,19 @@ def chaos_main(argv: list[str]) -> int:
         )
     )
     reports: list[FaultReport] = []
-    for fault in args.faults:
+    runs = [
+        (fault, strategy)
+        for fault in args.faults
+        for strategy in (args.strategies if fault in MEMORY_FAULTS else ["mediator"])
+    ]
+    for fault, strategy in dict.fromkeys(runs):
         began = time.monotonic()
-        print(f"{fault} ...", end="", flush=True, file=sys.stderr)
-        report = asyncio.run(run_fault(fault, settings))
+        print(f"{fault} ({strategy}) ...", end="", flush=True, file=sys.stderr)
+        report = asyncio.run(run_fault(fault, replace(settings, strategy=strategy)))
         reports.append(report)
         verdict = report.verdict
         print(
-            f"\r{fault}: {report.injected:,} {report.detail}; {verdict.summary()} "
+            f"\r{fault} ({strategy}): {report.injected:,} {report.detail}; {verdict.summary()} "
             f"({time.monotonic() - began:.0f} s)",
             file=sys.stderr,
         )

@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from actors import Actor, ActorRef, acting_as, dispatch
+from actors import (
+    CORRELATION_ID,
+    MESSAGE_ID,
+    Actor,
+    ActorRef,
+    DeadLetterReason,
+    acting_as,
+    dispatch,
+)
 
-from ._commands import CommandPort
-from ._definition import Failure, Rejected, WorkflowContext, builder_context
+from ._commands import CommandPort, send_notices
+from ._definition import Failure, Rejected, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Unwind
 from ._status import Outcome
 
@@ -36,7 +44,6 @@ logger = logging.getLogger("coordination")
 In = TypeVar("In", bound=msgspec.Struct)
 
 CANCELLED = "cancelled"
-NOTICE = "failure notice"
 REMEMBERED_CANCELS = 10_000
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -253,6 +260,15 @@ class Adapter(Actor, Generic[In]):
                 correlation_id=pending.workflow_id,
             )
         except Exception as exc:
+            # As the service's own mailbox would: the failed command is a dead letter.
+            self.engine.system.dead_letters.record(
+                DeadLetterReason.HANDLER_ERROR,
+                self.service,
+                self.service_ref.subject,
+                _encode(command),
+                {MESSAGE_ID: message_id, CORRELATION_ID: pending.workflow_id},
+                exc,
+            )
             if event.attempt < step.retry.attempts:
                 logger.warning(
                     "%s: %s attempt %d failed: %r",
@@ -429,16 +445,7 @@ class Adapter(Actor, Generic[In]):
                 )
                 return
         context.failure = Failure(event.failed_step, event.reason, event.technical)
-        for notify in self.workflow.on_failure:
-            try:
-                await self.engine.refs[notify.service].tell(
-                    notify.command(builder_context(context, (), NOTICE)),
-                    correlation_id=workflow_id,
-                )
-            except Exception as exc:  # an unreachable service, or a bug in the builder
-                logger.error(
-                    "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
-                )
+        await send_notices(self.workflow, self.engine.refs, context, workflow_id)
         if event.attention:
             outcome = Outcome.NEEDS_ATTENTION
         elif event.cancelled:

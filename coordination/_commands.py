@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -27,9 +27,12 @@ import msgspec
 from actors import CAUSATION_ID, ERROR_KIND, ActorError, ActorRef, ActorSystem, Request
 from brokers import Msg, Subscription, new_id
 
-from ._definition import RetryPolicy, Step
+from ._definition import RetryPolicy, Step, Workflow, WorkflowContext, builder_context
 
-__all__ = ("TICK", "CommandPort", "tell_with_retry")
+__all__ = ("TICK", "CommandPort", "send_notices", "tell_with_retry")
+
+NOTICE = "failure notice"
+"""The step name a failure notice's builder sees."""
 
 logger = logging.getLogger("coordination")
 
@@ -286,3 +289,23 @@ async def tell_with_retry(
         else:
             return None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def send_notices(
+    workflow: Workflow[Any],
+    refs: Mapping[str, ActorRef[Any]],
+    context: WorkflowContext[Any],
+    workflow_id: str,
+) -> None:
+    """Send the workflow's failure notices. Each has a message id of its own that stays the
+    same when the notices are sent again (a duplicated event, a coordinator that resumed), so
+    that an idempotent service acts on it once. A notice that cannot be sent is logged."""
+    for index, notify in enumerate(workflow.on_failure):
+        try:
+            await refs[notify.service].tell(
+                notify.command(builder_context(context, (), NOTICE)),
+                correlation_id=workflow_id,
+                message_id=f"{workflow_id}.notice.{index}",
+            )
+        except Exception as exc:  # an unreachable service, or a bug in the builder
+            logger.error("%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc)

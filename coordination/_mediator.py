@@ -24,7 +24,7 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
-from ._commands import CommandPort
+from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
 from ._errors import UnknownWorkflowError
 from ._metrics import WorkflowMetrics
@@ -42,7 +42,6 @@ logger = logging.getLogger("coordination")
 In = TypeVar("In", bound=msgspec.Struct)
 
 CANCELLED = "cancelled"
-NOTICE = "failure notice"
 
 
 class _MediatorActor(Actor):
@@ -425,15 +424,7 @@ class Mediator(Generic[In]):
             )
             return
         run.undoing = None
-        for notify in self.workflow.on_failure:
-            try:
-                await self._refs[notify.service].tell(
-                    notify.command(builder_context(context, (), NOTICE)), correlation_id=workflow_id
-                )
-            except Exception as exc:  # an unreachable service, or a bug in the builder
-                logger.error(
-                    "%s: failure notice to %r not sent: %r", workflow_id, notify.service, exc
-                )
+        await send_notices(self.workflow, self._refs, context, workflow_id)
         if state.attention:
             state.outcome = Outcome.NEEDS_ATTENTION
         elif (

@@ -5,18 +5,20 @@ or without its order, and every compensated order's charge refunded."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
 from benchmarks._chaos import MEMORY_FAULTS, NATS_FAULTS, QUICK, fault_table, run_fault
+from benchmarks._strategy_cases import STRATEGIES
 from coordination import Outcome
 
 pytestmark = pytest.mark.anyio
 
 
-async def check(fault: str, caplog: pytest.LogCaptureFixture) -> None:
+async def check(fault: str, caplog: pytest.LogCaptureFixture, strategy: str = "mediator") -> None:
     caplog.set_level(logging.CRITICAL)  # retries and reconnects are logged as warnings: expected
-    report = await run_fault(fault, QUICK)
+    report = await run_fault(fault, replace(QUICK, strategy=strategy))
     verdict = report.verdict
     assert verdict.ok, verdict.summary()
     assert report.injected > 0, "the fault never struck"
@@ -27,9 +29,12 @@ async def check(fault: str, caplog: pytest.LogCaptureFixture) -> None:
     assert f"| {fault} |" in fault_table([report])
 
 
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 @pytest.mark.parametrize("fault", MEMORY_FAULTS)
-async def test_no_order_lost_or_doubled_under(fault: str, caplog: pytest.LogCaptureFixture) -> None:
-    await check(fault, caplog)
+async def test_no_order_lost_or_doubled_under(
+    fault: str, strategy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await check(fault, caplog, strategy)
 
 
 @pytest.mark.nats
