@@ -35,6 +35,7 @@ from ._errors import (
     UnhandledMessageError,
 )
 from ._handlers import handler
+from ._idempotency_store import IdempotencyStore, MemoryIdempotencyStore, SqliteIdempotencyStore
 from ._idempotent import idempotent
 from ._links import Link, LinkRecorder, acting_as
 from ._message import Message, Request
@@ -66,15 +67,18 @@ __all__ = (
     "HandlerError",
     "HandlerTimeoutError",
     "Histogram",
+    "IdempotencyStore",
     "InvalidActorError",
     "Link",
     "LinkRecorder",
     "MailboxFullError",
+    "MemoryIdempotencyStore",
     "Message",
     "MessageContext",
     "MessageDecodeError",
     "MetricsServer",
     "Request",
+    "SqliteIdempotencyStore",
     "SupervisorPolicy",
     "SystemMetrics",
     "UnhandledMessageError",

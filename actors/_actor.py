@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._idempotency_store import IdempotencyStore
     from ._ref import ActorRef
     from ._system import ActorSystem
 
@@ -34,6 +35,8 @@ class Actor:
     ref: ActorRef[Any]
     system: ActorSystem
     name: str
+    idempotency: IdempotencyStore | None = None
+    """Where `@idempotent` handlers keep their replies; None keeps them in the instance."""
 
     async def on_start(self) -> None:
         """Called before the first message, and after each restart on the fresh instance."""
