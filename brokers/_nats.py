@@ -327,6 +327,11 @@ class NatsBus:
     def subscription_count(self) -> int:
         return len(self._subscriptions)
 
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects and patterns subscribed now (the request inbox excluded), sorted."""
+        return sorted({sub.subject for sub in self._subscriptions.values()})
+
     # -- the Bus protocol ----------------------------------------------------------------
 
     async def publish(

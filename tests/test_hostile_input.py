@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors import CAUSATION_ID, CORRELATION_ID, ERROR_KIND, MESSAGE_ID
-from brokers import MemoryBus
+from brokers import MemoryBus, NatsBus
 from coordination import Outcome
 
 from .test_strategies import STRATEGIES, open_shop, order
@@ -43,21 +43,29 @@ def concrete(pattern: str) -> str:
     return ".".join("x" if token in ("*", ">") else token for token in pattern.split("."))
 
 
+@pytest.mark.parametrize("bus_kind", ["memory", pytest.param("nats", marks=pytest.mark.nats)])
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 @settings(
     max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(messages=st.lists(hostile, min_size=20, max_size=40))
 def test_hostile_input_on_every_subject_is_refused_and_work_goes_on(
-    strategy: str, messages: list[tuple[bytes, dict[str, str] | None, str | None]]
+    request: pytest.FixtureRequest,
+    bus_kind: str,
+    strategy: str,
+    messages: list[tuple[bytes, dict[str, str] | None, str | None]],
 ) -> None:
+    url = request.getfixturevalue("nats_server").url if bus_kind == "nats" else ""
+
     async def scenario() -> None:
-        async with MemoryBus() as bus, open_shop(bus, strategy=strategy) as shop:
+        bus = NatsBus(url) if url else MemoryBus()
+        async with bus, open_shop(bus, strategy=strategy) as shop:
             subjects = [concrete(subject) for subject in bus.subjects]
             assert len(subjects) >= 5  # services, coordinator endpoints, reply subjects
             for data, header, reply in messages:
                 for subject in subjects:
                     await bus.publish(subject, data, header, reply)
+            await bus.flush()
             cases = [(order(1), Outcome.COMPLETED), (order(2, customer="mallory"), Outcome.FAILED)]
             cases.append((order(3, item="rare"), Outcome.COMPENSATED))
             for placed, expected in cases:
