@@ -154,7 +154,7 @@ async def run_fault(fault: str, settings: ChaosSettings = ChaosSettings()) -> Fa
     """Run orders while `fault` strikes, then check the history."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}: choose from {', '.join(FAULTS)}")
-    if fault in NATS_FAULTS and settings.strategy != "mediator":
+    if fault == "mediator-kill" and settings.strategy != "mediator":
         raise ValueError(f"{fault} runs under the Mediator only, not {settings.strategy}")
     if settings.strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {settings.strategy!r}")
@@ -254,12 +254,18 @@ async def _rig(
         await _spawn_services(service_system, effects)
         await services_bus.flush()
         system = await stack.enter_async_context(ActorSystem(mediator_bus))
-        # Where the server restarts, the Mediator keeps its instances in JetStream on it.
-        store = NatsStateStore(mediator_bus, workflow) if fault == "nats-restart" else None
-        mediator = await stack.enter_async_context(Mediator(system, workflow, store=store))
+        store: NatsStateStore | None = None
+        if settings.strategy == "mediator":
+            # Where the server restarts, the Mediator keeps its instances in JetStream on it.
+            store = NatsStateStore(mediator_bus, workflow) if fault == "nats-restart" else None
+            mediator = Mediator(system, workflow, store=store)
+            running: Strategy[PlaceOrder] = await stack.enter_async_context(mediator)
+        else:  # a choreography lives beside the services, its adapters in their mailboxes
+            choreography = STRATEGIES[settings.strategy](service_system, workflow)
+            running = await stack.enter_async_context(choreography)
         buses = (services_bus, mediator_bus)
         yield _Rig(
-            mediator,
+            running,
             inject=rig_fault.inject,
             detail=lambda: (
                 f"{rig_fault.what}; reconnects {sum(bus.stats.reconnects for bus in buses)}"

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 from ._chaos import (
     FAULTS,
-    MEMORY_FAULTS,
     QUICK,
     ChaosSettings,
     FaultReport,
@@ -75,8 +74,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         choices=sorted(STRATEGIES),
         default=["mediator"],
-        help="the strategies the in-memory faults run under; the NATS faults run the Mediator "
-        "(default: mediator)",
+        help="the strategies the faults run under (mediator-kill: the Mediator only); on NATS a "
+        "choreography loses the instances whose event was in flight (default: mediator)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
@@ -105,7 +104,7 @@ def chaos_main(argv: list[str]) -> int:
     runs = [
         (fault, strategy)
         for fault in args.faults
-        for strategy in (args.strategies if fault in MEMORY_FAULTS else ["mediator"])
+        for strategy in (args.strategies if fault != "mediator-kill" else ["mediator"])
     ]
     for fault, strategy in dict.fromkeys(runs):
         began = time.monotonic()
