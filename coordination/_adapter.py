@@ -31,7 +31,7 @@ from actors import (
 
 from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, WorkflowContext
-from ._events import Advance, Cancel, Carried, Ended, Unwind
+from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
 from ._status import Outcome
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class Adapter(Actor, Generic[In]):
         self.service_actor: Actor | None = None
         """The local service instance, as its mailbox hands it to the sidecar handlers."""
         self.cancelled: OrderedDict[str, None] = OrderedDict()
+        self.held: dict[str, list[Advance | Unwind]] = {}
+        """The paused instances, and the events of theirs that arrived meanwhile."""
         self.port: CommandPort[_Command] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         """Events whose context is being fetched (query-all), and retries being resent."""
@@ -126,12 +128,18 @@ class Adapter(Actor, Generic[In]):
     # -- events -----------------------------------------------------------------------
 
     async def advance(self, event: Advance) -> None:
+        if self.held and event.workflow_id in self.held:
+            self.held[event.workflow_id].append(event)
+            return
         if event.data is None and not self.engine.carries_data:
             self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
         else:
             await self._guarded(self._advance(event), event)
 
     async def unwind(self, event: Unwind) -> None:
+        if self.held and event.workflow_id in self.held:
+            self.held[event.workflow_id].append(event)
+            return
         if event.data is None and not self.engine.carries_data:
             self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
         else:
@@ -307,6 +315,15 @@ class Adapter(Actor, Generic[In]):
         self.cancelled[event.workflow_id] = None
         if len(self.cancelled) > REMEMBERED_CANCELS:
             self.cancelled.popitem(last=False)
+
+    async def hold(self, event: Hold) -> None:
+        """Park the instance's events here, or let the parked ones go on (in order, through
+        the mailbox, so that they queue behind what came meanwhile)."""
+        if event.held:
+            self.held.setdefault(event.workflow_id, [])
+            return
+        for parked in self.held.pop(event.workflow_id, []):
+            await self.engine.adapters[self.service].tell(parked, correlation_id=event.workflow_id)
 
     # -- the service's answers ---------------------------------------------------------
 

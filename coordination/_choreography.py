@@ -20,7 +20,9 @@ hooks of `Choreography`.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -33,7 +35,7 @@ from brokers import new_id
 from ._adapter import Adapter
 from ._carriage import ContextCodec
 from ._definition import Failure, Workflow
-from ._events import Advance, Cancel, Carried, Ended
+from ._events import Advance, Cancel, Carried, Ended, Hold
 from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._sidecars import attach, detach
@@ -100,6 +102,9 @@ class Choreography(Generic[In]):
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.metrics.stuck = lambda: len(self.stuck())
+        self._paused: set[str] = set()
+        self._history: OrderedDict[str, list[str]] = OrderedDict()
+        """What operators did, per instance: `<UTC time> <who>: <what>`."""
         self._progress: dict[str, float] = {}
         """When each running instance last moved on, as far as the strategy can see: its
         start, or a later event it witnessed (`progressed`)."""
@@ -190,19 +195,56 @@ class Choreography(Generic[In]):
         await self._known(workflow_id)
         return await self.outcomes.wait(workflow_id, timeout)
 
-    async def cancel(self, workflow_id: str) -> bool:
+    async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Tell every service to stop the instance at the next step it sees and unwind it.
 
         False when the instance is known to have ended. A choreography cannot stop a step
         under way, and a cancel that reaches the services after the last step comes too late:
-        the outcome then stays what it was.
+        the outcome then stays what it was. A paused instance is released to unwind. `by`
+        names who asked, in the instance's history.
         """
-        await self._known(workflow_id)
-        if not self.outcomes.is_running(workflow_id):
+        if not await self._still_running(workflow_id):
             return False
-        for adapter in self.adapters.values():
-            await adapter.tell(Cancel(workflow_id, self.route), correlation_id=workflow_id)
+        self._audit(workflow_id, by, "cancel")
+        await self._broadcast(Cancel(workflow_id, self.route))
+        await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
+
+    async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Hold the instance: the step under way finishes, and its next event waits in the
+        service it reaches until `resume`. False when it has ended."""
+        if not await self._still_running(workflow_id):
+            return False
+        self._audit(workflow_id, by, "pause")
+        self._paused.add(workflow_id)
+        await self._broadcast(Hold(workflow_id, self.route))
+        return True
+
+    async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Let a paused instance go on. False when it is not paused."""
+        if workflow_id not in self._paused:
+            return False
+        self._audit(workflow_id, by, "resume")
+        self._paused.discard(workflow_id)
+        await self._broadcast(Hold(workflow_id, self.route, held=False))
+        return True
+
+    async def _still_running(self, workflow_id: str) -> bool:
+        await self._known(workflow_id)
+        return self.outcomes.is_running(workflow_id)
+
+    async def _broadcast(self, event: Cancel | Hold) -> None:
+        for adapter in self.adapters.values():
+            await adapter.tell(event, correlation_id=event.workflow_id)
+
+    def _audit(self, workflow_id: str, who: str, what: str) -> None:
+        when = datetime.now(UTC).isoformat(timespec="seconds")
+        history = self._history.get(workflow_id)
+        if history is None:
+            history = self._history[workflow_id] = []
+            if len(self._history) > self.outcomes.keep:
+                self._history.popitem(last=False)
+        history.append(f"{when} {who}: {what}")
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """What this strategy's pattern can know about the instance; for a running one, how
@@ -214,7 +256,14 @@ class Choreography(Generic[In]):
             self.metrics.status_took(perf_counter() - began)
         seen = self._progress.get(workflow_id)
         if seen is not None and status.outcome is Outcome.RUNNING:
-            status = msgspec.structs.replace(status, since_progress=perf_counter() - seen)
+            status = msgspec.structs.replace(
+                status,
+                since_progress=perf_counter() - seen,
+                paused=workflow_id in self._paused,
+            )
+        history = self._history.get(workflow_id)
+        if history:
+            status = msgspec.structs.replace(status, history=tuple(history))
         return status
 
     def stuck(self) -> list[str]:
@@ -257,6 +306,7 @@ class Choreography(Generic[In]):
     def finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
         self._progress.pop(event.workflow_id, None)
+        self._paused.discard(event.workflow_id)
         result = self.result_of(event)
         status = WorkflowStatus(
             event.workflow_id,

@@ -20,6 +20,7 @@ __all__ = (
     "Cancel",
     "Carried",
     "Ended",
+    "Hold",
     "Progress",
     "RecordQuery",
     "RecordReply",
@@ -89,6 +90,15 @@ class Cancel(Message, tag="corps.Cancel"):
 
     workflow_id: str
     route: str = ""
+
+
+class Hold(Message, tag="corps.Hold"):
+    """Park `workflow_id`'s next events in this service until released (`held=False`):
+    an operator paused the instance."""
+
+    workflow_id: str
+    route: str = ""
+    held: bool = True
 
 
 class Begin(Message, tag="corps.Begin"):

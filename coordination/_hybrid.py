@@ -174,15 +174,40 @@ class Hybrid(Generic[In]):
             completed_steps=None if completed is None else core_steps + completed,
         )
 
-    async def cancel(self, workflow_id: str) -> bool:
+    async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Cancel the part that runs: the core (compensating it), or the rest (compensating
         the rest only)."""
         instance = self._instance(workflow_id)
         if instance.done.done():
             return False
         if instance.rest_id is None:
-            return await self.core.cancel(instance.core_id)
-        return await self.rest.cancel(instance.rest_id)
+            return await self.core.cancel(instance.core_id, by=by)
+        return await self.rest.cancel(instance.rest_id, by=by)
+
+    async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Pause the part that runs."""
+        instance = self._instance(workflow_id)
+        if instance.done.done():
+            return False
+        if instance.rest_id is None:
+            return await self.core.pause(instance.core_id, by=by)
+        return await self.rest.pause(instance.rest_id, by=by)
+
+    async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
+        instance = self._instance(workflow_id)
+        if instance.rest_id is None:
+            return await self.core.resume(instance.core_id, by=by)
+        return await self.rest.resume(instance.rest_id, by=by)
+
+    def stuck(self) -> list[str]:
+        """The hybrid instances whose running part is stuck."""
+        stuck = set(self.core.stuck()) | set(self.rest.stuck())
+        return [
+            workflow_id
+            for workflow_id, instance in self._instances.items()
+            if not instance.done.done()
+            and (instance.rest_id if instance.rest_id is not None else instance.core_id) in stuck
+        ]
 
     def _instance(self, workflow_id: str) -> _Instance:
         try:

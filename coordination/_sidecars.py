@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from actors import Actor, ActorRef, ActorSystem
 
-from ._events import Advance, Cancel, Unwind
+from ._events import Advance, Cancel, Hold, Unwind
 
 if TYPE_CHECKING:
     from ._adapter import Adapter
@@ -24,7 +24,7 @@ __all__ = ("attach", "detach")
 
 logger = logging.getLogger("coordination")
 
-EVENTS = (Advance, Unwind, Cancel)
+EVENTS = (Advance, Unwind, Cancel, Hold)
 
 
 class _Hub:
@@ -52,7 +52,12 @@ class _Hub:
             if adapter is not None:
                 await adapter.cancel(event)
 
-        return {Advance: advance, Unwind: unwind, Cancel: cancel}
+        async def hold(service: Actor, event: Hold) -> None:
+            adapter = self._adapter(event.route, event)
+            if adapter is not None:
+                await adapter.hold(event)
+
+        return {Advance: advance, Unwind: unwind, Cancel: cancel, Hold: hold}
 
     def _adapter(self, route: str, event: object) -> Adapter[Any] | None:
         adapter = self.adapters.get(route)

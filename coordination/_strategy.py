@@ -31,8 +31,18 @@ class Strategy(Protocol[In]):
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end."""
 
-    async def cancel(self, workflow_id: str) -> bool:
-        """Stop the instance and compensate what it completed; False if it had ended."""
+    async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Stop the instance and compensate what it completed; False if it had ended. `by`
+        names who asked, in the instance's history."""
+
+    async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Let the step under way finish and start no other until `resume`."""
+
+    async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Let a paused instance go on; False if it was not paused."""
+
+    def stuck(self) -> list[str]:
+        """The running instances not seen to move on for the strategy's `stuck_after`."""
 
     async def __aenter__(self) -> Self: ...
 

@@ -414,3 +414,44 @@ async def test_a_choreographed_workflow_without_progress_is_reported_stuck(
             assert choreography.stuck() == []
             assert registry.get_sample_value("corps_workflows_stuck", labels) == 0
             assert (await choreography.status(workflow_id)).since_progress is None
+
+
+@pytest.mark.parametrize(
+    "strategy", ["front_controller", "stamp_coupled", "query_all", "event_sourced"]
+)
+async def test_operators_pause_resume_and_cancel_a_choreographed_instance(
+    bus: Bus, strategy: str
+) -> None:
+    """Every service is told to hold the instance: the step under way finishes, and the next
+    event waits in the service it reaches until the instance is resumed (or cancelled)."""
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment, strategy=strategy) as shop:
+        choreography = shop.mediator
+        first = await choreography.start(order(60))
+        second = await choreography.start(order(61))
+        with anyio.fail_after(5):
+            await fulfillment.entered.wait()
+        assert await choreography.pause(first, by="alice")
+        assert await choreography.pause(second, by="bob")
+        await anyio.sleep(0.05)  # the holds reach every service
+        fulfillment.gate.set()  # the steps under way finish; nothing more starts
+        await until(lambda: fulfillment.shipped.keys() == {"o60", "o61"})
+        await anyio.sleep(0.1)
+        status = await choreography.status(first)
+        assert status.paused
+        assert status.outcome is Outcome.RUNNING
+        assert shop.email.sent == []  # the next step waits
+        assert await choreography.resume(first, by="alice")
+        assert not await choreography.resume(first, by="alice")  # not paused any more
+        assert (await choreography.result(first, timeout=5)).outcome is Outcome.COMPLETED
+        assert await choreography.cancel(second, by="carol")
+        assert (await choreography.result(second, timeout=5)).outcome is Outcome.CANCELLED
+        history = (await choreography.status(second)).history
+        assert [entry.split(" ", 1)[1] for entry in history] == [
+            "bob: pause",
+            "carol: cancel",
+            "carol: resume",
+        ]
+        assert not await choreography.pause(first)  # it has ended
+    assert shop.fulfillment.shipped == {"o60": 1}  # the cancelled order was restocked
+    assert shop.payment.refunds == {"o61": 1000}
