@@ -3,6 +3,8 @@ actor."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import anyio
 import msgspec
 from hypothesis import HealthCheck, given, settings
@@ -49,5 +51,34 @@ def test_actor_survives_arbitrary_bytes(data: bytes) -> None:
             before = await counter.ask(GetTotal())  # still serving
             await counter.tell(Add(amount=1))
             assert await counter.ask(GetTotal()) == before + 1
+
+    anyio.run(scenario)
+
+
+def test_a_small_input_claiming_a_huge_container_allocates_nothing() -> None:
+    """Headers that announce 4 billion elements or bytes, on a 5-byte message: refused as
+    undecodable at once, without allocating for what was announced."""
+    bombs = [
+        b"\xdd\xff\xff\xff\xff",  # array32
+        b"\xdf\xff\xff\xff\xff",  # map32
+        b"\xdb\xff\xff\xff\xff",  # str32
+        b"\xc6\xff\xff\xff\xff",  # bin32
+    ]
+
+    async def scenario() -> None:
+        async with MemoryBus() as bus, ActorSystem(bus) as system:
+            counter = await system.spawn(Counter, name="c")
+            tracemalloc.start()
+            try:
+                for bomb in bombs:
+                    reply = await bus.request(counter.subject, bomb, timeout=2)
+                    assert reply.headers is not None
+                    assert "Corps-Error" in reply.headers
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert peak < 1_000_000  # bytes: the bookkeeping of four requests, nothing more
+            assert system.dead_letters.counts[DeadLetterReason.UNDECODABLE] == len(bombs)
+            assert await counter.ask(GetTotal()) == 0
 
     anyio.run(scenario)
