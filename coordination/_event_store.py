@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-__all__ = ("EventStore", "MemoryEventStore")
+__all__ = ("EventStore", "LogCache", "MemoryEventStore")
 
 
 class EventStore(Protocol):
@@ -42,3 +42,26 @@ class MemoryEventStore:
 
     def __len__(self) -> int:
         return len(self._logs)
+
+
+class LogCache:
+    """The latest `size` logs a durable event store has read, so that replaying a running
+    instance's status reads nothing from disk or the server."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._logs: OrderedDict[str, list[msgspec.Struct]] = OrderedDict()
+
+    def get(self, workflow_id: str) -> list[msgspec.Struct] | None:
+        return self._logs.get(workflow_id)
+
+    def appended(self, workflow_id: str, event: msgspec.Struct) -> None:
+        """Keep a cached log up to date (one not cached is read in full when next asked)."""
+        log = self._logs.get(workflow_id)
+        if log is not None:
+            log.append(event)
+
+    def keep(self, workflow_id: str, log: list[msgspec.Struct]) -> None:
+        self._logs[workflow_id] = log
+        if len(self._logs) > self.size:
+            self._logs.popitem(last=False)

@@ -8,7 +8,6 @@ in the stream, one direct get per event. The latest `cached` logs are kept in me
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import msgspec
@@ -16,6 +15,7 @@ import nats.js.errors
 
 from brokers import NatsBus, validate_subject
 
+from ._event_store import LogCache
 from ._events import WorkflowEvent
 
 __all__ = ("NatsEventStore",)
@@ -40,17 +40,14 @@ class NatsEventStore:
         self.bus = bus
         self.stream = stream
         self.prefix = prefix
-        self._cached = cached
-        self._cache: OrderedDict[str, list[msgspec.Struct]] = OrderedDict()
+        self._cache = LogCache(cached)
         self._ready = False
 
     async def append(self, workflow_id: str, event: msgspec.Struct) -> None:
         if not self._ready:
             await self._open()
         await self.bus.jetstream.publish(f"{self.prefix}.{workflow_id}", _encode(event))
-        log = self._cache.get(workflow_id)
-        if log is not None:
-            log.append(event)
+        self._cache.appended(workflow_id, event)
 
     async def load(self, workflow_id: str) -> Sequence[msgspec.Struct]:
         log = self._cache.get(workflow_id)
@@ -60,9 +57,7 @@ class NatsEventStore:
             log = await self._read(workflow_id)
             if not log:
                 return ()
-            self._cache[workflow_id] = log
-            if len(self._cache) > self._cached:
-                self._cache.popitem(last=False)
+            self._cache.keep(workflow_id, log)
         return tuple(log)
 
     async def _read(self, workflow_id: str) -> list[msgspec.Struct]:

@@ -8,14 +8,14 @@ EventSourced on the same file answers `status` and `result` for the instances lo
 
 from __future__ import annotations
 
-import sqlite3
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
+from ._event_store import LogCache
 from ._events import WorkflowEvent
+from ._sqlite import connect
 
 __all__ = ("SqliteEventStore",)
 
@@ -41,12 +41,8 @@ class SqliteEventStore:
 
     def __init__(self, path: str | Path, *, cached: int = 10_000) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._cached = cached
-        self._cache: OrderedDict[str, list[msgspec.Struct]] = OrderedDict()
+        self._db = connect(self.path, _SCHEMA)
+        self._cache = LogCache(cached)
 
     def close(self) -> None:
         self._db.close()
@@ -56,9 +52,7 @@ class SqliteEventStore:
             "INSERT INTO corps_events (workflow_id, event) VALUES (?, ?)",
             (workflow_id, _encode(event)),
         )
-        log = self._cache.get(workflow_id)
-        if log is not None:
-            log.append(event)
+        self._cache.appended(workflow_id, event)
 
     async def load(self, workflow_id: str) -> Sequence[msgspec.Struct]:
         log = self._cache.get(workflow_id)
@@ -70,7 +64,5 @@ class SqliteEventStore:
             log = [_decode(row[0]) for row in rows]
             if not log:
                 return ()
-            self._cache[workflow_id] = log
-            if len(self._cache) > self._cached:
-                self._cache.popitem(last=False)
+            self._cache.keep(workflow_id, log)
         return tuple(log)

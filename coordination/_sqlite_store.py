@@ -9,11 +9,11 @@ microseconds, which is what durability costs per step (memory stays the default 
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ._definition import Workflow
+from ._sqlite import connect
 from ._state_codec import StateCodec
 from ._status import Outcome
 from ._store import InstanceState
@@ -39,10 +39,7 @@ class SqliteStateStore:
         self.path = Path(path)
         self.workflow = workflow.name
         self._codec = StateCodec(workflow)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self._db = connect(self.path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
