@@ -44,3 +44,22 @@ async def test_no_order_lost_or_doubled_when_nats_fails_by(
     fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await check(fault, caplog)
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+async def test_a_choreography_on_core_nats_loses_in_flight_instances_but_never_doubles(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the README states: a connection cut strands the instances whose event was in
+    flight (at most one per client, since each client has one order in flight), and applies
+    no effect twice nor leaves one inconsistent."""
+    caplog.set_level(logging.CRITICAL)
+    settings = replace(QUICK, strategy="stamp_coupled", settle=3.0)
+    report = await run_fault("connection-drop", settings)
+    verdict = report.verdict
+    assert report.injected > 0
+    assert len(verdict.lost) <= settings.clients  # in practice all of them (README)
+    assert verdict.duplicated == []
+    assert verdict.unexpected == []
+    assert verdict.inconsistent == []
