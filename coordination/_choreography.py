@@ -205,7 +205,7 @@ class Choreography(Generic[In]):
         """
         if not await self._still_running(workflow_id):
             return False
-        self._audit(workflow_id, by, "cancel")
+        await self._audit(workflow_id, by, "cancel")
         await self._broadcast(Cancel(workflow_id, self.route))
         await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
@@ -215,7 +215,7 @@ class Choreography(Generic[In]):
         service it reaches until `resume`. False when it has ended."""
         if not await self._still_running(workflow_id):
             return False
-        self._audit(workflow_id, by, "pause")
+        await self._audit(workflow_id, by, "pause")
         self._paused.add(workflow_id)
         await self._broadcast(Hold(workflow_id, self.route))
         return True
@@ -224,7 +224,7 @@ class Choreography(Generic[In]):
         """Let a paused instance go on. False when it is not paused."""
         if workflow_id not in self._paused:
             return False
-        self._audit(workflow_id, by, "resume")
+        await self._audit(workflow_id, by, "resume")
         self._paused.discard(workflow_id)
         await self._broadcast(Hold(workflow_id, self.route, held=False))
         return True
@@ -237,14 +237,17 @@ class Choreography(Generic[In]):
         for adapter in self.adapters.values():
             await adapter.tell(event, correlation_id=event.workflow_id)
 
-    def _audit(self, workflow_id: str, who: str, what: str) -> None:
+    async def _audit(self, workflow_id: str, who: str, what: str) -> str:
+        """Add `<UTC time> <who>: <what>` to the instance's history, and return it."""
         when = datetime.now(UTC).isoformat(timespec="seconds")
         history = self._history.get(workflow_id)
         if history is None:
             history = self._history[workflow_id] = []
             if len(self._history) > self.outcomes.keep:
                 self._history.popitem(last=False)
-        history.append(f"{when} {who}: {what}")
+        entry = f"{when} {who}: {what}"
+        history.append(entry)
+        return entry
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """What this strategy's pattern can know about the instance; for a running one, how

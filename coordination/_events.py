@@ -16,6 +16,7 @@ from actors import Message
 
 __all__ = (
     "Advance",
+    "Audit",
     "Begin",
     "Cancel",
     "Carried",
@@ -99,6 +100,13 @@ class Hold(Message, tag="corps.Hold"):
     workflow_id: str
     route: str = ""
     held: bool = True
+
+
+class Audit(Message, tag="corps.Audit"):
+    """An operator's action, for the front controller to add to the instance's record."""
+
+    workflow_id: str
+    entry: str
 
 
 class Begin(Message, tag="corps.Begin"):

@@ -18,7 +18,7 @@ from actors import Actor, ActorSystem
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
-from ._events import Advance, Begin, Carried, Ended, Progress
+from ._events import Advance, Audit, Begin, Carried, Ended, Progress
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -71,6 +71,12 @@ class _Front(Actor):
         await self.store.save(state)
         self.engine.finish(msg)
 
+    async def audit(self, msg: Audit) -> None:
+        state = await self.store.load(msg.workflow_id)
+        if state is not None:
+            state.history.append(msg.entry)
+            await self.store.save(state)
+
     async def status(self, msg: GetStatus) -> StatusReply:
         return reply_from_state(await self.store.load(msg.workflow_id))
 
@@ -122,6 +128,13 @@ class FrontController(Choreography[In]):
             if not self.outcomes.knows(state.workflow_id):
                 self._remember(state.workflow_id, None)
         self.resumed = len(running)
+
+    async def _audit(self, workflow_id: str, who: str, what: str) -> str:
+        """The record keeps the history too, in the store: it outlives this object."""
+        entry = await super()._audit(workflow_id, who, what)
+        assert self.endpoint is not None
+        await self.endpoint.tell(Audit(workflow_id, entry), correlation_id=workflow_id)
+        return entry
 
     async def _recall(self, workflow_id: str) -> None:
         state = await self.store.load(workflow_id)
