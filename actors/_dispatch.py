@@ -10,7 +10,9 @@ import msgspec
 from brokers import Msg
 
 from ._actor import Actor
+from ._codec import encode
 from ._context import CAUSATION_ID, CORRELATION_ID, MESSAGE_ID, _current
+from ._dead_letters import DeadLetterReason
 from ._errors import UnhandledMessageError
 from ._handlers import handler_table
 
@@ -26,7 +28,8 @@ async def dispatch(
     `ActorSystem.add_handlers`), so that the actor still handles one message at a time. The
     handler sees `message_id` and `correlation_id` as the message's ids (`@idempotent` keys on
     the first). Raises UnhandledMessageError when the actor has no handler for the type, and
-    whatever the handler raises.
+    whatever the handler raises; as the mailbox does for a message it delivers, a handler that
+    raised leaves the message in the system's dead letters.
     """
     handler = handler_table(type(actor)).handlers.get(type(message))
     if handler is None:
@@ -41,5 +44,10 @@ async def dispatch(
     token = _current.set(Msg(subject, b"", headers))
     try:
         return await handler(actor, message)
+    except Exception as exc:
+        actor.system.dead_letters.record(
+            DeadLetterReason.HANDLER_ERROR, actor.name, subject, encode(message), headers, exc
+        )
+        raise
     finally:
         _current.reset(token)

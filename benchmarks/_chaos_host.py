@@ -23,9 +23,8 @@ from brokers import NatsBus
 from coordination import Mediator, SqliteStateStore
 from coordination.scenarios.order_placement import PlaceOrder
 
+from ._chaos import NORMAL_MIX
 from ._chaos_services import chaos_workflow
-
-MIX = [("ann", "book")] * 7 + [("declined", "book"), ("ann", "rare"), ("ann", "rare")]
 
 
 def say(*words: str) -> None:
@@ -56,10 +55,11 @@ async def host(url: str, db: str, prefix: str, clients: int) -> None:
             waits.append(loop.create_task(finish(order_id, state.workflow_id)))
         numbers = itertools.count()
         rng = random.Random(prefix)
+        kinds, weights = list(NORMAL_MIX), list(NORMAL_MIX.values())
 
         async def client() -> None:
             while not stop.is_set():
-                customer, item = rng.choice(MIX)
+                customer, item = rng.choices(kinds, weights)[0]
                 order_id = f"{prefix}-{next(numbers)}"
                 workflow_id = await mediator.start(PlaceOrder(order_id, customer, item, 1, 1000))
                 say("started", order_id, workflow_id)

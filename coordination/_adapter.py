@@ -12,22 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from actors import (
-    CORRELATION_ID,
-    MESSAGE_ID,
-    Actor,
-    ActorRef,
-    DeadLetterReason,
-    acting_as,
-    dispatch,
-)
+from actors import Actor, ActorRef, acting_as, dispatch
 
 from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, WorkflowContext
@@ -42,6 +34,7 @@ __all__ = ("CANCELLED", "Adapter")
 logger = logging.getLogger("coordination")
 
 In = TypeVar("In", bound=msgspec.Struct)
+E = TypeVar("E", Advance, Unwind)
 
 CANCELLED = "cancelled"
 REMEMBERED_CANCELS = 10_000
@@ -128,22 +121,24 @@ class Adapter(Actor, Generic[In]):
     # -- events -----------------------------------------------------------------------
 
     async def advance(self, event: Advance) -> None:
-        if self.held and event.workflow_id in self.held:
-            self.held[event.workflow_id].append(event)
-            return
-        if event.data is None and not self.engine.carries_data:
-            self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
-        else:
-            await self._guarded(self._advance(event), event)
+        await self._take(event, self._advance)
 
     async def unwind(self, event: Unwind) -> None:
+        await self._take(event, self._unwind)
+
+    async def _take(
+        self,
+        event: E,
+        handle: Callable[[E], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Park the event of a paused instance; fetch its data first where events carry ids
+        only (query-all); else handle it now."""
         if self.held and event.workflow_id in self.held:
             self.held[event.workflow_id].append(event)
-            return
-        if event.data is None and not self.engine.carries_data:
+        elif event.data is None and not self.engine.carries_data:
             self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
         else:
-            await self._guarded(self._unwind(event), event)
+            await self._guarded(handle(event), event)
 
     async def _fetch_then_handle(self, event: Advance | Unwind) -> None:
         """Query-all: fetch what the step's builders read from the services that hold it (in
@@ -267,16 +262,7 @@ class Adapter(Actor, Generic[In]):
                 message_id=message_id,
                 correlation_id=pending.workflow_id,
             )
-        except Exception as exc:
-            # As the service's own mailbox would: the failed command is a dead letter.
-            self.engine.system.dead_letters.record(
-                DeadLetterReason.HANDLER_ERROR,
-                self.service,
-                self.service_ref.subject,
-                _encode(command),
-                {MESSAGE_ID: message_id, CORRELATION_ID: pending.workflow_id},
-                exc,
-            )
+        except Exception as exc:  # dispatch has dead-lettered the command
             if event.attempt < step.retry.attempts:
                 logger.warning(
                     "%s: %s attempt %d failed: %r",
