@@ -94,7 +94,12 @@ class EventSourced(Choreography[In]):
             self._remember(workflow_id, ended)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
-        """The state the log replays to."""
+        """The state the log replays to.
+
+        The log is filled by several taps (one per subject), so two events of an instance
+        can be stored in the other order than they happened: the end is final whatever comes
+        after it, and the instance only moves forward through its steps.
+        """
         await self._known(workflow_id)
         names = [step.name for step in self.workflow.steps]
         outcome = Outcome.RUNNING
@@ -104,8 +109,10 @@ class EventSourced(Choreography[In]):
         failure: Failure | None = None
         attention: tuple[str, ...] = ()
         for event in await self.store.load(workflow_id):
+            if outcome is not Outcome.RUNNING:
+                break
             match event:
-                case Advance(step=step):
+                case Advance(step=step) if failure is None and step >= len(completed):
                     current, completed = names[step], names[:step]
                 case Unwind() as unwind:
                     current = None
