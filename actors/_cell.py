@@ -13,7 +13,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from brokers import Bus, Msg, Overflow, Subscription
+from brokers import Bus, Msg, Overflow, Subscription, prechecked_publish
 
 from ._actor import Actor
 from ._codec import ErrorReply, encode, oversized, undecodable
@@ -36,6 +36,7 @@ class ActorCell:
 
     __slots__ = (
         "_handlers",
+        "_publish_reply",
         "_replies",
         "actor",
         "bus",
@@ -68,6 +69,7 @@ class ActorCell:
         self.system = system
         self.handler_timeout = handler_timeout
         self.bus: Bus = system.bus
+        self._publish_reply = prechecked_publish(self.bus)
         self.group = group
         self.factory = factory
         self._handlers = table.handlers
@@ -202,7 +204,7 @@ class ActorCell:
         self.handled += 1
         if msg.reply is not None:
             try:
-                await self.bus.publish(msg.reply, data, reply_headers(msg))
+                await self._publish_reply(msg.reply, data, reply_headers(msg))
             except Exception as exc:  # e.g. a reply over the bus's max payload
                 await self._reply_error(msg, ErrorKind.HANDLER, exc)
 
@@ -249,7 +251,7 @@ class ActorCell:
         headers = reply_headers(msg)
         headers[ERROR_KIND] = kind
         try:
-            await self.bus.publish(msg.reply, encode(body), headers)
+            await self._publish_reply(msg.reply, encode(body), headers)
         except Exception:
             logger.exception("actor %r: cannot send an error reply", self.group.name)
 

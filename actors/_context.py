@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from brokers import Headers, Msg, new_id
+from brokers import Headers, InvalidHeaderError, Msg, new_id
 
 __all__ = (
     "CAUSATION_ID",
@@ -68,13 +68,27 @@ def current_message() -> MessageContext | None:
     )
 
 
+def check_id(value: str, what: str) -> None:
+    """Raise InvalidHeaderError unless `value` can be a header value: a str without line
+    breaks (what NATS can carry)."""
+    if type(value) is not str or "\n" in value or "\r" in value:
+        raise InvalidHeaderError(f"invalid {what} {value!r}: it must be a str without line breaks")
+
+
 def outgoing_headers(correlation_id: str | None = None, message_id: str | None = None) -> Headers:
     """Headers for a new message sent from the current context.
 
     `message_id` defaults to a new id; pass a stable one to have a resent message recognised
     as the same (idempotent handlers, JetStream dedup).
     """
-    message_id = message_id or new_id()
+    # The ids a caller gives are checked here, so that a bus need not check headers built
+    # from them again (the in-memory bus does not); the rest are ours or came in checked.
+    if not message_id:
+        message_id = new_id()
+    else:
+        check_id(message_id, "message id")
+    if correlation_id is not None:
+        check_id(correlation_id, "correlation id")
     cause = _current.get()
     if cause is None or cause.headers is None:
         return {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id or message_id}

@@ -11,7 +11,7 @@ from brokers import Msg
 
 from ._actor import Actor
 from ._codec import encode
-from ._context import CAUSATION_ID, CORRELATION_ID, MESSAGE_ID, _current
+from ._context import CAUSATION_ID, CORRELATION_ID, MESSAGE_ID, _current, check_id
 from ._dead_letters import DeadLetterReason
 from ._errors import UnhandledMessageError
 from ._handlers import handler_table
@@ -27,7 +27,8 @@ async def dispatch(
     Call it only from a handler running in `actor`'s own mailbox (added with
     `ActorSystem.add_handlers`), so that the actor still handles one message at a time. The
     handler sees `message_id` and `correlation_id` as the message's ids (`@idempotent` keys on
-    the first). Raises UnhandledMessageError when the actor has no handler for the type, and
+    the first). Raises InvalidHeaderError for an id that is not a str without line breaks,
+    UnhandledMessageError when the actor has no handler for the type, and
     whatever the handler raises; as the mailbox does for a message it delivers, a handler that
     raised leaves the message in the system's dead letters.
     """
@@ -36,6 +37,8 @@ async def dispatch(
         raise UnhandledMessageError(
             f"{type(actor).__name__} has no handler for {type(message).__name__}"
         )
+    check_id(message_id, "message id")
+    check_id(correlation_id, "correlation id")
     outer = _current.get()
     headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id}
     if outer is not None and outer.headers is not None and MESSAGE_ID in outer.headers:

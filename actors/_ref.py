@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import msgspec
 
-from brokers import Bus, BusTimeoutError, Headers, NoRespondersError, SlowConsumerError
+from brokers import (
+    Bus,
+    BusTimeoutError,
+    Headers,
+    NoRespondersError,
+    SlowConsumerError,
+    prechecked_publish,
+)
 
 from ._actor import Actor
 from ._codec import ErrorReply, decode, encode
@@ -69,7 +76,7 @@ class ActorRef(Generic[A]):
         self._bus = bus
         self._links = links
         self._prefix = prefix + "."
-        self._publish = bus.publish
+        self._publish = prechecked_publish(bus)
         self.name = name
         self.subject = subject
         self._handlers = table.handlers

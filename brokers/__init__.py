@@ -19,7 +19,7 @@ from ._errors import (
 )
 from ._ids import IdGenerator, new_id
 from ._jetstream import DeadLetterNotice, DurableSubscription, JetStream, JetStreamError, PublishAck
-from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus
+from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus, prechecked_publish
 from ._memory_subscription import MemorySubscription
 from ._message import Headers, Msg
 from ._nats import BusConnectionError, ConnectionStatus, NatsBus, NatsSubscription
@@ -63,6 +63,7 @@ __all__ = (
     "Subscription",
     "find_nats_server",
     "new_id",
+    "prechecked_publish",
     "subject_matches",
     "validate_pattern",
     "validate_queue",

@@ -26,7 +26,7 @@ class Replies:
     """The pending requests of one bus. Replies arrive on `<prefix><token>`, and the bus
     subscribes `pattern` once to feed them to `deliver`."""
 
-    __slots__ = ("_buckets", "_futures", "_next_token", "pattern", "prefix", "stats")
+    __slots__ = ("_buckets", "_futures", "_loop", "_next_token", "pattern", "prefix", "stats")
 
     def __init__(self, stats: BusStats) -> None:
         ids = IdGenerator()
@@ -36,11 +36,17 @@ class Replies:
         self._futures: dict[str, asyncio.Future[Msg]] = {}
         self._buckets: dict[int, dict[int, asyncio.Future[Msg]]] = {}
         self.stats = stats
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first request until `fail_all`: on Python 3.11 asking asyncio for
+        it makes a getpid() system call, too dear for every request."""
 
     def open(self) -> tuple[str, asyncio.Future[Msg]]:
         """A new reply subject and the future its reply resolves."""
         token = self._next_token()
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Msg] = loop.create_future()
         self._futures[token] = future
         return self.prefix + token, future
 
@@ -68,7 +74,7 @@ class Replies:
 
     async def wait(self, future: asyncio.Future[Msg], subject: str, timeout: float) -> Msg:
         """The reply, or NoRespondersError, or BusTimeoutError after `timeout` seconds."""
-        loop = asyncio.get_running_loop()
+        loop = future.get_loop()
         bucket = -int(-(loop.time() + timeout) // TICK)  # the first tick at or after the deadline
         waiting = self._buckets.get(bucket)
         if waiting is None:
@@ -97,6 +103,7 @@ class Replies:
 
     def fail_all(self) -> None:
         """Fail every pending request: the bus is closing."""
+        self._loop = None
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(BusClosedError("the bus closed before the reply came"))

@@ -87,8 +87,12 @@ class CommandPort(Generic[T]):
         """The ticks that have a bucket, as a heap."""
         self._subscription: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """Kept from `open`: on Python 3.11 `asyncio.get_running_loop()` makes a getpid()
+        system call, too dear for every command."""
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._subscription = await self.system.bus.subscribe(self.subject, self._reply)
 
     async def close(self) -> None:
@@ -135,7 +139,9 @@ class CommandPort(Generic[T]):
 
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
         self._unschedule(message_id, pending)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # sending before `open`
+            loop = self._loop = asyncio.get_running_loop()
         tick = -int(-(loop.time() + delay) // TICK)  # the first tick at or after the deadline
         bucket = self._buckets.get(tick)
         if bucket is None:

@@ -40,9 +40,15 @@ class Outcomes:
         self.metrics = metrics
         self._running: dict[str, asyncio.Future[WorkflowResult]] = {}
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the first `add` until `stop`: on Python 3.11 asking asyncio for it
+        makes a getpid() system call, too dear for every instance."""
 
     def add(self, workflow_id: str) -> None:
-        self._running[workflow_id] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._running[workflow_id] = loop.create_future()
         if self.metrics is not None:
             self.metrics.began(workflow_id)
 
@@ -92,6 +98,7 @@ class Outcomes:
 
     def stop(self) -> None:
         """The strategy stops: whoever waits for a running instance is told so."""
+        self._loop = None
         for future in self._running.values():
             if not future.done():
                 future.set_exception(

@@ -28,7 +28,7 @@ from actors import (
     handler,
     idempotent,
 )
-from brokers import Bus, MemoryBus, Msg
+from brokers import Bus, Headers, InvalidHeaderError, MemoryBus, Msg
 
 from .actors_fixtures import (
     Add,
@@ -229,6 +229,54 @@ async def test_ids_propagate_from_the_handled_message_to_the_ones_it_sends(bus: 
         direct_id, direct_correlation, direct_cause = by_label["direct"]
         assert direct_correlation == direct_id  # a root message starts its own conversation
         assert direct_cause is None
+
+
+@pytest.mark.parametrize("bad", ["line\nbreak", "carriage\rreturn", 42])
+async def test_ids_that_cannot_be_headers_are_refused_before_sending(bus: Bus, bad: object) -> None:
+    # The in-memory bus trusts the headers the actor layer builds, so the ids a caller gives
+    # must be checked where they come in, on every way a message leaves.
+    async with ActorSystem(bus) as system:
+        counter = await system.spawn(Counter, name="c")
+        sent = Inbox()
+        await bus.subscribe(counter.subject, sent)
+        for given in ({"message_id": bad}, {"correlation_id": bad}):
+            with pytest.raises(InvalidHeaderError):
+                await counter.tell(Add(1), **given)  # type: ignore[arg-type]
+            with pytest.raises(InvalidHeaderError):
+                await counter.send(GetTotal(), "replies.here", **given)  # type: ignore[arg-type]
+            with pytest.raises(InvalidHeaderError):
+                await counter.ask(GetTotal(), **given)  # type: ignore[call-overload]
+        await counter.tell(Add(2), message_id="fine", correlation_id="also-fine")
+        (msg,) = await sent.wait_for(1)
+        assert msg.headers is not None
+        assert msg.headers[MESSAGE_ID] == "fine"
+        assert msg.headers[CORRELATION_ID] == "also-fine"
+        assert await counter.ask(GetTotal()) == 2
+
+
+async def test_a_bus_that_overrides_publish_sees_every_message_actors_send() -> None:
+    class Spy(MemoryBus):
+        def __init__(self) -> None:
+            super().__init__()
+            self.published: list[str] = []
+
+        async def publish(
+            self,
+            subject: str,
+            data: bytes,
+            headers: Headers | None = None,
+            reply: str | None = None,
+        ) -> None:
+            self.published.append(subject)
+            await super().publish(subject, data, headers, reply)
+
+    spy = Spy()
+    async with spy, ActorSystem(spy) as system:
+        counter = await system.spawn(Counter, name="c")
+        await counter.tell(Add(1))
+        await counter.send(GetTotal(), "totals")
+        await until(lambda: len(spy.published) == 3)
+    assert spy.published == [counter.subject, counter.subject, "totals"]
 
 
 def recorder_seen(system: ActorSystem) -> list[object]:

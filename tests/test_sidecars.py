@@ -18,7 +18,7 @@ from actors import (
     dispatch,
     idempotent,
 )
-from brokers import Bus
+from brokers import Bus, InvalidHeaderError
 
 from .actors_fixtures import Add, Counter, GetTotal
 from .helpers import until
@@ -105,3 +105,6 @@ async def test_dispatch_calls_the_actors_handler_with_the_given_ids() -> None:
         assert wallet.charged == 5
         with pytest.raises(UnhandledMessageError):
             await dispatch(wallet, GetTotal(), message_id="x", correlation_id="y")
+        with pytest.raises(InvalidHeaderError):  # ids the messages it sends would carry
+            await dispatch(wallet, Charge(1), message_id="pay\n2", correlation_id="order-1")
+        assert wallet.charged == 5
