@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import platform
 import sys
@@ -196,6 +197,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 1 repetition, a tenth of the work"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the library's warnings too (the failure mix makes services retry, and each "
+        "retry is a warning); errors are always shown",
     )
     args = parser.parse_args(argv)
     args.strategies = _names(parser, "strategies", args.strategies, STRATEGIES)
@@ -527,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_reports(Path(argv[1]), Path(argv[2])))
         return 0
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR)
     results = run(args)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
