@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -200,7 +201,11 @@ class ActorCell:
             raise
         _current.reset(token)
         if timed:
-            self.durations.observe(perf_counter() - started)
+            # Histogram.observe, inlined: this runs for every message.
+            took = perf_counter() - started
+            durations = self.durations
+            durations.counts[bisect_left(durations.bounds, took)] += 1
+            durations.sum += took
         self.handled += 1
         if msg.reply is not None:
             try:

@@ -115,6 +115,18 @@ def _scenario_section(scenario: str, figures: list[dict[str, Any]]) -> list[str]
                 f"{f['p95_s'] * 1e3:.1f} / {f['p99_s'] * 1e3:.1f} |"
             )
     base = [f for f in figures if f["failure_rate"] == rates[0]]
+    kinds = {f["floor_name"]: f for f in base}
+    lines += [
+        "",
+        "What corps' messages alone reach, with no strategy logic (the floor's hops as corps "
+        "messages): "
+        + "; ".join(
+            f"{statistics.median(f['bound']):,.0f} workflows/s, "
+            f"{f['bound_ratio_median']:.2f} of the {name}"
+            for name, f in kinds.items()
+        )
+        + ". The rest of each gap to the floor is the strategy's own work.",
+    ]
     lines += [
         "",
         "### State management: what `status` can see",

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from actors import serve_registry
 
+from ._message_bounds import corps_choreography_chain, corps_mediator_chain
 from ._scenarios import Scenario
 from ._stats import Sample
 from ._strategy_cases import ORCHESTRATED, StrategyRun, run_strategy
@@ -62,6 +63,9 @@ class StrategyComparison:
     runs: tuple[StrategyRun, ...]
     floor_name: str
     floor: Sample
+    bound: Sample
+    """The floor's hops as corps messages with no strategy logic (`_message_bounds`), in the
+    same repetitions: the most any strategy on corps could reach."""
 
     def figure(self, pick: Callable[[StrategyRun], float]) -> Sample:
         return Sample(tuple(pick(run) for run in self.runs))
@@ -78,6 +82,16 @@ class StrategyComparison:
     def met(self) -> bool:
         return self.ratio.median >= TARGET
 
+    @property
+    def bound_ratio(self) -> Sample:
+        """What corps' messages alone reach of the floor."""
+        return self.bound.ratio_to(self.floor)
+
+    @property
+    def of_bound(self) -> Sample:
+        """The strategy's share of what corps' messages alone reach: its logic's cost."""
+        return self.throughput.ratio_to(self.bound)
+
     def as_json(self) -> dict[str, object]:
         last = self.runs[-1]
         return {
@@ -90,6 +104,9 @@ class StrategyComparison:
             "floor_name": self.floor_name,
             "floor": list(self.floor.values),
             "ratio_median": self.ratio.median,
+            "bound": list(self.bound.values),
+            "bound_ratio_median": self.bound_ratio.median,
+            "of_bound_median": self.of_bound.median,
             "target_ratio": TARGET,
             "met": self.met,
             "p50_s": self.figure(lambda r: r.p50).median,
@@ -160,21 +177,27 @@ async def compare_strategies(
         print(f"live metrics on {server.url}", flush=True)
     runs: dict[tuple[str, float, str], list[StrategyRun]] = {}
     floors: dict[tuple[str, bool], list[float]] = {}
+    bounds: dict[tuple[str, bool], list[float]] = {}
+    chains = (
+        (floors, True, raw_mediator_chain),
+        (floors, False, raw_choreography_chain),
+        (bounds, True, corps_mediator_chain),
+        (bounds, False, corps_choreography_chain),
+    )
     try:
         for repetition in range(repeat):
             for scenario in scenarios:
                 steps = len(scenario.workflow.steps)
-                floors.setdefault((scenario.name, True), []).append(
-                    await raw_mediator_chain(
-                        load.workflows, steps, load.clients, duration=load.duration
+                for kept, orchestrated, chain in chains:
+                    # The bounds are pure message passing, steady from the start: half the
+                    # time is enough, and keeps the default run within its budget.
+                    duration = load.duration
+                    if duration is not None and kept is bounds:
+                        duration /= 2
+                    kept.setdefault((scenario.name, orchestrated), []).append(
+                        await chain(load.workflows, steps, load.clients, duration=duration)
                     )
-                )
-                floors.setdefault((scenario.name, False), []).append(
-                    await raw_choreography_chain(
-                        load.workflows, steps, load.clients, duration=load.duration
-                    )
-                )
-                step(f"{scenario.name}: raw floors")
+                step(f"{scenario.name}: raw floors, corps messages alone")
                 for rate in failure_rates:
                     for name in strategies:
                         run = await run_strategy(
@@ -203,6 +226,7 @@ async def compare_strategies(
                 tuple(measured),
                 "raw asyncio mediator" if orchestrated else "raw asyncio choreography",
                 Sample(tuple(floors[scenario_name, orchestrated])),
+                Sample(tuple(bounds[scenario_name, orchestrated])),
             )
         )
     costs = []
@@ -247,6 +271,19 @@ def print_metrics_cost(costs: list[MetricsCost]) -> None:
         )
 
 
+def _bound_line(rows: Sequence[StrategyComparison]) -> str:
+    """What corps' messages alone reach, per kind of floor, and each strategy's share of it."""
+    kinds: dict[str, StrategyComparison] = {}
+    for c in rows:
+        kinds.setdefault(c.floor_name, c)
+    reach = "; ".join(
+        f"{c.bound.median:,.0f} workflows/s on the {name}'s hops ({c.bound_ratio.median:.2f} of it)"
+        for name, c in kinds.items()
+    )
+    shares = ", ".join(f"{c.strategy} {c.of_bound.median:.2f}" for c in rows)
+    return f"corps messages alone, no strategy: {reach}. Each strategy's share of that: {shares}"
+
+
 def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
     tables: dict[tuple[str, float], list[StrategyComparison]] = {}
     for comparison in comparisons:
@@ -282,11 +319,14 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
                 f" {c.figure(lambda r: r.status_seconds).median * 1e6:>9.1f}"
                 f" {last.status_messages:>7.1f}  {_links(last.links)}"
             )
+        print(_bound_line(rows))
     if comparisons:
         missed = sum(not c.met for c in comparisons)
+        reach = [c.bound_ratio.median for c in comparisons]
         print(
             f"\ntarget: each strategy >= {TARGET:.0%} of its floor's workflows/s; "
-            f"met by {len(comparisons) - missed} of {len(comparisons)}"
+            f"met by {len(comparisons) - missed} of {len(comparisons)}; corps' messages alone, "
+            f"with no strategy, reach {min(reach):.2f}-{max(reach):.2f} of the floors"
         )
         print(
             "floor: the same steps hand-written in raw asyncio, msgpack on every hop (the "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -22,6 +22,7 @@ __all__ = (
     "Job",
     "Worker",
     "chain_workflow",
+    "closed_loop",
     "raw_choreography_chain",
     "raw_mediator_chain",
 )
@@ -95,7 +96,7 @@ async def raw_mediator_chain(
     def begin(workflow: int, number: int) -> None:
         inbox.put_nowait((-1, encode(_Command(workflow, number))))
 
-    return await _closed_loop(workflows, duration, clients, tasks, waiting, begin)
+    return await closed_loop(workflows, duration, clients, tasks, waiting, begin)
 
 
 async def raw_choreography_chain(
@@ -123,20 +124,20 @@ async def raw_choreography_chain(
     def begin(workflow: int, number: int) -> None:
         queues[0].put_nowait(encode(_Command(workflow, number)))
 
-    return await _closed_loop(workflows, duration, clients, tasks, waiting, begin)
+    return await closed_loop(workflows, duration, clients, tasks, waiting, begin)
 
 
-async def _closed_loop(
+async def closed_loop(
     workflows: int | None,
     duration: float | None,
     clients: int,
     tasks: list[asyncio.Task[None]],
     waiting: dict[int, asyncio.Future[None]],
-    begin: Callable[[int, int], None],
+    begin: Callable[[int, int], Awaitable[None] | None],
 ) -> float:
-    """Workflows per second of `clients` that each `begin` a workflow and wait for the
-    service tasks to resolve it in `waiting`, for `workflows` in all or for `duration`
-    seconds; the tasks are cancelled at the end."""
+    """Workflows per second of `clients` that each `begin` a workflow (awaited when it
+    returns an awaitable) and wait for the services to resolve it in `waiting`, for
+    `workflows` in all or for `duration` seconds; `tasks` are cancelled at the end."""
     loop = asyncio.get_running_loop()
     ids = itertools.count()
     done = [0]
@@ -147,7 +148,9 @@ async def _closed_loop(
         while budget.take():
             workflow = next(ids)
             finished = waiting[workflow] = loop.create_future()
-            begin(workflow, workflow)
+            sending = begin(workflow, workflow)
+            if sending is not None:
+                await sending
             await finished
             done[0] += 1
 

@@ -96,6 +96,11 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert strategies["query_all"]["floor_name"] == "raw asyncio choreography"
     for figure in figures:
         assert figure["workflows_per_s"][0] > 0
+        # the floor's hops as corps messages, measured beside it, and the shares derived
+        (bound,) = figure["bound"]
+        assert bound > 0
+        assert figure["bound_ratio_median"] == pytest.approx(bound / figure["floor"][0])
+        assert figure["of_bound_median"] == pytest.approx(figure["workflows_per_s"][0] / bound)
         assert figure["messages_per_workflow"] > 0
         assert figure["p50_s"] <= figure["p95_s"] <= figure["p99_s"]
         assert figure["links"]["completed"] > 0
