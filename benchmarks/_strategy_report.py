@@ -13,7 +13,7 @@ from actors import serve_registry
 from ._message_bounds import corps_choreography_chain, corps_mediator_chain
 from ._scenarios import Scenario
 from ._stats import Sample
-from ._strategy_cases import ORCHESTRATED, StrategyRun, run_strategy
+from ._strategy_cases import MEMORY_IN_FLIGHT, ORCHESTRATED, StrategyRun, run_strategy
 from ._workflow_cases import raw_choreography_chain, raw_mediator_chain
 
 __all__ = (
@@ -333,7 +333,7 @@ def print_strategies(comparisons: list[StrategyComparison], load: Load) -> None:
             "mediator against a mediator task, the choreographies against service queues "
             "feeding each other); msgs, bytes: on the bus per workflow; max msg: the largest "
             "message of one workflow; comp: compensations run per workflow; mem/wf: peak bytes "
-            "allocated per workflow with 1000 in flight (no failures); status: one "
+            f"allocated per workflow with {MEMORY_IN_FLIGHT} in flight (no failures); status: one "
             "status() on an ended workflow and the messages it needs; links: distinct "
             "sender/receiver/message links of one workflow per case, and +err: the links the "
             "failure cases add to the happy path's"
