@@ -403,7 +403,7 @@ def print_table(title: str, comparisons: list[Comparison]) -> None:
         verdict = "" if target is None else f">= {target:.2f} {'ok' if c.met else 'MISSED'}"
         print(
             f"{c.case.name:<8} {ours:>28}   {c.case.baseline_name:<24}"
-            f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.2f}  {verdict}"
+            f" {fmt(c.baseline.median):>10} {c.ratio.median:>6.3f}  {verdict}"
         )
     units = sorted({f"{c.case.name}: {c.case.unit}" for c in comparisons})
     print("units: " + "; ".join(units))
