@@ -17,7 +17,7 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._definition import Replies, Workflow, WorkflowContext
+from ._definition import Replies, Workflow, WorkflowContext, nothing_to_read
 from ._events import Carried
 
 __all__ = ("ContextCodec", "reply_decoder")
@@ -83,6 +83,8 @@ class ContextCodec(Generic[In]):
         builders see: only those replies are decoded (see `Replies`)."""
         if readable is None:
             results = self.results(raw_results)
+        elif not readable:
+            results = nothing_to_read(step)
         else:
             replies = self._replies
             results = Replies(

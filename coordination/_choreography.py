@@ -88,6 +88,9 @@ class Choreography(Generic[In]):
     ) -> None:
         self.system = system
         self.sidecars = sidecars
+        self.tracks_starts = type(self).step_started is not Choreography.step_started
+        """Whether adapters call `step_started`: only strategies that override it (saving an
+        await per step for the others)."""
         self.stuck_after = stuck_after
         """Seconds without progress this strategy can see after which a running instance
         counts as stuck."""

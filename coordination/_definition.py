@@ -28,6 +28,7 @@ __all__ = (
     "Workflow",
     "WorkflowContext",
     "builder_context",
+    "nothing_to_read",
 )
 
 In = TypeVar("In", bound=msgspec.Struct)
@@ -89,7 +90,7 @@ def builder_context(
         results = context.results
         visible = Replies(step, {name: results[name] for name in readable if name in results})
     else:
-        visible = _nothing_to_read(step)
+        visible = nothing_to_read(step)
     return WorkflowContext(context.workflow_id, context.input, visible, context.failure)
 
 
@@ -108,7 +109,8 @@ class _NoReplies(Replies):
 _NOTHING: dict[str, Replies] = {}
 
 
-def _nothing_to_read(step: str) -> Replies:
+def nothing_to_read(step: str) -> Replies:
+    """The read-only empty view of the replies of a step that reads none (shared)."""
     replies = _NOTHING.get(step)
     if replies is None:
         replies = _NOTHING[step] = _NoReplies(step, {})

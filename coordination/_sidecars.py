@@ -35,17 +35,23 @@ class _Hub:
         self.ref: ActorRef[Any] | None = None
 
     def handlers(self) -> dict[type, Callable[[Any, Any], Awaitable[None]]]:
+        adapters = self.adapters
+
         async def advance(service: Actor, event: Advance) -> None:
-            adapter = self._adapter(event.route, event)
-            if adapter is not None:
-                adapter.service_actor = service
-                await adapter.advance(event)
+            adapter = adapters.get(event.route)  # every event: no helper call
+            if adapter is None:
+                self._no_adapter(event.route, event)
+                return
+            adapter.service_actor = service
+            await adapter.advance(event)
 
         async def unwind(service: Actor, event: Unwind) -> None:
-            adapter = self._adapter(event.route, event)
-            if adapter is not None:
-                adapter.service_actor = service
-                await adapter.unwind(event)
+            adapter = adapters.get(event.route)
+            if adapter is None:
+                self._no_adapter(event.route, event)
+                return
+            adapter.service_actor = service
+            await adapter.unwind(event)
 
         async def cancel(service: Actor, event: Cancel) -> None:
             adapter = self._adapter(event.route, event)
@@ -61,9 +67,14 @@ class _Hub:
 
     def _adapter(self, route: str, event: object) -> Adapter[Any] | None:
         adapter = self.adapters.get(route)
-        if adapter is None:  # its choreography has stopped: nobody to take it any more
-            logger.warning("no choreography %r here for %r", route, event)
+        if adapter is None:
+            self._no_adapter(route, event)
         return adapter
+
+    @staticmethod
+    def _no_adapter(route: str, event: object) -> None:
+        # Its choreography has stopped: nobody to take it any more.
+        logger.warning("no choreography %r here for %r", route, event)
 
 
 _hubs: weakref.WeakKeyDictionary[ActorSystem, dict[str, _Hub]] = weakref.WeakKeyDictionary()
