@@ -40,10 +40,16 @@ async def dispatch(
     check_id(message_id, "message id")
     check_id(correlation_id, "correlation id")
     outer = _current.get()
-    headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id}
-    if outer is not None and outer.headers is not None and MESSAGE_ID in outer.headers:
-        headers[CAUSATION_ID] = outer.headers[MESSAGE_ID]
-    subject = outer.subject if outer is not None else ""
+    if outer is None:
+        subject = ""
+        headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id}
+    else:
+        subject = outer.subject
+        cause = outer.headers.get(MESSAGE_ID) if outer.headers is not None else None
+        if cause is None:
+            headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id}
+        else:
+            headers = {MESSAGE_ID: message_id, CORRELATION_ID: correlation_id, CAUSATION_ID: cause}
     token = _current.set(Msg(subject, b"", headers))
     try:
         return await handler(actor, message)
