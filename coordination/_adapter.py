@@ -22,7 +22,7 @@ from actors import Actor, ActorRef, acting_as, dispatch
 
 from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, WorkflowContext
-from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
+from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
 from ._status import Outcome
 
 if TYPE_CHECKING:
@@ -160,8 +160,8 @@ class Adapter(Actor, Generic[In]):
             await self._abandon(event, f"no context: {exc!r}")
             return
         fetched = msgspec.structs.replace(event, data=data)
-        if self.local:
-            await self._to_service(fetched)
+        if self.local:  # back through the mailbox, while `event` may await its ack
+            await self._emit(self.service, fetched, again=".fetched")
         elif isinstance(fetched, Unwind):
             await self._unwind(fetched)
         else:
@@ -308,7 +308,17 @@ class Adapter(Actor, Generic[In]):
         self.timers.add(timer)
 
     async def _to_service(self, event: Advance | Unwind) -> None:
-        await self.engine.adapters[self.service].tell(event, correlation_id=event.workflow_id)
+        await self._emit(self.service, event)
+
+    async def _emit(self, service: str, event: Advance | Unwind, again: str = "") -> None:
+        """Send `event` to `service`'s adapter (acknowledged where events can be lost);
+        `again` tells apart an event sent anew while the same one may await its
+        acknowledgement."""
+        step = self.steps[event.step]
+        message_id = advance_id(event) if isinstance(event, Advance) else unwind_id(event)
+        await self.engine.emit(
+            self.engine.adapters[service], event, message_id + again, step.timeout
+        )
 
     async def cancel(self, event: Cancel) -> None:
         self.cancelled[event.workflow_id] = None
@@ -322,7 +332,7 @@ class Adapter(Actor, Generic[In]):
             self.held.setdefault(event.workflow_id, [])
             return
         for parked in self.held.pop(event.workflow_id, []):
-            await self.engine.adapters[self.service].tell(parked, correlation_id=event.workflow_id)
+            await self._emit(self.service, parked)
 
     # -- the service's answers ---------------------------------------------------------
 
@@ -367,9 +377,7 @@ class Adapter(Actor, Generic[In]):
         following = index + 1
         if following < len(self.steps):
             advance = Advance(workflow_id, following, carried, route=self.engine.route)
-            await engine.adapters[self.steps[following].service].tell(
-                advance, correlation_id=workflow_id
-            )
+            await self._emit(self.steps[following].service, advance)
             return
         completed = [s.name for s in self.steps]
         await engine.end(self, Ended(workflow_id, Outcome.COMPLETED.value, completed, data=carried))
@@ -443,7 +451,8 @@ class Adapter(Actor, Generic[In]):
         for index in range(below - 1, -1, -1):
             step = self.steps[index]
             if step.compensation is not None:
-                await self.engine.adapters[step.service].tell(
+                await self._emit(
+                    step.service,
                     Unwind(
                         workflow_id,
                         index,
@@ -457,7 +466,6 @@ class Adapter(Actor, Generic[In]):
                         route=self.engine.route,
                         attention=event.attention,
                     ),
-                    correlation_id=workflow_id,
                 )
                 return
         context.failure = Failure(event.failed_step, event.reason, event.technical)

@@ -13,6 +13,13 @@ An adapter beside a local service is a sidecar in the service's own mailbox, and
 from service to service; for a service elsewhere it is an actor of its own
 (`<strategy>.<workflow>.<service>`) that commands the service over the bus.
 
+On a bus that can lose a message (NATS: a connection cut, a server restart), the events that
+carry an instance forward are acknowledged: each is sent with a reply subject, the receiver's
+handler answers once it has handled it, and an event not acknowledged within its step's
+timeout is sent again with the same message id (`CommandPort.send_event`). Receivers take a
+repeated event as a duplicated one: the services' handlers are idempotent by message id, and
+an instance ends once. In memory nothing is lost, and events are plain tells.
+
 The strategies differ in what the events carry and in who can answer `status`; they fill in the
 hooks of `Choreography`.
 """
@@ -30,12 +37,23 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 
 from actors import Actor, ActorRef, ActorSystem
-from brokers import new_id
+from brokers import MemoryBus, new_id
 
 from ._adapter import Adapter
 from ._carriage import ContextCodec
+from ._commands import CommandPort
 from ._definition import Failure, Workflow
-from ._events import Advance, Cancel, Carried, Ended, Hold
+from ._events import (
+    EVENT_RETRY,
+    Advance,
+    Begin,
+    Cancel,
+    Carried,
+    Ended,
+    Hold,
+    Unwind,
+    advance_id,
+)
 from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._sidecars import attach, detach
@@ -44,6 +62,9 @@ from ._status import Outcome, WorkflowResult, WorkflowStatus
 __all__ = ("Choreography",)
 
 logger = logging.getLogger("coordination")
+
+EVENT_TIMEOUT = 5.0
+"""The acknowledgement timeout of an event that is not for a step (`Ended`, `Begin`)."""
 
 In = TypeVar("In", bound=msgspec.Struct)
 
@@ -112,6 +133,11 @@ class Choreography(Generic[In]):
         """When each running instance last moved on, as far as the strategy can see: its
         start, or a later event it witnessed (`progressed`)."""
         self._running = False
+        self._events: CommandPort[str] | None = None
+        """Sends the events that must not be lost, on a bus that can lose them."""
+        self.acknowledged: bool | None = None
+        """Whether events are acknowledged and sent again until they are; None: when the bus
+        is not a MemoryBus (decided on entering)."""
 
     @property
     def route(self) -> str:
@@ -141,6 +167,13 @@ class Choreography(Generic[In]):
                         _always(adapter), name=self.adapter_name(service)
                     )
             self.endpoint = await system.spawn(self._make_endpoint, name=self.endpoint_name)
+            if self.acknowledged is None:
+                self.acknowledged = not isinstance(system.bus, MemoryBus)
+            if self.acknowledged:
+                self._events = CommandPort(
+                    system, f"{self.route}.events", self._acknowledged, self._unacknowledged
+                )
+                await self._events.open()
             await self._open()
         except BaseException:
             await self._stop_actors()
@@ -162,6 +195,9 @@ class Choreography(Generic[In]):
 
     async def _stop_actors(self) -> None:
         await self._close()
+        events, self._events = self._events, None
+        if events is not None:
+            await events.close()
         for service, adapter in self.local_adapters.items():
             detach(self.system, service, self.route)
             await adapter.close()
@@ -338,7 +374,40 @@ class Choreography(Generic[In]):
     async def end(self, adapter: Adapter[In], event: Ended) -> None:
         """Send `Ended` to whoever waits for the outcome."""
         assert self.endpoint is not None
-        await self.endpoint.tell(event, correlation_id=event.workflow_id)
+        await self.emit(self.endpoint, event, f"{event.workflow_id}.ended")
+
+    async def emit(
+        self,
+        to: ActorRef[Any],
+        event: Advance | Unwind | Ended | Begin,
+        message_id: str,
+        timeout: float = EVENT_TIMEOUT,
+    ) -> None:
+        """Send an event that carries an instance forward: told, or, when events are
+        `acknowledged`, sent until `to` acknowledges it (`message_id` names it among the
+        events in flight, the same for every resend)."""
+        events = self._events
+        if events is None:
+            await to.tell(event, correlation_id=event.workflow_id)
+            return
+        await events.send_event(
+            to,
+            event,
+            message_id,
+            message_id=message_id,
+            correlation_id=event.workflow_id,
+            policy=EVENT_RETRY,
+            timeout=timeout,
+        )
+
+    async def _acknowledged(self, message_id: str, reply: Any, data: bytes) -> None:
+        """An event arrived and was handled: nothing more to do for it."""
+
+    async def _unacknowledged(self, message_id: str, reason: str) -> None:
+        # Its instance cannot go on: `stuck()` lists it once `stuck_after` has passed.
+        logger.error(
+            "event %s was never acknowledged (%s): its instance is stuck", message_id, reason
+        )
 
     async def fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
@@ -360,9 +429,9 @@ class Choreography(Generic[In]):
         """Stop it again."""
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
-        first = self.workflow.steps[0].service
+        first = self.workflow.steps[0]
         advance = Advance(workflow_id, 0, data, route=self.route)
-        await self.adapters[first].tell(advance, correlation_id=workflow_id)
+        await self.emit(self.adapters[first.service], advance, advance_id(advance), first.timeout)
 
     async def step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None

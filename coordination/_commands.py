@@ -137,6 +137,30 @@ class CommandPort(Generic[T]):
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
+    async def send_event(
+        self,
+        ref: ActorRef[Any],
+        event: msgspec.Struct,
+        token: T,
+        *,
+        message_id: str,
+        correlation_id: str,
+        policy: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        """Send `event` until its receiver acknowledges it: the empty reply its handler
+        gives once it has handled the event. Sent again, with the same message id, after
+        `timeout` without the acknowledgement, per `policy`; `on_error` when the retries are
+        spent. The receiver must take a repeated event as it takes a duplicated one."""
+        try:
+            decoder = ref.reply_decoder(type(event))
+        except ActorError as exc:
+            await self._report_error(token, f"{type(exc).__name__}: {exc}")
+            return
+        pending = _Pending(token, ref, event, decoder, correlation_id, policy, timeout)
+        self._pending[message_id] = pending
+        await self._transmit(message_id, pending)
+
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
         self._unschedule(message_id, pending)
         loop = self._loop

@@ -14,7 +14,10 @@ import msgspec
 
 from actors import Message
 
+from ._definition import RetryPolicy
+
 __all__ = (
+    "EVENT_RETRY",
     "Advance",
     "Audit",
     "Begin",
@@ -27,7 +30,15 @@ __all__ = (
     "RecordReply",
     "Unwind",
     "WorkflowEvent",
+    "advance_id",
+    "unwind_id",
 )
+
+
+EVENT_RETRY = RetryPolicy(attempts=12, backoff=0.1, max_backoff=2.0)
+"""How often a choreography tries again what it must not lose to a bus that loses messages
+(an unacknowledged event, a query-all participant that did not answer): for about a
+minute with the default step timeout of 5 s."""
 
 
 class Carried(msgspec.Struct, frozen=True, gc=False):
@@ -70,6 +81,17 @@ class Unwind(Message, tag="corps.Unwind"):
     route: str = ""
     attention: list[str] = []
     """Compensations that could not be done so far: `step: why`."""
+
+
+def advance_id(event: Advance) -> str:
+    """The message id of `event` among the acknowledged events in flight: the same for every
+    resend of it, distinct for a retry of its step."""
+    return f"{event.workflow_id}.advance.{event.step}.{event.attempt}"
+
+
+def unwind_id(event: Unwind) -> str:
+    """The message id of `event` (see `advance_id`)."""
+    return f"{event.workflow_id}.unwind.{event.step}.{event.attempt}"
 
 
 class Ended(Message, tag="corps.Ended"):

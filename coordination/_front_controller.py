@@ -18,7 +18,7 @@ from actors import Actor, ActorSystem
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
-from ._events import Advance, Audit, Begin, Carried, Ended, Progress
+from ._events import Advance, Audit, Begin, Carried, Ended, Progress, advance_id
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -44,10 +44,10 @@ class _Front(Actor):
 
     async def begin(self, msg: Begin) -> None:
         await self.store.save(InstanceState(msg.workflow_id, None))
-        first = self.engine.workflow.steps[0].service
-        await self.engine.adapters[first].tell(
-            Advance(msg.workflow_id, 0, msg.data, route=self.engine.route),
-            correlation_id=msg.workflow_id,
+        first = self.engine.workflow.steps[0]
+        advance = Advance(msg.workflow_id, 0, msg.data, route=self.engine.route)
+        await self.engine.emit(
+            self.engine.adapters[first.service], advance, advance_id(advance), first.timeout
         )
 
     async def progress(self, msg: Progress) -> None:
@@ -144,7 +144,7 @@ class FrontController(Choreography[In]):
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         assert self.endpoint is not None
-        await self.endpoint.tell(Begin(workflow_id, data), correlation_id=workflow_id)
+        await self.emit(self.endpoint, Begin(workflow_id, data), f"{workflow_id}.begin")
 
     async def step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None

@@ -18,12 +18,18 @@ from typing import Any, TypeVar
 import msgspec
 
 from actors import ActorSystem, Link
-from brokers import Msg, Subscription
+from brokers import (
+    BusConnectionError,
+    BusTimeoutError,
+    Msg,
+    NoRespondersError,
+    Subscription,
+)
 
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
-from ._events import Carried, Ended, RecordQuery, RecordReply
+from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 
@@ -181,25 +187,37 @@ class QueryAll(Choreography[In]):
 
     # -- asking around ------------------------------------------------------------------
 
-    async def _gather(self, asker: str, services: list[str], workflow_id: str) -> list[RecordReply]:
-        """Every record of `workflow_id` among `services`, asked in parallel."""
+    async def _gather(
+        self, asker: str, services: list[str], workflow_id: str, *, persist: bool = False
+    ) -> list[RecordReply]:
+        """Every record of `workflow_id` among `services`, asked in parallel; with `persist`,
+        a participant that does not answer (a connection cut, a server restart) is asked
+        again per `EVENT_RETRY` before this gives up."""
         query = _encode(RecordQuery(workflow_id))
-        request = self.system.bus.request
         links = self.system.links
         if links is not None:
             for service in services:
                 link = Link(asker, self.adapter_name(service), "RecordQuery", request=True)
                 links.record(link, workflow_id)
         if len(services) == 1:  # the common case: no task for a gather of one
-            replies = [await request(self._records_subject(services[0]), query, self.query_timeout)]
+            replies = [await self._ask(services[0], query, persist)]
         else:
             replies = await asyncio.gather(
-                *(
-                    request(self._records_subject(service), query, self.query_timeout)
-                    for service in services
-                )
+                *(self._ask(service, query, persist) for service in services)
             )
         return [_reply_decoder.decode(reply.data) for reply in replies]
+
+    async def _ask(self, service: str, query: bytes, persist: bool) -> Msg:
+        subject = self._records_subject(service)
+        attempt = 1
+        while True:
+            try:
+                return await self.system.bus.request(subject, query, self.query_timeout)
+            except (BusTimeoutError, NoRespondersError, BusConnectionError):
+                if not persist or attempt >= EVENT_RETRY.attempts:
+                    raise
+            await asyncio.sleep(EVENT_RETRY.delay(attempt))
+            attempt += 1
 
     async def fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
@@ -214,7 +232,11 @@ class QueryAll(Choreography[In]):
         wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
-        records = await self._gather(adapter.adapter_name, others, workflow_id) if others else []
+        records = (
+            await self._gather(adapter.adapter_name, others, workflow_id, persist=True)
+            if others
+            else []
+        )
         raw_input = mine.input
         results = {name: mine.results[name] for name in reads if name in mine.results}
         for record in records:
@@ -228,7 +250,7 @@ class QueryAll(Choreography[In]):
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the end, then gather the replies from the participants."""
         ended = await super().result(workflow_id, timeout)
-        records = await self._gather("client", list(self.adapters), workflow_id)
+        records = await self._gather("client", list(self.adapters), workflow_id, persist=True)
         results: dict[str, msgspec.Raw] = {}
         for record in records:
             results.update(record.results)
