@@ -74,8 +74,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         choices=sorted(STRATEGIES),
         default=["mediator"],
-        help="the strategies the faults run under (mediator-kill: the Mediator only); on NATS a "
-        "choreography loses the instances whose event was in flight (default: mediator)",
+        help="the strategies the faults run under (mediator-kill: the Mediator only; default: "
+        "mediator)",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(

@@ -273,8 +273,14 @@ class Choreography(Generic[In]):
         return self.outcomes.is_running(workflow_id)
 
     async def _broadcast(self, event: Cancel | Hold) -> None:
-        for adapter in self.adapters.values():
-            await adapter.tell(event, correlation_id=event.workflow_id)
+        """Tell every adapter. A cancel is acknowledged like the events (taking it twice is
+        harmless); a hold is told once, since a resent pause could land after the resume
+        that followed it."""
+        for service, adapter in self.adapters.items():
+            if isinstance(event, Cancel):
+                await self.emit(adapter, event, f"{event.workflow_id}.cancel.{service}")
+            else:
+                await adapter.tell(event, correlation_id=event.workflow_id)
 
     async def _audit(self, workflow_id: str, who: str, what: str) -> str:
         """Add `<UTC time> <who>: <what>` to the instance's history, and return it."""
@@ -379,7 +385,7 @@ class Choreography(Generic[In]):
     async def emit(
         self,
         to: ActorRef[Any],
-        event: Advance | Unwind | Ended | Begin,
+        event: Advance | Unwind | Ended | Begin | Cancel,
         message_id: str,
         timeout: float = EVENT_TIMEOUT,
     ) -> None:
