@@ -18,6 +18,7 @@ from ._context import (
     MESSAGE_ID,
     MessageContext,
     current_message,
+    current_message_id,
 )
 from ._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
 from ._dispatch import dispatch
@@ -84,6 +85,7 @@ __all__ = (
     "UnhandledMessageError",
     "acting_as",
     "current_message",
+    "current_message_id",
     "dispatch",
     "handler",
     "idempotent",

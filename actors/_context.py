@@ -22,6 +22,7 @@ __all__ = (
     "ErrorKind",
     "MessageContext",
     "current_message",
+    "current_message_id",
     "outgoing_headers",
 )
 
@@ -52,6 +53,15 @@ class MessageContext:
     message_id: str | None
     correlation_id: str | None
     causation_id: str | None
+
+
+def current_message_id() -> str | None:
+    """The id of the message being handled in this context (cheaper than `current_message`
+    when the id is all you need), None outside a handler."""
+    msg = _current.get()
+    if msg is None or msg.headers is None:
+        return None
+    return msg.headers.get(MESSAGE_ID)
 
 
 def current_message() -> MessageContext | None:

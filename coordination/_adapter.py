@@ -20,6 +20,7 @@ import msgspec
 
 from actors import Actor, ActorRef, acting_as, dispatch
 
+from ._acks import acknowledge
 from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
@@ -122,20 +123,22 @@ class Adapter(Actor, Generic[In]):
     # rather than layered, a coroutine frame costing about as much as the checks themselves.
 
     async def advance(self, event: Advance) -> None:
-        if self._deferred(event):
-            return
-        try:
-            await self._advance(event)
-        except Exception as exc:
-            await self._broke(event, exc)
+        if not self._deferred(event):
+            try:
+                await self._advance(event)
+            except Exception as exc:
+                await self._broke(event, exc)
+        if event.ack:  # handled (or parked, or handed to a fetch): its sender may stop
+            acknowledge(self.engine.system, self.engine.route, event.ack)
 
     async def unwind(self, event: Unwind) -> None:
-        if self._deferred(event):
-            return
-        try:
-            await self._unwind(event)
-        except Exception as exc:
-            await self._broke(event, exc)
+        if not self._deferred(event):
+            try:
+                await self._unwind(event)
+            except Exception as exc:
+                await self._broke(event, exc)
+        if event.ack:
+            acknowledge(self.engine.system, self.engine.route, event.ack)
 
     def _deferred(self, event: Advance | Unwind) -> bool:
         """Park the event of a paused instance, or, where events carry ids only (query-all),
@@ -324,6 +327,8 @@ class Adapter(Actor, Generic[In]):
         self.cancelled[event.workflow_id] = None
         if len(self.cancelled) > REMEMBERED_CANCELS:
             self.cancelled.popitem(last=False)
+        if event.ack:
+            acknowledge(self.engine.system, self.engine.route, event.ack)
 
     async def hold(self, event: Hold) -> None:
         """Park the instance's events here, or let the parked ones go on (in order, through
@@ -376,11 +381,16 @@ class Adapter(Actor, Generic[In]):
             return
         following = index + 1
         if following < len(self.steps):
-            advance = Advance(workflow_id, following, carried, route=self.engine.route)
+            advance = Advance(
+                workflow_id, following, carried, route=engine.route, ack=engine.ack_to
+            )
             await self._emit(self.steps[following].service, advance)
             return
         completed = [s.name for s in self.steps]
-        await engine.end(self, Ended(workflow_id, Outcome.COMPLETED.value, completed, data=carried))
+        ended = Ended(
+            workflow_id, Outcome.COMPLETED.value, completed, data=carried, ack=engine.ack_to
+        )
+        await engine.end(self, ended)
 
     async def _failed(self, pending: _Command, failure: Failure) -> None:
         carried = self.engine.step_failed(self, pending.workflow_id, pending.step, pending.data)
@@ -465,6 +475,7 @@ class Adapter(Actor, Generic[In]):
                         carried,
                         route=self.engine.route,
                         attention=event.attention,
+                        ack=self.engine.ack_to,
                     ),
                 )
                 return
@@ -488,6 +499,7 @@ class Adapter(Actor, Generic[In]):
             event.technical,
             carried,
             event.attention,
+            ack=self.engine.ack_to,
         )
         await self.engine.end(self, ended)
 
@@ -509,6 +521,7 @@ class Adapter(Actor, Generic[In]):
             name,
             reason,
             technical=True,
+            ack=self.engine.ack_to,
         )
         await self.engine.end(self, ended)
 

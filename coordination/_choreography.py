@@ -37,8 +37,9 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 
 from actors import Actor, ActorRef, ActorSystem
-from brokers import MemoryBus, new_id
+from brokers import MemoryBus, Msg, Subscription, new_id
 
+from ._acks import ack_subject, acknowledge, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
 from ._commands import CommandPort
@@ -83,6 +84,8 @@ class _Client(Actor):
 
     async def ended(self, event: Ended) -> None:
         self.engine.finish(event)
+        if event.ack:
+            acknowledge(self.engine.system, self.engine.route, event.ack)
 
 
 class Choreography(Generic[In]):
@@ -92,7 +95,8 @@ class Choreography(Generic[In]):
     hook into each step's start, end, failure and compensation. With `sidecars` (the
     default), the adapter of a service that runs in this system works inside the service's
     mailbox; without, or for a service elsewhere on the bus, it is an actor of its own that
-    reaches the service over the bus.
+    reaches the service over the bus. `acknowledged` events are sent until their receivers
+    acknowledge them: by default on any bus but a MemoryBus.
     """
 
     strategy: str
@@ -106,6 +110,7 @@ class Choreography(Generic[In]):
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
         stuck_after: float = 60.0,
+        acknowledged: bool | None = None,
     ) -> None:
         self.system = system
         self.sidecars = sidecars
@@ -135,9 +140,14 @@ class Choreography(Generic[In]):
         self._running = False
         self._events: CommandPort[str] | None = None
         """Sends the events that must not be lost, on a bus that can lose them."""
-        self.acknowledged: bool | None = None
-        """Whether events are acknowledged and sent again until they are; None: when the bus
-        is not a MemoryBus (decided on entering)."""
+        self.ack_to = ""
+        """Where receivers acknowledge this choreography's events ("": not acknowledged);
+        the events are made with it."""
+        self._acks: Subscription | None = None
+        self.acknowledged = acknowledged
+        """Whether events are acknowledged and sent again until they are (see the module's
+        docstring); None, the default: when the bus is not a MemoryBus (decided on
+        entering). False on NATS trades the guarantee for about 20% more throughput."""
 
     @property
     def route(self) -> str:
@@ -170,10 +180,7 @@ class Choreography(Generic[In]):
             if self.acknowledged is None:
                 self.acknowledged = not isinstance(system.bus, MemoryBus)
             if self.acknowledged:
-                self._events = CommandPort(
-                    system, f"{self.route}.events", self._acknowledged, self._unacknowledged
-                )
-                await self._events.open()
+                await self._open_acknowledgements()
             await self._open()
         except BaseException:
             await self._stop_actors()
@@ -198,6 +205,10 @@ class Choreography(Generic[In]):
         events, self._events = self._events, None
         if events is not None:
             await events.close()
+        acks, self._acks = self._acks, None
+        if acks is not None:
+            await acks.unsubscribe()
+            await flush_acks(self.system)
         for service, adapter in self.local_adapters.items():
             detach(self.system, service, self.route)
             await adapter.close()
@@ -387,15 +398,17 @@ class Choreography(Generic[In]):
         to: ActorRef[Any],
         event: Advance | Unwind | Ended | Begin | Cancel,
         message_id: str,
-        timeout: float = EVENT_TIMEOUT,
+        timeout: float | None = None,
     ) -> None:
         """Send an event that carries an instance forward: told, or, when events are
-        `acknowledged`, sent until `to` acknowledges it (`message_id` names it among the
+        `acknowledged`, told until `to` acknowledges it (`message_id` names it among the
         events in flight, the same for every resend)."""
         events = self._events
         if events is None:
             await to.tell(event, correlation_id=event.workflow_id)
             return
+        if event.ack != self.ack_to:
+            event = msgspec.structs.replace(event, ack=self.ack_to)
         await events.send_event(
             to,
             event,
@@ -403,11 +416,29 @@ class Choreography(Generic[In]):
             message_id=message_id,
             correlation_id=event.workflow_id,
             policy=EVENT_RETRY,
-            timeout=timeout,
+            timeout=EVENT_TIMEOUT if timeout is None else timeout,
         )
 
+    async def _open_acknowledgements(self) -> None:
+        self._events = CommandPort(
+            self.system, f"{self.route}.events", self._acknowledged, self._unacknowledged
+        )
+        self.ack_to = ack_subject(self.system, self.route, new_id())
+        self._acks = await self.system.bus.subscribe(self.ack_to, self._on_acks)
+
+    async def _on_acks(self, msg: Msg) -> None:
+        events = self._events
+        if events is None:
+            return
+        try:
+            message_ids = decode_acks(msg.data)
+        except Exception:  # DecodeError, and UnicodeDecodeError for a bad string
+            logger.warning("%s: undecodable acknowledgements refused", self.route)
+            return
+        events.acknowledge(message_ids)
+
     async def _acknowledged(self, message_id: str, reply: Any, data: bytes) -> None:
-        """An event arrived and was handled: nothing more to do for it."""
+        """Never called: told events are acknowledged in batches (`acknowledge`)."""
 
     async def _unacknowledged(self, message_id: str, reason: str) -> None:
         # Its instance cannot go on: `stuck()` lists it once `stuck_after` has passed.
@@ -436,7 +467,7 @@ class Choreography(Generic[In]):
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         first = self.workflow.steps[0]
-        advance = Advance(workflow_id, 0, data, route=self.route)
+        advance = Advance(workflow_id, 0, data, route=self.route, ack=self.ack_to)
         await self.emit(self.adapters[first.service], advance, advance_id(advance), first.timeout)
 
     async def step_started(

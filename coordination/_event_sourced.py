@@ -50,6 +50,7 @@ class EventSourced(Choreography[In]):
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
         stuck_after: float = 60.0,
+        acknowledged: bool | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -57,6 +58,7 @@ class EventSourced(Choreography[In]):
             keep_finished=keep_finished,
             sidecars=sidecars,
             stuck_after=stuck_after,
+            acknowledged=acknowledged,
         )
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []

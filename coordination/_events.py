@@ -61,6 +61,8 @@ class Advance(Message, tag="corps.Advance"):
     """Which try this is (a sidecar retries a failed step by sending its event again)."""
     route: str = ""
     """The choreography it belongs to, `<strategy>.<workflow>` (services share sidecars)."""
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
 class Unwind(Message, tag="corps.Unwind"):
@@ -81,6 +83,8 @@ class Unwind(Message, tag="corps.Unwind"):
     route: str = ""
     attention: list[str] = []
     """Compensations that could not be done so far: `step: why`."""
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
 def advance_id(event: Advance) -> str:
@@ -106,6 +110,8 @@ class Ended(Message, tag="corps.Ended"):
     technical: bool = False
     data: Carried | None = None
     attention: list[str] = []
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
 class Cancel(Message, tag="corps.Cancel"):
@@ -113,6 +119,8 @@ class Cancel(Message, tag="corps.Cancel"):
 
     workflow_id: str
     route: str = ""
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
 class Hold(Message, tag="corps.Hold"):
@@ -136,6 +144,8 @@ class Begin(Message, tag="corps.Begin"):
 
     workflow_id: str
     data: Carried
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
 class Progress(Message, tag="corps.Progress"):

@@ -15,6 +15,7 @@ import msgspec
 
 from actors import Actor, ActorSystem
 
+from ._acks import acknowledge
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
@@ -43,12 +44,19 @@ class _Front(Actor):
         self.names = [step.name for step in engine.workflow.steps]
 
     async def begin(self, msg: Begin) -> None:
-        await self.store.save(InstanceState(msg.workflow_id, None))
-        first = self.engine.workflow.steps[0]
-        advance = Advance(msg.workflow_id, 0, msg.data, route=self.engine.route)
-        await self.engine.emit(
-            self.engine.adapters[first.service], advance, advance_id(advance), first.timeout
-        )
+        # A Begin sent again (its acknowledgement was lost) must not reset a record that has
+        # moved on: the instance began the first time, and its first event is on its way.
+        if await self.store.load(msg.workflow_id) is None:
+            await self.store.save(InstanceState(msg.workflow_id, None))
+            first = self.engine.workflow.steps[0]
+            advance = Advance(
+                msg.workflow_id, 0, msg.data, route=self.engine.route, ack=self.engine.ack_to
+            )
+            await self.engine.emit(
+                self.engine.adapters[first.service], advance, advance_id(advance), first.timeout
+            )
+        if msg.ack:
+            acknowledge(self.engine.system, self.engine.route, msg.ack)
 
     async def progress(self, msg: Progress) -> None:
         state = await self.store.load(msg.workflow_id)
@@ -70,6 +78,8 @@ class _Front(Actor):
             state.failure = Failure(msg.failed_step, msg.reason or "", msg.technical)
         await self.store.save(state)
         self.engine.finish(msg)
+        if msg.ack:
+            acknowledge(self.engine.system, self.engine.route, msg.ack)
 
     async def audit(self, msg: Audit) -> None:
         state = await self.store.load(msg.workflow_id)
@@ -100,6 +110,7 @@ class FrontController(Choreography[In]):
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
         stuck_after: float = 60.0,
+        acknowledged: bool | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -107,6 +118,7 @@ class FrontController(Choreography[In]):
             keep_finished=keep_finished,
             sidecars=sidecars,
             stuck_after=stuck_after,
+            acknowledged=acknowledged,
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks

@@ -89,6 +89,7 @@ class QueryAll(Choreography[In]):
         keep_finished: int = DEFAULT_KEEP,
         sidecars: bool = True,
         stuck_after: float = 60.0,
+        acknowledged: bool | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -96,6 +97,7 @@ class QueryAll(Choreography[In]):
             keep_finished=keep_finished,
             sidecars=sidecars,
             stuck_after=stuck_after,
+            acknowledged=acknowledged,
         )
         self.remember = remember
         self.query_timeout = query_timeout
