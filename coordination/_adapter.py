@@ -317,11 +317,13 @@ class Adapter(Actor, Generic[In]):
         """Send `event` to `service`'s adapter (acknowledged where events can be lost);
         `again` tells apart an event sent anew while the same one may await its
         acknowledgement."""
-        step = self.steps[event.step]
+        engine = self.engine
+        to = engine.adapters[service]
+        if not engine.ack_to:  # told: no id or timeout to work out (the in-memory hot path)
+            await to.tell(event, correlation_id=event.workflow_id)
+            return
         message_id = advance_id(event) if isinstance(event, Advance) else unwind_id(event)
-        await self.engine.emit(
-            self.engine.adapters[service], event, message_id + again, step.timeout
-        )
+        await engine.emit(to, event, message_id + again, self.steps[event.step].timeout)
 
     async def cancel(self, event: Cancel) -> None:
         self.cancelled[event.workflow_id] = None
