@@ -41,7 +41,7 @@ EVENT_RETRY = RetryPolicy(attempts=12, backoff=0.1, max_backoff=2.0)
 minute with the default step timeout of 5 s."""
 
 
-class Carried(msgspec.Struct, frozen=True, gc=False):
+class Carried(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """Workflow data travelling with an event: the input and the replies so far, as the
     msgpack the services produced (passed on without decoding), and, for stamp coupling, the
     trail of what happened to the workflow (`step:status` entries)."""
@@ -51,7 +51,7 @@ class Carried(msgspec.Struct, frozen=True, gc=False):
     trail: list[str] = []
 
 
-class Advance(Message, tag="corps.Advance"):
+class Advance(Message, tag="corps.Advance", omit_defaults=True):
     """Perform step number `step` of `workflow_id`."""
 
     workflow_id: str
@@ -65,7 +65,7 @@ class Advance(Message, tag="corps.Advance"):
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
-class Unwind(Message, tag="corps.Unwind"):
+class Unwind(Message, tag="corps.Unwind", omit_defaults=True):
     """Compensate step number `step`: `failed_step` failed for `reason` (or was cancelled)
     after the first `completed` steps had completed, and those in `compensated` are undone
     already."""
@@ -98,7 +98,7 @@ def unwind_id(event: Unwind) -> str:
     return f"{event.workflow_id}.unwind.{event.step}.{event.attempt}"
 
 
-class Ended(Message, tag="corps.Ended"):
+class Ended(Message, tag="corps.Ended", omit_defaults=True):
     """The workflow is over: `outcome` is an `Outcome` value."""
 
     workflow_id: str
@@ -114,7 +114,7 @@ class Ended(Message, tag="corps.Ended"):
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
-class Cancel(Message, tag="corps.Cancel"):
+class Cancel(Message, tag="corps.Cancel", omit_defaults=True):
     """Stop `workflow_id` at the next step this service sees, and unwind it."""
 
     workflow_id: str
@@ -139,7 +139,7 @@ class Audit(Message, tag="corps.Audit"):
     entry: str
 
 
-class Begin(Message, tag="corps.Begin"):
+class Begin(Message, tag="corps.Begin", omit_defaults=True):
     """A front controller's order to record and start a workflow."""
 
     workflow_id: str
