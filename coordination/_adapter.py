@@ -20,7 +20,6 @@ import msgspec
 
 from actors import Actor, ActorRef, acting_as, dispatch
 
-from ._acks import acknowledge
 from ._commands import CommandPort, send_notices
 from ._definition import Failure, Rejected, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
@@ -129,7 +128,7 @@ class Adapter(Actor, Generic[In]):
             except Exception as exc:
                 await self._broke(event, exc)
         if event.ack:  # handled (or parked, or handed to a fetch): its sender may stop
-            acknowledge(self.engine.system, self.engine.route, event.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
 
     async def unwind(self, event: Unwind) -> None:
         if not self._deferred(event):
@@ -138,7 +137,7 @@ class Adapter(Actor, Generic[In]):
             except Exception as exc:
                 await self._broke(event, exc)
         if event.ack:
-            acknowledge(self.engine.system, self.engine.route, event.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
 
     def _deferred(self, event: Advance | Unwind) -> bool:
         """Park the event of a paused instance, or, where events carry ids only (query-all),
@@ -330,7 +329,7 @@ class Adapter(Actor, Generic[In]):
         if len(self.cancelled) > REMEMBERED_CANCELS:
             self.cancelled.popitem(last=False)
         if event.ack:
-            acknowledge(self.engine.system, self.engine.route, event.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
 
     async def hold(self, event: Hold) -> None:
         """Park the instance's events here, or let the parked ones go on (in order, through

@@ -14,9 +14,10 @@ from service to service; for a service elsewhere it is an actor of its own
 (`<strategy>.<workflow>.<service>`) that commands the service over the bus.
 
 On a bus that can lose a message (NATS: a connection cut, a server restart), the events that
-carry an instance forward are acknowledged: each is sent with a reply subject, the receiver's
-handler answers once it has handled it, and an event not acknowledged within its step's
-timeout is sent again with the same message id (`CommandPort.send_event`). Receivers take a
+carry an instance forward are acknowledged: each carries a subject of its sender's, the
+receiver acknowledges it once it has handled it (in batches, `_acks`), and an event not
+acknowledged within its step's timeout is told again with the same message id
+(`_acks.EventSender`). Receivers take a
 repeated event as a duplicated one: the services' handlers are idempotent by message id, and
 an instance ends once. In memory nothing is lost, and events are plain tells.
 
@@ -26,6 +27,7 @@ hooks of `Choreography`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -39,10 +41,9 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, Subscription, new_id
 
-from ._acks import ack_subject, acknowledge, decode_acks, flush_acks
+from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
-from ._commands import CommandPort
 from ._definition import Failure, Workflow
 from ._events import (
     EVENT_RETRY,
@@ -85,7 +86,7 @@ class _Client(Actor):
     async def ended(self, event: Ended) -> None:
         self.engine.finish(event)
         if event.ack:
-            acknowledge(self.engine.system, self.engine.route, event.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
 
 
 class Choreography(Generic[In]):
@@ -138,8 +139,10 @@ class Choreography(Generic[In]):
         """When each running instance last moved on, as far as the strategy can see: its
         start, or a later event it witnessed (`progressed`)."""
         self._running = False
-        self._events: CommandPort[str] | None = None
+        self._events: EventSender | None = None
         """Sends the events that must not be lost, on a bus that can lose them."""
+        self.acks_out = acknowledger(system)
+        """Where this system's receivers of acknowledged events acknowledge them."""
         self.ack_to = ""
         """Where receivers acknowledge this choreography's events ("": not acknowledged);
         the events are made with it."""
@@ -149,9 +152,10 @@ class Choreography(Generic[In]):
         docstring); None, the default: when the bus is not a MemoryBus (decided on
         entering). False on NATS trades the guarantee for about 20% more throughput."""
 
-    @property
+    @functools.cached_property
     def route(self) -> str:
-        """What this choreography's events name it by: `<strategy>.<workflow>`."""
+        """What this choreography's events name it by: `<strategy>.<workflow>` (read for
+        every event: worked out once)."""
         return f"{self.strategy}.{self.workflow.name}"
 
     def adapter_name(self, service: str) -> str:
@@ -409,20 +413,16 @@ class Choreography(Generic[In]):
             return
         if event.ack != self.ack_to:
             event = msgspec.structs.replace(event, ack=self.ack_to)
-        await events.send_event(
+        await events.send(
             to,
             event,
             message_id,
-            message_id=message_id,
-            correlation_id=event.workflow_id,
-            policy=EVENT_RETRY,
-            timeout=EVENT_TIMEOUT if timeout is None else timeout,
+            event.workflow_id,
+            EVENT_TIMEOUT if timeout is None else timeout,
         )
 
     async def _open_acknowledgements(self) -> None:
-        self._events = CommandPort(
-            self.system, f"{self.route}.events", self._acknowledged, self._unacknowledged
-        )
+        self._events = EventSender(EVENT_RETRY.attempts, self._unacknowledged)
         self.ack_to = ack_subject(self.system, self.route, new_id())
         self._acks = await self.system.bus.subscribe(self.ack_to, self._on_acks)
 
@@ -437,10 +437,7 @@ class Choreography(Generic[In]):
             return
         events.acknowledge(message_ids)
 
-    async def _acknowledged(self, message_id: str, reply: Any, data: bytes) -> None:
-        """Never called: told events are acknowledged in batches (`acknowledge`)."""
-
-    async def _unacknowledged(self, message_id: str, reason: str) -> None:
+    def _unacknowledged(self, message_id: str, reason: str) -> None:
         # Its instance cannot go on: `stuck()` lists it once `stuck_after` has passed.
         logger.error(
             "event %s was never acknowledged (%s): its instance is stuck", message_id, reason

@@ -38,9 +38,6 @@ logger = logging.getLogger("coordination")
 
 TICK = 0.01
 
-_NO_REPLY: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
-"""The decoder of a told event's pending entry, which never gets a reply."""
-
 T = TypeVar("T")
 
 
@@ -58,9 +55,6 @@ class _Pending(Generic[T]):
     """The tick at which its timeout or resend is due."""
     resend: bool = False
     """Whether what is due is a resend (after a backoff) rather than a timeout."""
-    told: bool = False
-    """An event, told: its receiver acknowledges it in a batch (`acknowledge`), not with a
-    reply."""
 
 
 class CommandPort(Generic[T]):
@@ -143,35 +137,6 @@ class CommandPort(Generic[T]):
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
-    async def send_event(
-        self,
-        ref: ActorRef[Any],
-        event: msgspec.Struct,
-        token: T,
-        *,
-        message_id: str,
-        correlation_id: str,
-        policy: RetryPolicy,
-        timeout: float,
-    ) -> None:
-        """Tell `event` until its receiver acknowledges it (`acknowledge`, once the receiver
-        has handled it): told again, with the same message id, after `timeout` without the
-        acknowledgement, per `policy`; `on_error` when the retries are spent. The receiver
-        must take a repeated event as it takes a duplicated one."""
-        pending = _Pending(token, ref, event, _NO_REPLY, correlation_id, policy, timeout)
-        pending.told = True
-        self._pending[message_id] = pending
-        await self._transmit(message_id, pending)
-
-    def acknowledge(self, message_ids: list[str]) -> None:
-        """The receivers have handled these told events: stop sending them."""
-        pending_commands = self._pending
-        for message_id in message_ids:
-            pending = pending_commands.get(message_id)
-            if pending is not None and pending.told:
-                del pending_commands[message_id]
-                self._unschedule(message_id, pending)
-
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
         self._unschedule(message_id, pending)
         loop = self._loop
@@ -224,17 +189,12 @@ class CommandPort(Generic[T]):
     async def _transmit(self, message_id: str, pending: _Pending[T]) -> None:
         self._schedule(message_id, pending, pending.timeout, resend=False)
         try:
-            if pending.told:
-                await pending.ref.tell(
-                    pending.command, correlation_id=pending.correlation_id, message_id=message_id
-                )
-            else:
-                await pending.ref.send(
-                    pending.command,
-                    self.subject,
-                    correlation_id=pending.correlation_id,
-                    message_id=message_id,
-                )
+            await pending.ref.send(
+                pending.command,
+                self.subject,
+                correlation_id=pending.correlation_id,
+                message_id=message_id,
+            )
         except ActorError as exc:  # stopped, mailbox full: a technical failure like any other
             await self._failed(message_id, pending, f"{type(exc).__name__}: {exc}")
 

@@ -15,7 +15,6 @@ import msgspec
 
 from actors import Actor, ActorSystem
 
-from ._acks import acknowledge
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
@@ -56,7 +55,7 @@ class _Front(Actor):
                 self.engine.adapters[first.service], advance, advance_id(advance), first.timeout
             )
         if msg.ack:
-            acknowledge(self.engine.system, self.engine.route, msg.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
 
     async def progress(self, msg: Progress) -> None:
         state = await self.store.load(msg.workflow_id)
@@ -79,7 +78,7 @@ class _Front(Actor):
         await self.store.save(state)
         self.engine.finish(msg)
         if msg.ack:
-            acknowledge(self.engine.system, self.engine.route, msg.ack)
+            self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
 
     async def audit(self, msg: Audit) -> None:
         state = await self.store.load(msg.workflow_id)
