@@ -151,9 +151,6 @@ class EventSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    def __len__(self) -> int:
-        return len(self._unacked)
-
     async def send(
         self, to: ActorRef[Any], event: Any, message_id: str, correlation_id: str, timeout: float
     ) -> None:

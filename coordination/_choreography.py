@@ -17,9 +17,9 @@ On a bus that can lose a message (NATS: a connection cut, a server restart), the
 carry an instance forward are acknowledged: each carries a subject of its sender's, the
 receiver acknowledges it once it has handled it (in batches, `_acks`), and an event not
 acknowledged within its step's timeout is told again with the same message id
-(`_acks.EventSender`). Receivers take a
-repeated event as a duplicated one: the services' handlers are idempotent by message id, and
-an instance ends once. In memory nothing is lost, and events are plain tells.
+(`_acks.EventSender`). Receivers take a repeated event as a duplicated one: the services'
+handlers are idempotent by message id, and an instance ends once. In memory nothing is lost,
+and events are plain tells.
 
 The strategies differ in what the events carry and in who can answer `status`; they fill in the
 hooks of `Choreography`.
@@ -463,6 +463,10 @@ class Choreography(Generic[In]):
         """Stop it again."""
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
+        await self.advance_first(workflow_id, data)
+
+    async def advance_first(self, workflow_id: str, data: Carried) -> None:
+        """Send the instance's first step to its service."""
         first = self.workflow.steps[0]
         advance = Advance(workflow_id, 0, data, route=self.route, ack=self.ack_to)
         await self.emit(self.adapters[first.service], advance, advance_id(advance), first.timeout)

@@ -18,7 +18,7 @@ from actors import Actor, ActorSystem
 from ._adapter import Adapter
 from ._choreography import Choreography
 from ._definition import Failure, Workflow
-from ._events import Advance, Audit, Begin, Carried, Ended, Progress, advance_id
+from ._events import Audit, Begin, Carried, Ended, Progress
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -47,13 +47,7 @@ class _Front(Actor):
         # moved on: the instance began the first time, and its first event is on its way.
         if await self.store.load(msg.workflow_id) is None:
             await self.store.save(InstanceState(msg.workflow_id, None))
-            first = self.engine.workflow.steps[0]
-            advance = Advance(
-                msg.workflow_id, 0, msg.data, route=self.engine.route, ack=self.engine.ack_to
-            )
-            await self.engine.emit(
-                self.engine.adapters[first.service], advance, advance_id(advance), first.timeout
-            )
+            await self.engine.advance_first(msg.workflow_id, msg.data)
         if msg.ack:
             self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
 
