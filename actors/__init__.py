@@ -43,7 +43,7 @@ from ._message import Message, Request
 from ._metrics import LATENCY_BUCKETS, Histogram, SystemMetrics
 from ._metrics_http import MetricsServer, metrics_app, serve_metrics, serve_registry
 from ._ref import ActorRef
-from ._supervision import SupervisorPolicy
+from ._supervision import Directive, SupervisorPolicy
 from ._system import ActorFailure, ActorSystem
 
 __all__ = (
@@ -64,6 +64,7 @@ __all__ = (
     "DeadLetter",
     "DeadLetterReason",
     "DeadLetters",
+    "Directive",
     "DuplicateActorError",
     "HandlerError",
     "HandlerTimeoutError",

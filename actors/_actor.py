@@ -28,7 +28,8 @@ class Actor:
     ```
 
     An instance handles one message at a time, so its state needs no lock. When a handler
-    raises, the instance is replaced by a fresh one (see SupervisorPolicy). Before `on_start`
+    raises, that message fails (its asker gets the error) and the instance goes on with its
+    state, unless its SupervisorPolicy says to restart or stop it. Before `on_start`
     runs the system sets `self.ref` (this actor's ref), `self.system` and `self.name`.
     """
 
@@ -39,7 +40,7 @@ class Actor:
     """Where `@idempotent` handlers keep their replies; None keeps them in the instance."""
 
     async def on_start(self) -> None:
-        """Called before the first message, and after each restart on the fresh instance."""
+        """Called before the first message, and on the fresh instance after a restart."""
 
     async def on_stop(self) -> None:
         """Called when the instance stops: at shutdown, before a restart, on escalation."""

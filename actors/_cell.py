@@ -2,7 +2,8 @@
 
 The subscription's pending queue is the mailbox and its delivery task runs the handlers, so a
 message takes one queue hop from sender to handler. The cell decodes (bounded), dispatches,
-replies, turns failures into dead letters and error replies, and supervises restarts.
+replies, turns failures into dead letters and error replies, and applies its supervisor's
+directive (resume, restart, stop).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ._context import ERROR_KIND, ErrorKind, _current, reply_headers
 from ._dead_letters import DeadLetterReason
 from ._errors import HandlerTimeoutError
 from ._handlers import HandlerTable
-from ._supervision import RestartTracker, SupervisorPolicy
+from ._supervision import Directive, RestartTracker, SupervisorPolicy
 
 if TYPE_CHECKING:
     from ._system import ActorGroup, ActorSystem
@@ -40,6 +41,7 @@ class ActorCell:
         "_publish_reply",
         "_replies",
         "actor",
+        "begun",
         "bus",
         "decoder",
         "durations",
@@ -85,10 +87,19 @@ class ActorCell:
         """Messages whose handler returned."""
         self.failed = 0
         """Messages whose handler raised."""
+        self.begun = 0
+        """Messages whose handler was called: one is running while this exceeds the two above."""
         self.durations = group.durations
         self.timed = system.metrics.timed
         self._replies: set[asyncio.Task[None]] = set()
         """Error replies to dropped asks, sent from tasks the cell joins when it stops."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in the mailbox, and no handler running."""
+        subscription = self.subscription
+        waiting = getattr(subscription, "pending", 0) if subscription is not None else 0
+        return not waiting and self.begun == self.handled + self.failed
 
     def use_table(self, table: HandlerTable) -> None:
         """Dispatch with `table` from the next message on (handlers added or removed)."""
@@ -179,6 +190,7 @@ class ActorCell:
         token = _current.set(msg)
         timed = self.timed
         started = perf_counter() if timed else 0.0
+        self.begun += 1
         try:
             if self.handler_timeout is None:
                 result = await self._handlers[type(message)](self.actor, message)
@@ -267,6 +279,25 @@ class ActorCell:
         )
         if msg.reply is not None:
             await self._reply_error(msg, ErrorKind.HANDLER, error)
+        await self.supervise(error)
+
+    async def supervise(self, error: Exception) -> None:
+        """A handler of this instance raised `error` (its message has failed already): apply
+        the policy's directive to the actor. Called for a message the mailbox delivered and
+        for one a sidecar dispatched in place, so both obey the same directive."""
+        name = self.group.name
+        try:
+            directive = self.tracker.policy.decide(error)
+        except Exception as decider_error:  # a broken decider must not kill the mailbox
+            logger.exception("actor %r: the supervisor's decider failed", name)
+            directive = Directive.STOP
+            error = decider_error
+        if directive is Directive.RESUME:
+            logger.info("actor %r: handler failed, resuming: %r", name, error)
+            return
+        if directive is Directive.STOP:
+            await self._escalate(error)
+            return
         loop = asyncio.get_running_loop()
         if not self.tracker.allow_restart(loop.time()):
             await self._escalate(error)
@@ -282,10 +313,11 @@ class ActorCell:
         self.restarts += 1
 
     async def _escalate(self, error: BaseException) -> None:
-        """Stop for good: too many restarts, or a restart that failed. The rest of the mailbox
-        is refused (askers get ActorStoppedError) and the system records the failure."""
+        """Stop for good: the directive says so, too many restarts, or a restart that failed.
+        The rest of the mailbox is refused (askers get ActorStoppedError) and the system
+        records the failure."""
         logger.error(
-            "actor %r: stopping after %d restarts; last error: %r",
+            "actor %r: stopping (after %d restarts); last error: %r",
             self.group.name,
             self.restarts,
             error,

@@ -30,7 +30,9 @@ async def dispatch(
     the first). Raises InvalidHeaderError for an id that is not a str without line breaks,
     UnhandledMessageError when the actor has no handler for the type, and
     whatever the handler raises; as the mailbox does for a message it delivers, a handler that
-    raised leaves the message in the system's dead letters.
+    raised leaves the message in the system's dead letters, and the actor's supervisor
+    directive applies (a restart replaces the instance: take it from the next message's
+    handler call, not from a reference kept across messages).
     """
     handler = handler_table(type(actor)).handlers.get(type(message))
     if handler is None:
@@ -57,6 +59,7 @@ async def dispatch(
         actor.system.dead_letters.record(
             DeadLetterReason.HANDLER_ERROR, actor.name, subject, encode(message), headers, exc
         )
+        await actor.system._supervise(actor, exc)
         raise
     finally:
         _current.reset(token)

@@ -33,6 +33,7 @@ __all__ = ("ActorFailure", "ActorGroup", "ActorSystem")
 logger = logging.getLogger("actors")
 
 A = TypeVar("A", bound=Actor)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,21 @@ class ActorSystem:
         (handler and workflow durations stay empty); counts are kept either way."""
         self._running = False
         self._closed = False
+        self._attached: dict[type, object] = {}
+
+    def attached(self, kind: type[T], make: Callable[[], T]) -> T:
+        """The one `kind` attached to this system, made by `make` the first time it is asked
+        for: the per-system state of the layers built on actors (the choreographies' sidecar
+        hubs and acknowledgements, the workflow metrics), owned by the system and gone with
+        it, rather than kept in module-level dictionaries keyed by it."""
+        found = self._attached.get(kind)
+        if found is None:
+            found = self._attached[kind] = make()
+        return found  # type: ignore[return-value]
+
+    def attached_if(self, kind: type[T]) -> T | None:
+        """The `kind` attached to this system, if one was (see `attached`)."""
+        return self._attached.get(kind)  # type: ignore[return-value]
 
     async def __aenter__(self) -> Self:
         if self._closed:
@@ -214,6 +230,31 @@ class ActorSystem:
             del self._groups[name]
             raise
         return group.ref
+
+    async def idle(self, timeout: float | None = 10.0) -> None:
+        """Return once every local actor's mailbox is empty and none is handling a message:
+        what was told so far has been handled (a workflow's `result()` returns when the
+        instance ends, before the services have handled the steps nobody waits for and the
+        failure notices: `await system.idle()` waits for those too).
+
+        Only this system's actors are watched: what an actor in another process still has
+        to do is not seen. On NATS each look waits for the server to have passed on what was
+        published (a flush), so a message on its way back to a local actor is seen too. Raises
+        TimeoutError after `timeout` seconds of activity (None: as long as it takes).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        quiet = 0
+        while quiet < 3:  # idle on three looks in a row: a handler's last tell has landed
+            await self.bus.flush()
+            if all(cell.idle for group in list(self._groups.values()) for cell in group.cells):
+                quiet += 1
+                await asyncio.sleep(0)
+                continue
+            quiet = 0
+            if deadline is not None and loop.time() > deadline:
+                raise TimeoutError(f"the actors were still busy after {timeout} s")
+            await asyncio.sleep(0.001)
 
     def ref(self, actor_class: type[A], name: str) -> ActorRef[A]:
         """A ref to the actor `name` of class `actor_class`, running here or in another process
@@ -325,6 +366,15 @@ class ActorSystem:
     def actors(self) -> dict[str, ActorRef[Any]]:
         """Refs of the local actors, by name."""
         return {name: group.ref for name, group in self._groups.items()}
+
+    async def _supervise(self, actor: Actor, error: Exception) -> None:
+        """Apply `actor`'s supervisor directive to a failure of a message dispatched to it in
+        place (by a sidecar), as its mailbox does for the messages it delivers."""
+        group = self._groups.get(actor.name)
+        for cell in group.cells if group is not None else ():
+            if cell.actor is actor:
+                await cell.supervise(error)
+                return
 
     def _escalate(self, name: str, error: BaseException) -> None:
         self.failures.append(ActorFailure(name, error, time.time()))

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from actors import ActorSystem, Link, SupervisorPolicy
+from actors import ActorSystem, Link
 from brokers import Bus, MemoryBus, Msg
 from coordination import (
     EventSourced,
@@ -126,8 +126,7 @@ async def run_strategy(
     next_input = _inputs(scenario, failure_rate)
     latencies: list[float] = []
     made = bus()
-    policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
-    system = ActorSystem(made, supervision=policy, metrics=metrics, registry=registry)
+    system = ActorSystem(made, metrics=metrics, registry=registry)
     async with made, system:
         await scenario.spawn(system)
         async with factory(system, scenario.workflow) as strategy:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,20 +92,14 @@ class Acknowledger:
                 logger.warning("acknowledgements to %s not sent: %r", subject, exc)
 
 
-_acknowledgers: weakref.WeakKeyDictionary[ActorSystem, Acknowledger] = weakref.WeakKeyDictionary()
-
-
 def acknowledger(system: ActorSystem) -> Acknowledger:
     """The one Acknowledger of `system` (its receivers share it, whatever the sender)."""
-    found = _acknowledgers.get(system)
-    if found is None:
-        found = _acknowledgers[system] = Acknowledger(system)
-    return found
+    return system.attached(Acknowledger, lambda: Acknowledger(system))
 
 
 async def flush_acks(system: ActorSystem) -> None:
     """Send what `system` owes now (a choreography that stops leaves nothing behind)."""
-    found = _acknowledgers.get(system)
+    found = system.attached_if(Acknowledger)
     if found is None:
         return
     flushing = found.flushing

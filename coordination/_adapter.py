@@ -1,17 +1,18 @@
 """The adapter that wraps one service for a choreography.
 
 It reacts to `Advance` by building its step's command and having the service carry it out,
-then publishes the next `Advance` to the next step's service, or `Ended` when there is none;
-on a failure it turns the flow around with `Unwind` (see `_choreography`). Beside a local
-service it runs as a sidecar in the service's mailbox; for a service elsewhere it is an actor
-of its own that commands the service over the bus.
+and to `Unwind` by having it undo its step; what comes next is the workflow core's decision
+(`core.apply`), which the adapter carries out as events: the next `Advance`, an `Unwind` to
+the step to compensate next, the failure notices, `Ended`. Beside a local service it runs as
+a sidecar in the service's mailbox; for a service elsewhere it is an actor of its own that
+commands the service over the bus. Both run the step through the same executor
+(`CommandPort`): the step's timeout, retries and message id are the same either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Coroutine
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -20,37 +21,44 @@ import msgspec
 
 from actors import Actor, ActorRef, acting_as, dispatch
 
-from ._commands import CommandPort, send_notices
+from . import core
+from ._commands import CommandPort, send_notices, tell_with_retry
 from ._definition import Failure, Rejected, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
 from ._status import Outcome
+from .core import (
+    CompensationDone,
+    CompensationFailed,
+    Progress,
+    StepAnswered,
+    StepCancelled,
+    StepFailed,
+    StepRejected,
+)
 
 if TYPE_CHECKING:
     from ._choreography import Choreography
 
-__all__ = ("CANCELLED", "Adapter")
+__all__ = ("Adapter",)
 
 logger = logging.getLogger("coordination")
 
 In = TypeVar("In", bound=msgspec.Struct)
 
-CANCELLED = "cancelled"
-REMEMBERED_CANCELS = 10_000
-
 _encode = msgspec.msgpack.Encoder().encode
 
 
 class _Command(msgspec.Struct):
-    """What a pending command of an adapter was for (a Struct: one is made per step, and
-    its constructor is C)."""
+    """What a command of an adapter is for (a Struct: one is made per step, and its
+    constructor is C)."""
 
-    workflow_id: str
-    step: int
-    undo: bool
+    event: Advance | Unwind
     context: WorkflowContext[Any]
-    data: Carried | None
-    event: Unwind | None = None
     sent_at: float = 0.0
+
+    @property
+    def undo(self) -> bool:
+        return type(self.event) is Unwind
 
 
 class Adapter(Actor, Generic[In]):
@@ -62,7 +70,7 @@ class Adapter(Actor, Generic[In]):
     adapter calls the service's handlers directly (`dispatch`), one message at a time with
     the service's other messages. A service in another process is wrapped from here instead:
     the adapter is an actor of its own, and sends the service its commands over the bus with a
-    reply subject (`CommandPort`), timeouts and retries included.
+    reply subject. Timeouts and retries are the port's either way.
     """
 
     def __init__(self, engine: Choreography[In], service: str, *, local: bool) -> None:
@@ -74,42 +82,46 @@ class Adapter(Actor, Generic[In]):
         self.service_ref: ActorRef[Any] = engine.refs[service]
         self.service_actor: Actor | None = None
         """The local service instance, as its mailbox hands it to the sidecar handlers."""
-        self.cancelled: OrderedDict[str, None] = OrderedDict()
         self.held: dict[str, list[Advance | Unwind]] = {}
         """The paused instances, and the events of theirs that arrived meanwhile."""
-        self.port: CommandPort[_Command] | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-        """Events whose context is being fetched (query-all), and retries being resent."""
-        self.timers: set[asyncio.TimerHandle] = set()
         self.adapter_name = engine.adapter_name(service)
+        self.sender = service if local else self.adapter_name
+        """Who sends what comes next, as the links show it: the service, for a sidecar."""
+        self.port: CommandPort[_Command] = CommandPort(
+            engine.system,
+            self.adapter_name,
+            self._replied,
+            self._command_failed,
+            engine.metrics,
+            again=self._again,
+        )
+        self._listening = False
+        self._closed = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        """Events whose context is being fetched (query-all)."""
+        names = [step.name for step in self.steps]
+        self._done_before = [tuple(names[:index]) for index in range(len(names))]
+        """Per step, the steps completed before it starts (shared by every instance)."""
+        self._index = {name: index for index, name in enumerate(names)}
 
     async def on_start(self) -> None:
-        if self.port is None and not self.local:
-            self.port = CommandPort(
-                self.engine.system,
-                self.adapter_name,
-                self._replied,
-                self._command_failed,
-                self._retried,
-            )
+        if not self.local and not self._listening:  # replies come over the bus
             await self.port.open()
+            self._listening = True
 
     async def on_stop(self) -> None:
         await self.close()
 
     async def close(self) -> None:
-        """Cancel what is under way (retries, fetches) and stop listening for replies."""
-        for timer in self.timers:
-            timer.cancel()
-        self.timers.clear()
+        """Cancel what is under way (fetches) and stop listening for replies."""
+        self._closed = True
         tasks, self.tasks = self.tasks, set()
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
-        port, self.port = self.port, None
-        if port is not None:
-            await port.close()
+        await self.port.close()
+        self._listening = False
 
     def _in_own_task(self, handling: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(handling)
@@ -187,130 +199,145 @@ class Adapter(Actor, Generic[In]):
         step = self.steps[index]
         workflow_id = event.workflow_id
         engine = self.engine
+        message_id = core.message_id(workflow_id, step.name)
+        if event.attempt > 1 and self.port.attempt(message_id) != event.attempt:
+            return  # a sidecar's retry that comes after its step ended: nothing to do
         assert event.data is not None
         data = event.data
         context = engine.codec.context(workflow_id, data.input, data.results, step.reads, step.name)
-        if workflow_id in self.cancelled:
-            failure = Failure(step.name, CANCELLED, technical=False)
-            await self._turn_back(workflow_id, index, False, failure, True, context, event.data)
-            return
-        if engine.tracks_starts:
-            await engine.step_started(self, workflow_id, index, event.data)
+        pending = _Command(event, context, perf_counter())
+        if event.attempt == 1:
+            if workflow_id in engine.cancelled:  # cancelled before this step started
+                await self._decide(pending, StepCancelled(step.name), data)
+                return
+            if engine.tracks_starts:
+                await engine.step_started(self, workflow_id, index, data)
         try:
             command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
-            failure = Failure(step.name, reason, technical=True)
-            await self._turn_back(workflow_id, index, False, failure, False, context, event.data)
+            await self._decide(pending, StepFailed(step.name, reason), data)
             return
-        pending = _Command(workflow_id, index, False, context, event.data, sent_at=perf_counter())
-        message_id = f"{workflow_id}.{step.name}"
-        if self.local:
-            await self._call_service(pending, event, command, message_id)
-            return
-        assert self.port is not None
-        error = await self.port.perform(
-            self.service_ref,
-            step,
-            command,
-            pending,
-            message_id=message_id,
-            workflow_id=workflow_id,
-        )
         if step.wait:
-            return  # on with the answer
-        if error is not None:
-            await self._failed(pending, Failure(step.name, error, technical=True))
+            await self._execute(pending, command, message_id)
+        else:
+            await self._tell(pending, command, message_id)
+
+    async def _tell(self, pending: _Command, command: msgspec.Struct, message_id: str) -> None:
+        """A step nobody waits for: it counts as done once its command is on its way, and
+        the instance moves on (beside a local service, before the service handles it, as a
+        command told over the bus would wait in the service's mailbox)."""
+        event = pending.event
+        workflow_id = event.workflow_id
+        step = self.steps[event.step]
+        if self.local:
+            carried = self.engine.step_done(self, workflow_id, event.step, event.data, b"")
+            await self._decide(pending, StepAnswered(step.name), carried)
+            assert self.service_actor is not None
+            try:
+                await dispatch(
+                    self.service_actor, command, message_id=message_id, correlation_id=workflow_id
+                )
+            except Exception as exc:  # dead-lettered, and the directive applied: told
+                logger.warning("%s: %s failed: %r", workflow_id, type(command).__name__, exc)
             return
-        await self._done(pending, None, b"")
+        error = await tell_with_retry(
+            self.service_ref,
+            command,
+            policy=step.retry,
+            workflow_id=workflow_id,
+            message_id=message_id,
+        )
+        if error is not None:
+            carried = self.engine.step_failed(self, workflow_id, event.step, event.data)
+            await self._decide(pending, StepFailed(step.name, error), carried)
+            return
+        carried = self.engine.step_done(self, workflow_id, event.step, event.data, b"")
+        await self._decide(pending, StepAnswered(step.name), carried)
 
     async def _unwind(self, event: Unwind) -> None:
         index = event.step
         if not self._mine(index, event):
             return
         step = self.steps[index]
+        workflow_id = event.workflow_id
+        message_id = core.undo_message_id(workflow_id, step.name)
+        if event.attempt > 1 and self.port.attempt(message_id) != event.attempt:
+            return
         assert step.compensation is not None
         assert event.data is not None
-        workflow_id = event.workflow_id
         data = event.data
         context = self.engine.codec.context(
             workflow_id, data.input, data.results, step.undo_reads, step.name
         )
-        context.failure = Failure(event.failed_step, event.reason, event.technical)
-        pending = _Command(workflow_id, index, True, context, event.data, event)
+        context.failure = event.progress.failure
+        pending = _Command(event, context)
         try:
             command = step.compensation(context)
         except Exception as exc:
-            await self._undo_failed(pending, f"building the compensation failed: {exc!r}")
+            reason = f"building the compensation failed: {exc!r}"
+            await self._decide(pending, CompensationFailed(step.name, reason), data)
             return
-        message_id = f"{workflow_id}.{step.name}.undo"
-        if self.local:
-            await self._call_service(pending, event, command, message_id)
+        await self._execute(pending, command, message_id)
+
+    async def _execute(self, pending: _Command, command: msgspec.Struct, message_id: str) -> None:
+        """Have the service carry out a step's command (or compensation) through the port:
+        in place, beside a local service, or over the bus."""
+        event = pending.event
+        step = self.steps[event.step]
+        if not self.local:
+            await self.port.send(
+                self.service_ref,
+                command,
+                pending,
+                message_id=message_id,
+                correlation_id=event.workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
+            )
             return
-        assert self.port is not None
-        await self.port.send(
-            self.service_ref,
-            command,
-            pending,
-            message_id=message_id,
-            correlation_id=workflow_id,
-            policy=step.retry,
-            timeout=step.timeout,
-        )
+        if event.attempt == 1:  # a retry's timing is the port's already
+            self.port.begin(
+                message_id,
+                pending,
+                correlation_id=event.workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
+            )
+        await self._call_service(pending, command, message_id, reply_needed=not pending.undo)
 
     async def _call_service(
-        self,
-        pending: _Command,
-        event: Advance | Unwind,
-        command: msgspec.Struct,
-        message_id: str,
+        self, pending: _Command, command: msgspec.Struct, message_id: str, *, reply_needed: bool
     ) -> None:
-        """A sidecar's command: the service's handler runs now, in its own mailbox. A failure
-        is retried by sending the event again after the backoff, so the service serves other
-        messages meanwhile."""
-        step = self.steps[pending.step]
+        """A sidecar's command: the service's handler runs now, in its own mailbox; the port
+        times it and retries it as it would a command sent over the bus."""
         assert self.service_actor is not None
         try:
             reply = await dispatch(
                 self.service_actor,
                 command,
                 message_id=message_id,
-                correlation_id=pending.workflow_id,
+                correlation_id=pending.event.workflow_id,
             )
-        except Exception as exc:  # dispatch has dead-lettered the command
-            if event.attempt < step.retry.attempts:
-                logger.warning(
-                    "%s: %s attempt %d failed: %r",
-                    pending.workflow_id,
-                    type(command).__name__,
-                    event.attempt,
-                    exc,
-                )
-                self.engine.metrics.retries += 1
-                again = msgspec.structs.replace(event, attempt=event.attempt + 1)
-                self._later(step.retry.delay(event.attempt), again)
-                return
+        except Exception as exc:  # dispatch has dead-lettered it and applied the directive
             reason = f"{type(exc).__name__}: {exc}"
-            if pending.undo:
-                await self._undo_failed(pending, reason)
+            if self._closed:  # its choreography stopped meanwhile: no retry from here
+                await self._command_failed(pending, reason)
             else:
-                await self._failed(pending, Failure(step.name, reason, technical=True))
+                await self.port.attempt_failed(message_id, reason)
             return
-        data = _encode(reply) if step.wait and not pending.undo else b""
-        await self._answered(pending, reply, data)
+        data = _encode(reply) if reply_needed else b""
+        if self._closed:
+            # Its choreography stopped while the service worked: the instance goes on all
+            # the same, as it would without a sidecar (its events reach whoever took over).
+            await self._replied(pending, reply, data)
+        else:
+            await self.port.answered(message_id, reply, data)
 
-    def _later(self, delay: float, event: Advance | Unwind) -> None:
-        loop = asyncio.get_running_loop()
-
-        def resend() -> None:
-            self.timers.discard(timer)
-            self._in_own_task(self._to_service(event))
-
-        timer = loop.call_later(delay, resend)
-        self.timers.add(timer)
-
-    async def _to_service(self, event: Advance | Unwind) -> None:
-        await self._emit(self.service, event)
+    async def _again(self, pending: _Command, attempt: int) -> None:
+        """The port's retry of a sidecar's command: its event again, through the mailbox, so
+        the service serves other messages meanwhile."""
+        await self._emit(self.service, msgspec.structs.replace(pending.event, attempt=attempt))
 
     async def _emit(self, service: str, event: Advance | Unwind, again: str = "") -> None:
         """Send `event` to `service`'s adapter (acknowledged where events can be lost);
@@ -325,9 +352,7 @@ class Adapter(Actor, Generic[In]):
         await engine.emit(to, event, message_id + again, self.steps[event.step].timeout)
 
     async def cancel(self, event: Cancel) -> None:
-        self.cancelled[event.workflow_id] = None
-        if len(self.cancelled) > REMEMBERED_CANCELS:
-            self.cancelled.popitem(last=False)
+        self.engine.cancelled_instance(event.workflow_id)
         if event.ack:
             self.engine.acks_out.acknowledge(self.engine.route, event.ack)
 
@@ -343,188 +368,108 @@ class Adapter(Actor, Generic[In]):
     # -- the service's answers ---------------------------------------------------------
 
     async def _replied(self, pending: _Command, reply: Any, data: bytes) -> None:
-        with acting_as(self.adapter_name):
+        with acting_as(self.sender):
             await self._answered(pending, reply, data)
 
-    async def _command_failed(self, pending: _Command, reason: str) -> None:
-        with acting_as(self.adapter_name):
-            if pending.undo:
-                await self._undo_failed(pending, reason)
-            else:
-                step = self.steps[pending.step]
-                await self._failed(pending, Failure(step.name, reason, technical=True))
-
-    def _retried(self) -> None:
-        self.engine.metrics.retries += 1
-
     async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
-        step = self.steps[pending.step]
-        if not pending.undo:
-            self.engine.metrics.step_took(step.name, perf_counter() - pending.sent_at)
-        if pending.undo:
-            if isinstance(reply, Rejected):
-                await self._undo_failed(pending, f"the compensation was refused: {reply.reason}")
-            else:
-                await self._undone(pending)
-        elif isinstance(reply, Rejected):
-            await self._failed(pending, Failure(step.name, reply.reason, technical=False))
-        else:
-            await self._done(pending, reply, data)
-
-    async def _done(self, pending: _Command, reply: Any, data: bytes) -> None:
-        workflow_id, index = pending.workflow_id, pending.step
-        step = self.steps[index]
+        event = pending.event
+        step = self.steps[event.step]
         engine = self.engine
-        carried = engine.step_done(self, workflow_id, index, pending.data, data)
-        if workflow_id in self.cancelled:
-            failure = Failure(step.name, CANCELLED, technical=False)
-            await self._turn_back(workflow_id, index, True, failure, True, pending.context, carried)
-            return
-        following = index + 1
-        if following < len(self.steps):
-            advance = Advance(
-                workflow_id, following, carried, route=engine.route, ack=engine.ack_to
-            )
-            await self._emit(self.steps[following].service, advance)
-            return
-        completed = [s.name for s in self.steps]
-        ended = Ended(
-            workflow_id, Outcome.COMPLETED.value, completed, data=carried, ack=engine.ack_to
-        )
-        await engine.end(self, ended)
-
-    async def _failed(self, pending: _Command, failure: Failure) -> None:
-        carried = self.engine.step_failed(self, pending.workflow_id, pending.step, pending.data)
-        await self._turn_back(
-            pending.workflow_id, pending.step, False, failure, False, pending.context, carried
-        )
-
-    async def _undone(self, pending: _Command) -> None:
-        event = pending.event
-        assert event is not None
-        step = self.steps[pending.step]
-        self.engine.metrics.compensations += 1
-        carried = self.engine.step_compensated(self, event.workflow_id, pending.step, event.data)
-        compensated = [*event.compensated, step.name]
-        await self._unwind_from(event, pending.step, compensated, pending.context, carried)
-
-    async def _undo_failed(self, pending: _Command, reason: str) -> None:
-        """A compensation that could not be done, retries spent: the workflow will end in
-        NEEDS_ATTENTION, saying which and why, never silently."""
-        event = pending.event
-        assert event is not None
-        name = self.steps[pending.step].name
-        logger.error("%s: compensation of %r failed: %s", event.workflow_id, name, reason)
-        event = msgspec.structs.replace(event, attention=[*event.attention, f"{name}: {reason}"])
-        await self._unwind_from(event, pending.step, event.compensated, pending.context, event.data)
-
-    # -- the way back ------------------------------------------------------------------
-
-    async def _turn_back(
-        self,
-        workflow_id: str,
-        index: int,
-        done: bool,
-        failure: Failure,
-        cancelled: bool,
-        context: WorkflowContext[Any],
-        carried: Carried | None,
-    ) -> None:
-        """Step `index` failed (or was cancelled, `done` saying whether it completed first):
-        start compensating the steps before it, newest first."""
-        completed = index + 1 if done else index
-        first = Unwind(
-            workflow_id,
-            completed,
-            failure.step,
-            failure.reason,
-            failure.technical,
-            cancelled,
-            completed,
-            [],
-            carried,
-            route=self.engine.route,
-        )
-        context.failure = failure
-        await self._unwind_from(first, completed, [], context, carried)
-
-    async def _unwind_from(
-        self,
-        event: Unwind,
-        below: int,
-        compensated: list[str],
-        context: WorkflowContext[Any],
-        carried: Carried | None,
-    ) -> None:
-        """Hand the compensation on to the newest compensable step before `below`, or, when
-        none is left, send the failure notices and end the workflow."""
         workflow_id = event.workflow_id
-        for index in range(below - 1, -1, -1):
-            step = self.steps[index]
-            if step.compensation is not None:
-                await self._emit(
-                    step.service,
-                    Unwind(
-                        workflow_id,
-                        index,
-                        event.failed_step,
-                        event.reason,
-                        event.technical,
-                        event.cancelled,
-                        event.completed,
-                        compensated,
-                        carried,
-                        route=self.engine.route,
-                        attention=event.attention,
-                        ack=self.engine.ack_to,
-                    ),
-                )
+        if type(event) is Unwind:
+            if isinstance(reply, Rejected):
+                reason = f"the compensation was refused: {reply.reason}"
+                await self._decide(pending, CompensationFailed(step.name, reason), event.data)
                 return
-        context.failure = Failure(event.failed_step, event.reason, event.technical)
-        await send_notices(self.workflow, self.engine.refs, context, workflow_id)
-        if event.attention:
-            outcome = Outcome.NEEDS_ATTENTION
-        elif event.cancelled:
-            outcome = Outcome.CANCELLED
-        elif compensated:
-            outcome = Outcome.COMPENSATED
+            engine.metrics.compensations += 1
+            carried = engine.step_compensated(self, workflow_id, event.step, event.data)
+            await self._decide(pending, CompensationDone(step.name), carried)
+            return
+        engine.metrics.step_took(step.name, perf_counter() - pending.sent_at)
+        if isinstance(reply, Rejected):
+            carried = engine.step_failed(self, workflow_id, event.step, event.data)
+            await self._decide(pending, StepRejected(step.name, reply.reason), carried)
+            return
+        carried = engine.step_done(self, workflow_id, event.step, event.data, data)
+        await self._decide(pending, StepAnswered(step.name), carried)
+
+    async def _command_failed(self, pending: _Command, reason: str) -> None:
+        with acting_as(self.sender):  # a sidecar's timeout: from the port's sweeper
+            await self._failed(pending, reason)
+
+    async def _failed(self, pending: _Command, reason: str) -> None:
+        event = pending.event
+        name = self.steps[event.step].name
+        if type(event) is Unwind:
+            await self._decide(pending, CompensationFailed(name, reason), event.data)
+            return
+        carried = self.engine.step_failed(self, event.workflow_id, event.step, event.data)
+        await self._decide(pending, StepFailed(name, reason), carried)
+
+    # -- what comes next: the core decides ---------------------------------------------
+
+    async def _decide(
+        self, pending: _Command, happened: core.Event, carried: Carried | None
+    ) -> None:
+        """Feed what happened to the core, with the instance's progress as the event that
+        brought it here carries it, and carry out what the core says, as events."""
+        event = pending.event
+        workflow_id = event.workflow_id
+        engine = self.engine
+        if type(event) is Unwind:
+            progress = event.progress
         else:
-            outcome = Outcome.FAILED
-        ended = Ended(
-            workflow_id,
-            outcome.value,
-            [s.name for s in self.steps[: event.completed]],
-            compensated,
-            event.failed_step,
-            event.reason,
-            event.technical,
-            carried,
-            event.attention,
-            ack=self.engine.ack_to,
-        )
-        await self.engine.end(self, ended)
+            step = self.steps[event.step].name
+            progress = Progress(active=(step,), completed=self._done_before[event.step])
+            if workflow_id in engine.cancelled:  # known before the step under way ended
+                progress.cancel_requested = True
+        _, actions = core.apply(self.workflow, progress, happened)
+        for action in actions:
+            match action:
+                case core.Perform(step=name):
+                    following = self._index[name]
+                    advance = Advance(
+                        workflow_id, following, carried, route=engine.route, ack=engine.ack_to
+                    )
+                    await self._emit(self.steps[following].service, advance)
+                case core.Compensate(step=name):
+                    undo = self._index[name]
+                    unwind = Unwind(
+                        workflow_id,
+                        undo,
+                        progress,
+                        carried,
+                        route=engine.route,
+                        ack=engine.ack_to,
+                    )
+                    await self._emit(self.steps[undo].service, unwind)
+                case core.SendNotices():
+                    context = pending.context
+                    context.failure = progress.failure
+                    await send_notices(self.workflow, engine.refs, context, workflow_id)
+                case core.End():
+                    await engine.end(self, Ended(workflow_id, progress, carried, ack=engine.ack_to))
 
     async def _abandon(self, event: Advance | Unwind, reason: str) -> None:
         """End a workflow that cannot go on, not even backwards: the data its builders need
         is gone (a participant forgot it, or did not answer), or the adapter failed. Nothing
-        more is sent to the services; the outcome says what happened."""
-        if isinstance(event, Unwind):
-            completed, compensated = event.completed, event.compensated
-        else:
-            completed, compensated = event.step, []
+        more is sent to the services; the outcome says what happened (NEEDS_ATTENTION for an
+        instance that was compensating: what is left is someone's to undo)."""
         name = self.steps[event.step].name
         logger.error("%s: abandoned at %r: %s", event.workflow_id, name, reason)
-        ended = Ended(
-            event.workflow_id,
-            Outcome.FAILED.value,
-            [s.name for s in self.steps[:completed]],
-            compensated,
-            name,
-            reason,
-            technical=True,
-            ack=self.engine.ack_to,
-        )
-        await self.engine.end(self, ended)
+        if isinstance(event, Unwind):
+            progress = event.progress
+            left = (name, *progress.undo)
+            progress.attention = (*progress.attention, *(f"{step}: {reason}" for step in left))
+            progress.compensating = progress.undo = ()
+            progress.outcome = Outcome.NEEDS_ATTENTION
+        else:
+            progress = Progress(
+                Outcome.FAILED,
+                completed=self._done_before[event.step],
+                failure=Failure(name, reason, technical=True),
+            )
+        await self.engine.end(self, Ended(event.workflow_id, progress, ack=self.engine.ack_to))
 
     # -- helpers -----------------------------------------------------------------------
 

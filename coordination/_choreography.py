@@ -31,7 +31,6 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -44,7 +43,7 @@ from brokers import MemoryBus, Msg, Subscription, new_id
 from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
-from ._definition import Failure, Workflow
+from ._definition import Workflow, check_input
 from ._events import (
     EVENT_RETRY,
     Advance,
@@ -59,11 +58,13 @@ from ._events import (
 from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._sidecars import attach, detach
-from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 
 __all__ = ("Choreography",)
 
 logger = logging.getLogger("coordination")
+
+REMEMBERED_CANCELS = 10_000
 
 EVENT_TIMEOUT = 5.0
 """The acknowledgement timeout of an event that is not for a step (`Ended`, `Begin`)."""
@@ -128,10 +129,13 @@ class Choreography(Generic[In]):
         """Where each service's events go: the service itself (a sidecar) or its adapter."""
         self.local_adapters: dict[str, Adapter[In]] = {}
         self.endpoint: ActorRef[Any] | None = None
-        self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
+        self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.metrics.stuck = lambda: len(self.stuck())
+        self.cancelled: OrderedDict[str, None] = OrderedDict()
+        """The instances someone cancelled (the latest `REMEMBERED_CANCELS`): each adapter
+        here turns one around at the next step it sees end."""
         self._paused: set[str] = set()
         self._history: OrderedDict[str, list[str]] = OrderedDict()
         """What operators did, per instance: `<UTC time> <who>: <what>`."""
@@ -190,7 +194,6 @@ class Choreography(Generic[In]):
             await self._stop_actors()
             raise
         self._running = True
-        self.metrics.register()
         return self
 
     async def __aexit__(
@@ -202,7 +205,7 @@ class Choreography(Generic[In]):
         self._running = False
         await self._stop_actors()
         self.outcomes.stop()
-        self.metrics.unregister()
+        self.metrics.stopped()
 
     async def _stop_actors(self) -> None:
         await self._close()
@@ -233,11 +236,7 @@ class Choreography(Generic[In]):
         """
         if not self._running:
             raise RuntimeError(f"use the strategy as `async with {type(self).__name__}(...)`")
-        if not isinstance(workflow_input, self.workflow.input_type):
-            raise TypeError(
-                f"{self.workflow.name} takes {self.workflow.input_type.__name__}, "
-                f"not {type(workflow_input).__name__}"
-            )
+        check_input(self.workflow, workflow_input)
         workflow_id = f"{self.workflow.name}-{new_id()}"
         self.outcomes.add(workflow_id)
         self._progress[workflow_id] = perf_counter()
@@ -260,6 +259,7 @@ class Choreography(Generic[In]):
         if not await self._still_running(workflow_id):
             return False
         await self._audit(workflow_id, by, "cancel")
+        self.cancelled_instance(workflow_id)  # the adapters here know at once
         await self._broadcast(Cancel(workflow_id, self.route))
         await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
@@ -283,6 +283,13 @@ class Choreography(Generic[In]):
         await self._broadcast(Hold(workflow_id, self.route, held=False))
         return True
 
+    def cancelled_instance(self, workflow_id: str) -> None:
+        """Remember that `workflow_id` is cancelled (bounded: the latest ones)."""
+        cancelled = self.cancelled
+        cancelled[workflow_id] = None
+        if len(cancelled) > REMEMBERED_CANCELS:
+            cancelled.popitem(last=False)
+
     async def _still_running(self, workflow_id: str) -> bool:
         await self._known(workflow_id)
         return self.outcomes.is_running(workflow_id)
@@ -299,13 +306,12 @@ class Choreography(Generic[In]):
 
     async def _audit(self, workflow_id: str, who: str, what: str) -> str:
         """Add `<UTC time> <who>: <what>` to the instance's history, and return it."""
-        when = datetime.now(UTC).isoformat(timespec="seconds")
         history = self._history.get(workflow_id)
         if history is None:
             history = self._history[workflow_id] = []
             if len(self._history) > self.outcomes.keep:
                 self._history.popitem(last=False)
-        entry = f"{when} {who}: {what}"
+        entry = history_entry(who, what)
         history.append(entry)
         return entry
 
@@ -371,25 +377,24 @@ class Choreography(Generic[In]):
         self._progress.pop(event.workflow_id, None)
         self._paused.discard(event.workflow_id)
         result = self.result_of(event)
+        progress = event.progress
         status = WorkflowStatus(
             event.workflow_id,
             self.strategy,
             result.outcome,
             None,
-            tuple(event.completed),
-            tuple(event.compensated),
+            progress.completed,
+            progress.compensated,
             result.failure,
             attention=result.attention,
         )
         self.outcomes.finish(event.workflow_id, result, status)
 
     def result_of(self, event: Ended) -> WorkflowResult:
-        failure = None
-        if event.failed_step is not None:
-            failure = Failure(event.failed_step, event.reason or "", event.technical)
+        progress = event.progress
         results = self.codec.results(event.data.results) if event.data is not None else {}
         return WorkflowResult(
-            event.workflow_id, Outcome(event.outcome), results, failure, tuple(event.attention)
+            event.workflow_id, progress.outcome, results, progress.failure, progress.attention
         )
 
     async def end(self, adapter: Adapter[In], event: Ended) -> None:

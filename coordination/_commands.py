@@ -1,4 +1,5 @@
-"""CommandPort: many commands in flight from one coordinator, replies handled as they land.
+"""CommandPort: the one step executor. Many commands in flight from one coordinator, replies
+handled as they land, the same timeout and retry rules whichever way a command travels.
 
 A coordinator (the mediator, a choreography adapter) sends a step's command with a reply
 subject of its own instead of waiting in `ask`: nothing blocks between sending and the reply,
@@ -6,7 +7,15 @@ so one coordinator keeps every workflow instance moving at once. The port matche
 its command by the causation id the service puts on it, retries a technical failure (an error
 reply, no reply within the step's timeout) with the same message id and the policy's backoff,
 and reports each command's end once: `on_reply` for an answer (a `Rejected` included: the
-business said no), `on_error` when the retries are spent.
+business said no), `on_error` when the retries are spent. An answer to an earlier attempt that
+comes while a later one is pending is the answer all the same (the message id is the same); an
+answer after the command's end is discarded and counted (`late_answers` in the metrics).
+
+A sidecar runs its service's handler in place instead (`begin`, then `answered` or
+`attempt_failed`): the port holds its timeout and its retries all the same, and sends a retry
+back through the service's mailbox (`again`), so a sidecar's step times out, retries and
+gives up exactly as a command over the bus does, and a hung handler holds its instance no
+longer than the step's timeout and retries say.
 
 Timeouts are checked by one sweeper task per port, every `TICK` seconds while commands are
 pending, over buckets of a tick each (no timer and no heap entry per command): a command
@@ -28,6 +37,7 @@ from actors import CAUSATION_ID, ERROR_KIND, ActorError, ActorRef, ActorSystem, 
 from brokers import Msg, Subscription, new_id
 
 from ._definition import RetryPolicy, Step, Workflow, WorkflowContext, builder_context
+from ._metrics import WorkflowMetrics
 
 __all__ = ("TICK", "CommandPort", "send_notices", "tell_with_retry")
 
@@ -44,9 +54,10 @@ T = TypeVar("T")
 @dataclass(slots=True)
 class _Pending(Generic[T]):
     token: T
-    ref: ActorRef[Any]
-    command: msgspec.Struct
-    decoder: msgspec.msgpack.Decoder[Any]
+    ref: ActorRef[Any] | None
+    """Where the command goes over the bus; None for a sidecar's (see `again`)."""
+    command: msgspec.Struct | None
+    decoder: msgspec.msgpack.Decoder[Any] | None
     correlation_id: str
     policy: RetryPolicy
     timeout: float
@@ -71,7 +82,8 @@ class CommandPort(Generic[T]):
         owner: str,
         on_reply: Callable[[T, Any, bytes], Awaitable[None]],
         on_error: Callable[[T, str], Awaitable[None]],
-        on_retry: Callable[[], None] | None = None,
+        metrics: WorkflowMetrics,
+        again: Callable[[T, int], Awaitable[None]] | None = None,
     ) -> None:
         self.system = system
         self.owner = owner
@@ -79,7 +91,10 @@ class CommandPort(Generic[T]):
         """Unique per port: two processes running the same coordinator get their own replies."""
         self._on_reply = on_reply
         self._on_error = on_error
-        self._on_retry = on_retry
+        self._again = again
+        self.metrics = metrics
+        """Counts the retries, and the answers that came after their command had ended
+        (timed out for good, or answered already), which are discarded."""
         self._pending: dict[str, _Pending[T]] = {}
         self._buckets: dict[int, set[str]] = {}
         """Tick number to the message ids due then."""
@@ -137,6 +152,47 @@ class CommandPort(Generic[T]):
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
+    def begin(
+        self,
+        message_id: str,
+        token: T,
+        *,
+        correlation_id: str,
+        policy: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        """A sidecar is about to run its service's handler for a command in place: time it
+        from now. Report its end with `answered` or `attempt_failed`; a retry comes back
+        through the port's `again(token, attempt)`, which is to run the handler again in the
+        service's mailbox (`attempt` says which attempt is current)."""
+        pending = _Pending(token, None, None, None, correlation_id, policy, timeout)
+        self._pending[message_id] = pending
+        self._schedule(message_id, pending, timeout, resend=False)
+
+    def attempt(self, message_id: str) -> int | None:
+        """The attempt of the command `message_id` now under way or due; None when it has
+        ended (a retry that comes after the command ended is not to be run)."""
+        pending = self._pending.get(message_id)
+        return None if pending is None else pending.attempt
+
+    async def answered(self, message_id: str, reply: Any, data: bytes) -> None:
+        """A sidecar's handler answered `reply` (encoded: `data`)."""
+        pending = self._pending.pop(message_id, None)
+        if pending is None:
+            self.metrics.late_answers += 1
+            return
+        self._unschedule(message_id, pending)
+        await self._deliver(message_id, pending, reply, data)
+
+    async def attempt_failed(self, message_id: str, reason: str) -> None:
+        """A sidecar's handler raised: retried per the policy, or the command's end."""
+        pending = self._pending.get(message_id)
+        if pending is None:
+            self.metrics.late_answers += 1
+            return
+        self._unschedule(message_id, pending)
+        await self._failed(message_id, pending, reason)
+
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
         self._unschedule(message_id, pending)
         loop = self._loop
@@ -188,6 +244,14 @@ class CommandPort(Generic[T]):
 
     async def _transmit(self, message_id: str, pending: _Pending[T]) -> None:
         self._schedule(message_id, pending, pending.timeout, resend=False)
+        if pending.ref is None:  # a sidecar's: the handler runs again in its mailbox
+            assert self._again is not None
+            try:
+                await self._again(pending.token, pending.attempt)
+            except Exception as exc:
+                await self._failed(message_id, pending, f"{type(exc).__name__}: {exc}")
+            return
+        assert pending.command is not None
         try:
             await pending.ref.send(
                 pending.command,
@@ -205,8 +269,13 @@ class CommandPort(Generic[T]):
         message_id = headers.get(CAUSATION_ID)
         pending = self._pending.get(message_id) if message_id is not None else None
         if pending is None:
-            return  # the answer to a resend that an earlier answer already settled
+            if message_id is not None:
+                self.metrics.late_answers += (
+                    1  # the command ended: timed out for good, or answered already
+                )
+            return
         assert message_id is not None
+        assert pending.ref is not None
         # An answer to an earlier attempt, come while a resend waits, is the answer all the same.
         self._unschedule(message_id, pending)
         kind = headers.get(ERROR_KIND)
@@ -215,13 +284,19 @@ class CommandPort(Generic[T]):
             await self._failed(message_id, pending, f"{type(error).__name__}: {error}")
             return
         del self._pending[message_id]
+        assert pending.decoder is not None
         try:
             reply = pending.decoder.decode(msg.data)
         except Exception as exc:  # a service answering out of contract: not worth a retry
             await self._report_error(pending.token, f"undecodable reply: {exc}")
             return
+        await self._deliver(message_id, pending, reply, msg.data)
+
+    async def _deliver(
+        self, message_id: str, pending: _Pending[T], reply: Any, data: bytes
+    ) -> None:
         try:
-            await self._on_reply(pending.token, reply, msg.data)
+            await self._on_reply(pending.token, reply, data)
         except Exception:
             logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
 
@@ -235,13 +310,12 @@ class CommandPort(Generic[T]):
         logger.warning(
             "%s: %s attempt %d failed: %s",
             pending.correlation_id,
-            type(pending.command).__name__,
+            message_id,
             pending.attempt,
             reason,
         )
         pending.attempt += 1
-        if self._on_retry is not None:
-            self._on_retry()
+        self.metrics.retries += 1
         self._schedule(message_id, pending, policy.delay(pending.attempt - 1), resend=True)
 
     async def _report_error(self, token: T, reason: str) -> None:

@@ -28,6 +28,7 @@ __all__ = (
     "Workflow",
     "WorkflowContext",
     "builder_context",
+    "check_input",
     "nothing_to_read",
 )
 
@@ -216,6 +217,10 @@ class Workflow(Generic[In]):
         self.services = dict(services)
         self.on_failure = tuple(on_failure)
         self._validate()
+        following = (*self.steps[1:], None)
+        self._following: dict[str, Step | None] = {
+            step.name: after for step, after in zip(self.steps, following, strict=True)
+        }
         self.input_decoder = msgspec.msgpack.Decoder(input_type)
 
     def __repr__(self) -> str:
@@ -226,6 +231,10 @@ class Workflow(Generic[In]):
             if step.name == name:
                 return step
         raise KeyError(name)
+
+    def following(self, name: str) -> Step | None:
+        """The step after step `name`, None after the last (KeyError for no such step)."""
+        return self._following[name]
 
     def _validate(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -264,3 +273,12 @@ class Workflow(Generic[In]):
                     f"{later[0].name!r} after it can fail; give it one, or say "
                     "nothing_to_undo=True"
                 )
+
+
+def check_input(workflow: Workflow[Any], workflow_input: object) -> None:
+    """Raise TypeError unless `workflow_input` is of the workflow's input type."""
+    if not isinstance(workflow_input, workflow.input_type):
+        raise TypeError(
+            f"{workflow.name} takes {workflow.input_type.__name__}, "
+            f"not {type(workflow_input).__name__}"
+        )

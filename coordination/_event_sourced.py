@@ -106,8 +106,8 @@ class EventSourced(Choreography[In]):
         names = [step.name for step in self.workflow.steps]
         outcome = Outcome.RUNNING
         current: str | None = None
-        completed: list[str] = []
-        compensated: list[str] = []
+        completed: tuple[str, ...] = ()
+        compensated: tuple[str, ...] = ()
         failure: Failure | None = None
         attention: tuple[str, ...] = ()
         for event in await self.store.load(workflow_id):
@@ -115,18 +115,15 @@ class EventSourced(Choreography[In]):
                 break
             match event:
                 case Advance(step=step) if failure is None and step >= len(completed):
-                    current, completed = names[step], names[:step]
-                case Unwind() as unwind:
+                    current, completed = names[step], tuple(names[:step])
+                case Unwind(progress=progress):
                     current = None
-                    completed = names[: unwind.completed]
-                    compensated = list(unwind.compensated)
-                    failure = Failure(unwind.failed_step, unwind.reason, unwind.technical)
-                case Ended() as ended:
-                    outcome, current = Outcome(ended.outcome), None
-                    completed, compensated = list(ended.completed), list(ended.compensated)
-                    if ended.failed_step is not None:
-                        failure = Failure(ended.failed_step, ended.reason or "", ended.technical)
-                    attention = tuple(ended.attention)
+                    completed, compensated = progress.completed, progress.compensated
+                    failure = progress.failure
+                case Ended(progress=progress):
+                    outcome, current = progress.outcome, None
+                    completed, compensated = progress.completed, progress.compensated
+                    failure, attention = progress.failure, progress.attention
                 case _:
                     pass
         return WorkflowStatus(
@@ -134,8 +131,8 @@ class EventSourced(Choreography[In]):
             self.strategy,
             outcome,
             current,
-            tuple(completed),
-            tuple(compensated),
+            completed,
+            compensated,
             failure,
             attention=attention,
         )

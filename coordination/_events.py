@@ -15,6 +15,7 @@ import msgspec
 from actors import Message
 
 from ._definition import RetryPolicy
+from .core import Progress
 
 __all__ = (
     "EVENT_RETRY",
@@ -25,9 +26,9 @@ __all__ = (
     "Carried",
     "Ended",
     "Hold",
-    "Progress",
     "RecordQuery",
     "RecordReply",
+    "StepStarted",
     "Unwind",
     "WorkflowEvent",
     "advance_id",
@@ -66,23 +67,15 @@ class Advance(Message, tag="corps.Advance", omit_defaults=True):
 
 
 class Unwind(Message, tag="corps.Unwind", omit_defaults=True):
-    """Compensate step number `step`: `failed_step` failed for `reason` (or was cancelled)
-    after the first `completed` steps had completed, and those in `compensated` are undone
-    already."""
+    """Compensate step number `step`. `progress` is where the instance stands (the core's
+    state: why it turned around, what is compensated so far and what is left to undo)."""
 
     workflow_id: str
     step: int
-    failed_step: str
-    reason: str
-    technical: bool
-    cancelled: bool
-    completed: int
-    compensated: list[str]
+    progress: Progress
     data: Carried | None = None
     attempt: int = 1
     route: str = ""
-    attention: list[str] = []
-    """Compensations that could not be done so far: `step: why`."""
     ack: str = ""
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
@@ -99,17 +92,11 @@ def unwind_id(event: Unwind) -> str:
 
 
 class Ended(Message, tag="corps.Ended", omit_defaults=True):
-    """The workflow is over: `outcome` is an `Outcome` value."""
+    """The workflow is over: `progress` says how (the core's final state)."""
 
     workflow_id: str
-    outcome: str
-    completed: list[str]
-    compensated: list[str] = []
-    failed_step: str | None = None
-    reason: str | None = None
-    technical: bool = False
+    progress: Progress
     data: Carried | None = None
-    attention: list[str] = []
     ack: str = ""
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
@@ -148,7 +135,7 @@ class Begin(Message, tag="corps.Begin", omit_defaults=True):
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
 
 
-class Progress(Message, tag="corps.Progress"):
+class StepStarted(Message, tag="corps.StepStarted"):
     """A service's call back to the front controller: it started step number `step`."""
 
     workflow_id: str

@@ -17,8 +17,8 @@ from actors import Actor, ActorSystem
 
 from ._adapter import Adapter
 from ._choreography import Choreography
-from ._definition import Failure, Workflow
-from ._events import Audit, Begin, Carried, Ended, Progress
+from ._definition import Workflow
+from ._events import Audit, Begin, Carried, Ended, StepStarted
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowStatus
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -51,24 +51,19 @@ class _Front(Actor):
         if msg.ack:
             self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
 
-    async def progress(self, msg: Progress) -> None:
+    async def step_started(self, msg: StepStarted) -> None:
         state = await self.store.load(msg.workflow_id)
         if state is None or state.outcome is not Outcome.RUNNING:
             return  # a late call back: the end is recorded already
-        state.current_step = self.names[msg.step]
-        state.completed = self.names[: msg.step]
+        names = self.names
+        state.progress.active = (names[msg.step],)
+        state.progress.completed = tuple(names[: msg.step])
         await self.store.save(state)
         self.engine.progressed(msg.workflow_id)
 
     async def ended(self, msg: Ended) -> None:
         state = await self.store.load(msg.workflow_id) or InstanceState(msg.workflow_id, None)
-        state.outcome = Outcome(msg.outcome)
-        state.current_step = None
-        state.completed = list(msg.completed)
-        state.compensated = list(msg.compensated)
-        state.attention = list(msg.attention)
-        if msg.failed_step is not None:
-            state.failure = Failure(msg.failed_step, msg.reason or "", msg.technical)
+        state.progress = msg.progress
         await self.store.save(state)
         self.engine.finish(msg)
         if msg.ack:
@@ -156,7 +151,7 @@ class FrontController(Choreography[In]):
     ) -> None:
         if self.callbacks:
             assert self.endpoint is not None
-            await self.endpoint.tell(Progress(workflow_id, step), correlation_id=workflow_id)
+            await self.endpoint.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the
@@ -174,15 +169,4 @@ class FrontController(Choreography[In]):
 
 def _end(state: InstanceState) -> Ended:
     """The end a finished record stands for (its replies are not kept in the record)."""
-    failure = state.failure
-    return Ended(
-        state.workflow_id,
-        state.outcome.value,
-        list(state.completed),
-        list(state.compensated),
-        failure.step if failure else None,
-        failure.reason if failure else None,
-        failure.technical if failure else False,
-        None,
-        list(state.attention),
-    )
+    return Ended(state.workflow_id, state.progress)

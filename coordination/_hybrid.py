@@ -12,6 +12,7 @@ failure path.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +25,7 @@ from brokers import new_id
 
 from ._definition import Workflow
 from ._errors import InvalidWorkflowError, UnknownWorkflowError
+from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
 
@@ -42,7 +44,8 @@ class _Instance:
 
 
 class Hybrid(Generic[In]):
-    """Runs `workflow`'s steps up to `handoff` under `core`, and the others under `rest`.
+    """Runs `workflow`'s steps up to `handoff` under `core`, and the others under `rest`;
+    the latest `keep_finished` finished instances are remembered.
 
     ```python
     async with Hybrid(system, ticket_workflow, core=Mediator, rest=FrontController,
@@ -59,7 +62,10 @@ class Hybrid(Generic[In]):
         core: StrategyFactory[In],
         rest: StrategyFactory[In],
         handoff: str,
+        keep_finished: int = DEFAULT_KEEP,
     ) -> None:
+        if keep_finished < 1:
+            raise ValueError("keep_finished must be >= 1")
         names = [step.name for step in workflow.steps]
         if handoff not in names or handoff == names[-1]:
             raise InvalidWorkflowError(
@@ -86,7 +92,11 @@ class Hybrid(Generic[In]):
         self.core = core(system, self.core_workflow)
         self.rest = rest(system, self.rest_workflow)
         self.strategy = f"hybrid({self.core.strategy}+{self.rest.strategy})"
+        self.keep_finished = keep_finished
+        """How many finished instances `result` and `status` still know (the latest)."""
         self._instances: dict[str, _Instance] = {}
+        """The running instances."""
+        self._finished: OrderedDict[str, _Instance] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] | None = None
 
     async def __aenter__(self) -> Self:
@@ -143,8 +153,12 @@ class Hybrid(Generic[In]):
         except Exception as exc:
             instance.done.set_exception(exc)
             instance.done.exception()  # retrieved by result(); do not warn if nobody asks
-            return
-        instance.done.set_result(outcome)
+        else:
+            instance.done.set_result(outcome)
+        finished = self._finished
+        finished[workflow_id] = self._instances.pop(workflow_id)
+        if len(finished) > self.keep_finished:
+            finished.popitem(last=False)
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end, rest included."""
@@ -210,9 +224,10 @@ class Hybrid(Generic[In]):
         ]
 
     def _instance(self, workflow_id: str) -> _Instance:
-        try:
-            return self._instances[workflow_id]
-        except KeyError:
+        instance = self._instances.get(workflow_id) or self._finished.get(workflow_id)
+        if instance is None:
             raise UnknownWorkflowError(
-                f"no workflow {workflow_id!r} in {self.workflow.name}"
-            ) from None
+                f"no workflow {workflow_id!r} in {self.workflow.name} (never started here, or "
+                f"one of more than {self.keep_finished} finished since)"
+            )
+        return instance

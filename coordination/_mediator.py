@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -24,14 +23,31 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
+from . import core
 from ._commands import CommandPort, send_notices
-from ._definition import Failure, Rejected, Workflow, WorkflowContext, builder_context
+from ._definition import Rejected, Step, Workflow, WorkflowContext, builder_context, check_input
 from ._errors import UnknownWorkflowError
 from ._metrics import WorkflowMetrics
 from ._outcomes import DEFAULT_KEEP, Outcomes
-from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ._store import InstanceState, MemoryStateStore, StateStore
+from .core import (
+    Action,
+    CancelRequested,
+    Compensate,
+    CompensationDone,
+    CompensationFailed,
+    End,
+    PauseRequested,
+    Perform,
+    ResumeRequested,
+    SendNotices,
+    Started,
+    StepAnswered,
+    StepFailed,
+    StepRejected,
+)
 
 __all__ = ("Mediator",)
 
@@ -40,8 +56,6 @@ _MAX_SAVE_BACKOFF = 2.0
 logger = logging.getLogger("coordination")
 
 In = TypeVar("In", bound=msgspec.Struct)
-
-CANCELLED = "cancelled"
 
 
 class _MediatorActor(Actor):
@@ -56,19 +70,21 @@ class _MediatorActor(Actor):
 
 @dataclass(slots=True)
 class _Run:
-    """One running instance: its state, the context its builders see, where it stands."""
+    """One running instance: its state (the core's progress within), the context its
+    builders see, and when its latest command went out."""
 
     state: InstanceState
     context: WorkflowContext[Any]
-    step: int = 0
-    undo: list[int] = field(default_factory=list)
-    """While unwinding: the steps still to compensate, the next last."""
-    undoing: int | None = None
-    """The step whose compensation is pending."""
-    held: bool = False
-    """Paused before its next step, waiting for `resume`."""
     sent_at: float = 0.0
-    """When the pending step's command went out (for the step duration metric)."""
+    """When the latest command went out (for the step duration metric and `stuck`)."""
+
+
+class _Sent(msgspec.Struct, gc=False):
+    """What a command in flight was for (the port's token)."""
+
+    run: _Run
+    step: str
+    undo: bool
 
 
 class Mediator(Generic[In]):
@@ -98,14 +114,14 @@ class Mediator(Generic[In]):
         """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
         self.store: StateStore = store if store is not None else MemoryStateStore()
-        self.metrics = WorkflowMetrics(system, workflow.name, self.strategy)
+        self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.metrics.stuck = lambda: len(self.stuck())
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.name = f"mediator.{workflow.name}"
         self._runs: dict[str, _Run] = {}
         self._refs: dict[str, ActorRef[Any]] = {}
-        self._port: CommandPort[_Run] | None = None
+        self._port: CommandPort[_Sent] | None = None
         self._actor: ActorRef[_MediatorActor] | None = None
         self.resumed = 0
         """Instances taken up from the store when the mediator started (a durable store
@@ -118,10 +134,9 @@ class Mediator(Generic[In]):
         store = self.store
         self._actor = await self.system.spawn(lambda: _MediatorActor(store), name=self.name)
         self._port = CommandPort(
-            self.system, self.name, self._replied, self._command_failed, self._retried
+            self.system, self.name, self._replied, self._command_failed, self.metrics
         )
         await self._port.open()
-        self.metrics.register()
         self.resumed = await self._resume()
         return self
 
@@ -136,7 +151,7 @@ class Mediator(Generic[In]):
             await port.close()
         self._runs.clear()
         self.outcomes.stop()
-        self.metrics.unregister()
+        self.metrics.stopped()
         if self._actor is not None and not self._actor.stopped:
             await self.system.stop(self._actor)
 
@@ -150,18 +165,14 @@ class Mediator(Generic[In]):
         """
         if self._port is None:
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
-        if not isinstance(workflow_input, self.workflow.input_type):
-            raise TypeError(
-                f"{self.workflow.name} takes {self.workflow.input_type.__name__}, "
-                f"not {type(workflow_input).__name__}"
-            )
+        check_input(self.workflow, workflow_input)
         workflow_id = f"{self.workflow.name}-{new_id()}"
-        state = InstanceState(workflow_id, workflow_input, results=dict(results or {}))
+        state = InstanceState(workflow_id, workflow_input, dict(results or {}))
         run = _Run(state, WorkflowContext(workflow_id, workflow_input, state.results))
         self._runs[workflow_id] = run
         self.outcomes.add(workflow_id)
         with acting_as(self.name):
-            await self._advance(run)
+            await self._apply(run, Started())
         return workflow_id
 
     async def _save(self, state: InstanceState) -> None:
@@ -215,42 +226,37 @@ class Mediator(Generic[In]):
         return await self.outcomes.wait(workflow_id, timeout)
 
     async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
-        """Ask a running instance to stop: it finishes its current step, then compensates what
-        it completed (a paused one at once). False when it had already ended. `by` names who
+        """Ask a running instance to stop: the step under way finishes, then what it completed
+        is compensated (a paused one at once). False when it had already ended. `by` names who
         asked, in the instance's history."""
         run = self._running_run(workflow_id)
         if run is None:
             return False
-        run.state.cancel_requested = True
-        self._audit(run, by, "cancel")
-        await self._save(run.state)
-        if run.state.paused:
-            await self.resume(workflow_id, by=by)
+        run.state.history.append(history_entry(by, "cancel"))
+        if run.state.progress.paused:  # released to unwind
+            run.state.history.append(history_entry(by, "resume"))
+        with acting_as(self.name):
+            await self._apply(run, CancelRequested())
         return True
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold a running instance: the step under way finishes, and no further step starts
         until `resume`. False when it had ended (or was paused already)."""
         run = self._running_run(workflow_id)
-        if run is None or run.state.paused:
+        if run is None or run.state.progress.paused:
             return False
-        run.state.paused = True
-        self._audit(run, by, "pause")
-        await self._save(run.state)
+        run.state.history.append(history_entry(by, "pause"))
+        await self._apply(run, PauseRequested())
         return True
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
         """Let a paused instance go on. False when it was not paused."""
         run = self._running_run(workflow_id)
-        if run is None or not run.state.paused:
+        if run is None or not run.state.progress.paused:
             return False
-        run.state.paused = False
-        self._audit(run, by, "resume")
-        await self._save(run.state)
-        if run.held:
-            run.held = False
-            with acting_as(self.name):
-                await self._advance(run)
+        run.state.history.append(history_entry(by, "resume"))
+        with acting_as(self.name):
+            await self._apply(run, ResumeRequested())
         return True
 
     def _running_run(self, workflow_id: str) -> _Run | None:
@@ -261,200 +267,151 @@ class Mediator(Generic[In]):
             return None
         return run
 
-    def _audit(self, run: _Run, who: str, what: str) -> None:
-        when = datetime.now(UTC).isoformat(timespec="milliseconds")
-        run.state.history.append(f"{when} {who}: {what}")
-
     # -- moving an instance on ------------------------------------------------------------
 
     async def _resume(self) -> int:
-        """Take up the instances the store says are running. A step under way is sent again
-        with its message id, so an idempotent service answers it without acting twice; an
-        instance that was unwinding goes on with the compensations not yet done."""
-        steps = self.workflow.steps
-        names = [step.name for step in steps]
+        """Take up the instances the store says are running. A step or compensation under
+        way is sent again with its message id, so an idempotent service answers it without
+        acting twice; a held one waits for its resume."""
         resumed = 0
         for state in await self.store.running():
             workflow_id = state.workflow_id
             if workflow_id in self._runs:
                 continue
-            done = set(state.completed)
-            context = WorkflowContext(workflow_id, state.input, state.results, state.failure)
+            progress = state.progress
+            context = WorkflowContext(workflow_id, state.input, state.results, progress.failure)
             run = _Run(state, context)
-            run.step = next((i for i, name in enumerate(names) if name not in done), len(names))
             self._runs[workflow_id] = run
             self.outcomes.add(workflow_id)
             resumed += 1
             with acting_as(self.name):
-                if state.failure is None:
-                    await self._advance(run)
-                    continue
-                run.undo = self._to_undo(run)
-                await self._undo_next(run)
+                actions: list[Action] = [Perform(step) for step in progress.active]
+                actions += [Compensate(step) for step in progress.compensating]
+                if not actions and not progress.held:  # saved before its first step
+                    actions = core.apply(self.workflow, progress, Started())[1]
+                await self._act(run, actions)
         if resumed:
             logger.info("%s: resumed %d running instances", self.name, resumed)
         return resumed
 
-    async def _advance(self, run: _Run) -> None:
-        """Send the commands of the steps from `run.step` on: a step nobody waits for is
-        told and passed; one that is waited for is sent and the instance waits for its
-        answer (`_replied`, `_command_failed`)."""
-        state, context, steps = run.state, run.context, self.workflow.steps
-        workflow_id = state.workflow_id
-        while run.step < len(steps):
-            step = steps[run.step]
-            if state.cancel_requested:
-                await self._unwind(run, Failure(step.name, CANCELLED, technical=False))
-                return
-            if state.paused:  # an operator holds it: `resume` goes on from here
-                run.held = True
-                await self._save(state)
-                return
-            state.current_step = step.name
-            await self._save(state)
-            try:
-                command = step.build(builder_context(context, step.reads, step.name))
-            except Exception as exc:  # a bug in the definition: fail the step, not the mediator
-                reason = f"building the command failed: {type(exc).__name__}: {exc}"
-                await self._unwind(run, Failure(step.name, reason, technical=True))
-                return
-            assert self._port is not None
-            run.sent_at = perf_counter()
-            error = await self._port.perform(
-                self._refs[step.service],
-                step,
-                command,
-                run,
-                message_id=f"{workflow_id}.{step.name}",
-                workflow_id=workflow_id,
-            )
-            if step.wait:
-                return  # on with the answer
-            if error is not None:
-                await self._unwind(run, Failure(step.name, error, technical=True))
-                return
-            state.completed.append(step.name)
-            run.step += 1
-        state.current_step = None
-        state.outcome = Outcome.COMPLETED
-        await self._finish(run)
+    async def _apply(self, run: _Run, event: core.Event) -> None:
+        """Feed `event` to the core, then do what it says."""
+        _, actions = core.apply(self.workflow, run.state.progress, event)
+        await self._act(run, actions)
 
-    async def _replied(self, run: _Run, reply: Any, data: bytes) -> None:
+    async def _act(self, run: _Run, actions: list[Action]) -> None:
+        """Carry out the core's actions: the state is saved before any command goes out,
+        and after the failure notices (so that a crash in between sends them again, with
+        the same message ids, rather than never)."""
+        state = run.state
+        if not actions or not isinstance(actions[0], SendNotices):
+            await self._save(state)
+        for action in actions:
+            match action:
+                case Perform(step=step):
+                    await self._perform(run, self.workflow.step(step))
+                case Compensate(step=step):
+                    await self._compensate(run, self.workflow.step(step))
+                case SendNotices():
+                    run.context.failure = state.progress.failure
+                    await send_notices(self.workflow, self._refs, run.context, state.workflow_id)
+                case End():
+                    await self._finish(run)
+
+    async def _perform(self, run: _Run, step: Step) -> None:
+        """Send `step`'s command: one that is waited for goes out through the port (its end
+        comes back through `_replied` or `_command_failed`); one that is not is told, and
+        counts as answered once sent."""
+        workflow_id = run.state.workflow_id
+        try:
+            command = step.build(builder_context(run.context, step.reads, step.name))
+        except Exception as exc:  # a bug in the definition: fail the step, not the mediator
+            reason = f"building the command failed: {type(exc).__name__}: {exc}"
+            await self._apply(run, StepFailed(step.name, reason))
+            return
+        assert self._port is not None
+        run.sent_at = perf_counter()
+        error = await self._port.perform(
+            self._refs[step.service],
+            step,
+            command,
+            _Sent(run, step.name, undo=False),
+            message_id=core.message_id(workflow_id, step.name),
+            workflow_id=workflow_id,
+        )
+        if step.wait:
+            return  # on with the answer
+        if error is not None:
+            await self._apply(run, StepFailed(step.name, error))
+        else:
+            await self._apply(run, StepAnswered(step.name))
+
+    async def _compensate(self, run: _Run, step: Step) -> None:
+        assert step.compensation is not None
+        workflow_id = run.state.workflow_id
+        run.context.failure = run.state.progress.failure
+        try:
+            command = step.compensation(builder_context(run.context, step.undo_reads, step.name))
+        except Exception as exc:
+            await self._apply(run, CompensationFailed(step.name, f"building it failed: {exc!r}"))
+            return
+        run.sent_at = perf_counter()
+        assert self._port is not None
+        await self._port.send(
+            self._refs[step.service],
+            command,
+            _Sent(run, step.name, undo=True),
+            message_id=core.undo_message_id(workflow_id, step.name),
+            correlation_id=workflow_id,
+            policy=step.retry,
+            timeout=step.timeout,
+        )
+
+    async def _replied(self, sent: _Sent, reply: Any, data: bytes) -> None:
+        run = sent.run
         if run.state.workflow_id not in self._runs:
             return  # the mediator stopped meanwhile
+        step = sent.step
         with acting_as(self.name):
-            if run.undoing is not None:
-                name = self.workflow.steps[run.undoing].name
+            if sent.undo:
                 if isinstance(reply, Rejected):
-                    self._needs_attention(run, name, f"refused: {reply.reason}")
+                    await self._apply(run, CompensationFailed(step, f"refused: {reply.reason}"))
                 else:
-                    run.state.compensated.append(name)
                     self.metrics.compensations += 1
-                await self._undo_next(run)
+                    await self._apply(run, CompensationDone(step))
                 return
-            step = self.workflow.steps[run.step]
-            self.metrics.step_took(step.name, perf_counter() - run.sent_at)
+            self.metrics.step_took(step, perf_counter() - run.sent_at)
             if isinstance(reply, Rejected):
-                await self._unwind(run, Failure(step.name, reply.reason, technical=False))
+                await self._apply(run, StepRejected(step, reply.reason))
                 return
-            run.state.results[step.name] = reply
-            run.state.completed.append(step.name)
-            run.step += 1
-            await self._advance(run)
+            if step in run.state.progress.active:
+                run.state.results[step] = reply
+            await self._apply(run, StepAnswered(step))
 
-    def _retried(self) -> None:
-        self.metrics.retries += 1
-
-    async def _command_failed(self, run: _Run, reason: str) -> None:
+    async def _command_failed(self, sent: _Sent, reason: str) -> None:
+        run = sent.run
         if run.state.workflow_id not in self._runs:
             return
         with acting_as(self.name):
-            if run.undoing is not None:
-                self._needs_attention(run, self.workflow.steps[run.undoing].name, reason)
-                await self._undo_next(run)
-                return
-            step = self.workflow.steps[run.step]
-            await self._unwind(run, Failure(step.name, reason, technical=True))
-
-    # -- the way back ------------------------------------------------------------------
-
-    async def _unwind(self, run: _Run, failure: Failure) -> None:
-        """Compensate the completed steps, newest first, then run the failure path."""
-        state = run.state
-        state.failure = run.context.failure = failure
-        run.undo = self._to_undo(run)
-        await self._save(state)
-        await self._undo_next(run)
-
-    def _to_undo(self, run: _Run) -> list[int]:
-        """The steps before `run.step` that completed, have a compensation, and are not
-        undone yet, oldest first."""
-        state, steps = run.state, self.workflow.steps
-        return [
-            index
-            for index in range(run.step)
-            if steps[index].compensation is not None
-            and steps[index].name in state.completed
-            and steps[index].name not in state.compensated
-        ]
-
-    async def _undo_next(self, run: _Run) -> None:
-        state, context = run.state, run.context
-        workflow_id = state.workflow_id
-        while run.undo:
-            index = run.undo.pop()
-            step = self.workflow.steps[index]
-            assert step.compensation is not None
-            try:
-                command = step.compensation(builder_context(context, step.undo_reads, step.name))
-            except Exception as exc:
-                self._needs_attention(run, step.name, f"building it failed: {exc!r}")
-                continue
-            run.undoing = index
-            run.sent_at = perf_counter()
-            assert self._port is not None
-            await self._port.send(
-                self._refs[step.service],
-                command,
-                run,
-                message_id=f"{workflow_id}.{step.name}.undo",
-                correlation_id=workflow_id,
-                policy=step.retry,
-                timeout=step.timeout,
-            )
-            return
-        run.undoing = None
-        await send_notices(self.workflow, self._refs, context, workflow_id)
-        if state.attention:
-            state.outcome = Outcome.NEEDS_ATTENTION
-        elif (
-            state.cancel_requested
-            and state.failure is not None
-            and state.failure.reason == CANCELLED
-        ):
-            state.outcome = Outcome.CANCELLED
-        elif state.compensated:
-            state.outcome = Outcome.COMPENSATED
-        else:
-            state.outcome = Outcome.FAILED
-        state.current_step = None
-        await self._finish(run)
-
-    def _needs_attention(self, run: _Run, step: str, reason: str) -> None:
-        """A compensation that could not be done, retries spent: the workflow will end in
-        NEEDS_ATTENTION, saying which and why, never silently."""
-        logger.error("%s: compensation of %r failed: %s", run.state.workflow_id, step, reason)
-        run.state.attention.append(f"{step}: {reason}")
+            if sent.undo:
+                await self._apply(run, CompensationFailed(sent.step, reason))
+            else:
+                await self._apply(run, StepFailed(sent.step, reason))
 
     async def _finish(self, run: _Run) -> None:
         state = run.state
+        progress = state.progress
+        if progress.attention:
+            logger.error(
+                "%s: compensations failed: %s", state.workflow_id, "; ".join(progress.attention)
+            )
         await self._save(state)
         del self._runs[state.workflow_id]
         result = WorkflowResult(
             state.workflow_id,
-            state.outcome,
+            progress.outcome,
             dict(state.results),
-            state.failure,
-            tuple(state.attention),
+            progress.failure,
+            progress.attention,
         )
         self.outcomes.finish(state.workflow_id, result)

@@ -24,8 +24,29 @@ from ._status import Outcome
 __all__ = ("WorkflowMetrics",)
 
 
+class _Book(dict[tuple[str, str], "WorkflowMetrics"]):
+    """The workflow metrics of one system, by workflow and strategy (attached to it)."""
+
+
 class WorkflowMetrics:
-    """What one strategy did with one workflow."""
+    """What one strategy did with one workflow.
+
+    The counts stay in the system's registry after the strategy stops (read them from
+    `system.metrics.registry`, after the run as during it), and the next strategy object of
+    the same workflow and strategy in the same system goes on counting from them, as a
+    Prometheus counter must.
+    """
+
+    @classmethod
+    def of(cls, system: ActorSystem, workflow: str, strategy: str) -> WorkflowMetrics:
+        """The metrics of `workflow` under `strategy` in `system`: made and registered the
+        first time, the same object after."""
+        book = system.attached(_Book, _Book)
+        metrics = book.get((workflow, strategy))
+        if metrics is None:
+            metrics = book[workflow, strategy] = cls(system, workflow, strategy)
+            system.metrics.add_source(metrics.collect)
+        return metrics
 
     def __init__(self, system: ActorSystem, workflow: str, strategy: str) -> None:
         self.system = system
@@ -39,16 +60,16 @@ class WorkflowMetrics:
         self.durations = Histogram()
         self.steps: dict[str, Histogram] = {}
         self.retries = 0
+        self.late_answers = 0
         self.compensations = 0
         self.store_errors = 0
         self.status_durations = Histogram()
         self._began: dict[str, float] = {}
 
-    def register(self) -> None:
-        self.system.metrics.add_source(self.collect)
-
-    def unregister(self) -> None:
-        self.system.metrics.remove_source(self.collect)
+    def stopped(self) -> None:
+        """Its strategy stopped: what it counted stays; what only a running strategy can tell
+        (the stuck instances) is no longer asked for."""
+        self.stuck = None
 
     def began(self, workflow_id: str) -> None:
         self.started += 1
@@ -127,6 +148,14 @@ class WorkflowMetrics:
         )
         retries.add_metric(values, self.retries)
         yield retries
+        late = CounterMetricFamily(
+            "corps_workflow_late_answers",
+            "Answers that came after their step had ended (timed out for good, or answered "
+            "already): discarded.",
+            labels=labels,
+        )
+        late.add_metric(values, self.late_answers)
+        yield late
         compensations = CounterMetricFamily(
             "corps_workflow_compensations", "Steps undone by their compensation.", labels=labels
         )

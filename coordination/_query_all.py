@@ -181,10 +181,10 @@ class QueryAll(Choreography[In]):
 
     async def end(self, adapter: Adapter[In], event: Ended) -> None:
         record = self._record(adapter, event.workflow_id)
-        record.outcome = event.outcome
-        record.attention = list(event.attention)
-        if event.failed_step is not None:
-            record.failure = Failure(event.failed_step, event.reason or "", event.technical)
+        progress = event.progress
+        record.outcome = progress.outcome.value
+        record.attention = list(progress.attention)
+        record.failure = progress.failure
         await super().end(adapter, event)
 
     # -- asking around ------------------------------------------------------------------

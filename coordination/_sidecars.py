@@ -9,7 +9,6 @@ and the hub hands it to that choreography's adapter.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -77,13 +76,14 @@ class _Hub:
         logger.warning("no choreography %r here for %r", route, event)
 
 
-_hubs: weakref.WeakKeyDictionary[ActorSystem, dict[str, _Hub]] = weakref.WeakKeyDictionary()
+class _Hubs(dict[str, _Hub]):
+    """The hubs of one system, by service (attached to the system)."""
 
 
 def attach(system: ActorSystem, service: str, route: str, adapter: Adapter[Any]) -> ActorRef[Any]:
     """Have `adapter` take the events of `route` in `service`'s mailbox; returns the ref to
     send `service` its events with."""
-    hubs = _hubs.setdefault(system, {})
+    hubs = system.attached(_Hubs, _Hubs)
     hub = hubs.get(service)
     if hub is None:
         hub = _Hub()
@@ -98,9 +98,9 @@ def attach(system: ActorSystem, service: str, route: str, adapter: Adapter[Any])
 
 def detach(system: ActorSystem, service: str, route: str) -> None:
     """Undo `attach`; the last one out takes the handlers away."""
-    hubs = _hubs.get(system, {})
-    hub = hubs.get(service)
-    if hub is None:
+    hubs = system.attached_if(_Hubs)
+    hub = hubs.get(service) if hubs is not None else None
+    if hubs is None or hub is None:
         return
     hub.adapters.pop(route, None)
     if not hub.adapters:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from ._definition import Failure
 
-__all__ = ("Outcome", "WorkflowResult", "WorkflowStatus")
+__all__ = ("Outcome", "WorkflowResult", "WorkflowStatus", "history_entry")
 
 
 class Outcome(enum.Enum):
@@ -63,3 +64,10 @@ class WorkflowResult(msgspec.Struct, frozen=True, gc=False):
     failure: Failure | None
     attention: tuple[str, ...] = ()
     """The compensations that could not be done, and why (NEEDS_ATTENTION)."""
+
+
+def history_entry(who: str, what: str) -> str:
+    """An entry of an instance's history: `<UTC time, to the millisecond> <who>: <what>`
+    (every strategy writes them so)."""
+    when = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return f"{when} {who}: {what}"

@@ -35,18 +35,19 @@ class GetStatus(Request[StatusReply]):
 def reply_from_state(state: InstanceState | None) -> StatusReply:
     if state is None:
         return StatusReply(found=False)
-    failure = state.failure
+    progress = state.progress
+    failure = progress.failure
     return StatusReply(
         found=True,
-        outcome=state.outcome.value,
-        current_step=state.current_step,
-        completed=list(state.completed),
-        compensated=list(state.compensated),
+        outcome=progress.outcome.value,
+        current_step=progress.current_step,
+        completed=list(progress.completed),
+        compensated=list(progress.compensated),
         failure_step=failure.step if failure else None,
         failure_reason=failure.reason if failure else None,
         failure_technical=failure.technical if failure else False,
-        attention=list(state.attention),
-        paused=state.paused,
+        attention=list(progress.attention),
+        paused=progress.paused,
         history=list(state.history),
     )
 

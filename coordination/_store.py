@@ -9,28 +9,30 @@ from typing import Any, Protocol
 
 from ._definition import Failure
 from ._status import Outcome
+from .core import Progress
 
 __all__ = ("InstanceState", "MemoryStateStore", "StateStore")
 
 
 @dataclass(slots=True)
 class InstanceState:
-    """Everything a mediator knows about one workflow instance."""
+    """What a coordinator keeps of one workflow instance: its input, the replies so far, where
+    it stands (the core's `Progress`), and what operators did to it."""
 
     workflow_id: str
     input: Any
-    outcome: Outcome = Outcome.RUNNING
-    current_step: str | None = None
-    completed: list[str] = field(default_factory=list)
-    compensated: list[str] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
-    failure: Failure | None = None
-    cancel_requested: bool = False
-    attention: list[str] = field(default_factory=list)
-    """Compensations that could not be done: `step: why`."""
-    paused: bool = False
+    progress: Progress = field(default_factory=Progress)
     history: list[str] = field(default_factory=list)
     """What operators did to the instance: `<UTC time> <who>: <what>`."""
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.progress.outcome
+
+    @property
+    def failure(self) -> Failure | None:
+        return self.progress.failure
 
 
 class StateStore(Protocol):

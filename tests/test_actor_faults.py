@@ -12,6 +12,7 @@ from actors import (
     ActorSystem,
     AskTimeoutError,
     DeadLetterReason,
+    Directive,
     HandlerError,
     MailboxFullError,
     MessageDecodeError,
@@ -26,7 +27,9 @@ from .helpers import until
 
 pytestmark = pytest.mark.anyio
 
-NO_BACKOFF = SupervisorPolicy(max_restarts=3, within=60, backoff_initial=0, backoff_max=0)
+NO_BACKOFF = SupervisorPolicy(
+    Directive.RESTART, max_restarts=3, within=60, backoff_initial=0, backoff_max=0
+)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +178,7 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
 
 
 async def test_escalation_refuses_the_rest_of_the_mailbox(bus: Bus) -> None:
-    policy = SupervisorPolicy(max_restarts=0, within=60)
+    policy = SupervisorPolicy(Directive.RESTART, max_restarts=0, within=60)
     async with ActorSystem(bus, supervision=policy) as system:
         counter = await system.spawn(Counter, name="c")
         await counter.tell(Block())  # hold the actor while the mailbox fills

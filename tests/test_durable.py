@@ -35,6 +35,7 @@ from coordination import (
     UnknownWorkflowError,
 )
 from coordination._choreography import Choreography
+from coordination.core import Progress
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,
@@ -102,20 +103,20 @@ async def test_states_round_trip_typed_through_the_store(place: Place) -> None:
     running = InstanceState(
         "order-placement-1",
         PlaceOrder("o1", "ann", "book", 1, 1000),
-        current_step="fulfillment",
-        completed=["create_order", "payment"],
-        results={"payment": Charged("o1", 1000)},
+        {"payment": Charged("o1", 1000)},
+        Progress(active=("fulfillment",), completed=("create_order", "payment")),
     )
     ended = InstanceState(
         "order-placement-2",
         PlaceOrder("o2", "mallory", "book", 1, 1000),
-        outcome=Outcome.FAILED,
-        failure=Failure("payment", "card declined", technical=False),
+        progress=Progress(
+            Outcome.FAILED, failure=Failure("payment", "card declined", technical=False)
+        ),
     )
     finished_later = InstanceState("order-placement-3", PlaceOrder("o3", "ann", "book", 1, 1))
     for state in (running, ended, finished_later):
         await store.save(state)
-    finished_later.outcome = Outcome.COMPLETED
+    finished_later.progress.outcome = Outcome.COMPLETED
     await store.save(finished_later)
     again = await place.open()  # another process would see the same
     loaded = await again.load("order-placement-1")
@@ -163,10 +164,12 @@ async def test_an_unwinding_instance_goes_on_compensating(bus: Bus, tmp_path: Pa
             InstanceState(
                 "order-placement-9",
                 PlaceOrder("o9", "ann", "rare", 1, 1000),
-                current_step="fulfillment",
-                completed=["create_order", "payment"],
-                results={"payment": Charged("o9", 1000)},
-                failure=Failure("fulfillment", "backordered", technical=False),
+                {"payment": Charged("o9", 1000)},
+                Progress(
+                    completed=("create_order", "payment"),
+                    failure=Failure("fulfillment", "backordered", technical=False),
+                    compensating=("payment",),
+                ),
             )
         )
         async with Mediator(shop.system, order_workflow, store=store) as mediator:

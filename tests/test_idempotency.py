@@ -10,12 +10,14 @@ import pytest
 from actors import (
     Actor,
     ActorSystem,
+    Directive,
     HandlerError,
     IdempotencyStore,
     MemoryIdempotencyStore,
     Message,
     Request,
     SqliteIdempotencyStore,
+    SupervisorPolicy,
     idempotent,
 )
 from brokers import Bus
@@ -40,6 +42,10 @@ class Crash(Request[None]):
     pass
 
 
+RESTART = SupervisorPolicy(Directive.RESTART, backoff_initial=0)
+"""A crash replaces the instance (the default directive would keep it)."""
+
+
 class Ledger(Actor):
     """Charges cards; the charges go to `effects`, which stands for a payment provider."""
 
@@ -62,7 +68,9 @@ async def test_a_store_keeps_replies_across_a_crash_of_the_instance(bus: Bus) ->
     effects: list[str] = []
     store = MemoryIdempotencyStore()
     async with ActorSystem(bus) as system:
-        ledger = await system.spawn(lambda: Ledger(effects, store), name="ledger")
+        ledger = await system.spawn(
+            lambda: Ledger(effects, store), name="ledger", supervision=RESTART
+        )
         first = await ledger.ask(ChargeCard("visa"), message_id="m1")
         with pytest.raises(HandlerError):
             await ledger.ask(Crash())  # a fresh instance from here on
@@ -78,7 +86,9 @@ async def test_without_a_store_a_fresh_instance_has_forgotten(bus: Bus) -> None:
     """What the store is for: the default memory is the instance's own."""
     effects: list[str] = []
     async with ActorSystem(bus) as system:
-        ledger = await system.spawn(lambda: Ledger(effects, None), name="ledger")
+        ledger = await system.spawn(
+            lambda: Ledger(effects, None), name="ledger", supervision=RESTART
+        )
         await ledger.ask(ChargeCard("visa"), message_id="m1")
         await ledger.ask(ChargeCard("visa"), message_id="m1")
         assert effects == ["visa"]

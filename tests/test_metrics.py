@@ -9,7 +9,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors import ActorSystem, Message, metrics_app, serve_metrics
+from actors import (
+    ActorSystem,
+    Directive,
+    Message,
+    SupervisorPolicy,
+    metrics_app,
+    serve_metrics,
+)
 from brokers import Bus
 
 from .actors_fixtures import Add, Counter, Fail, GetTotal
@@ -56,7 +63,8 @@ class NotCounted(Message):
 
 
 async def test_actor_and_bus_metrics_say_what_happened(bus: Bus, bus_kind: str) -> None:
-    async with ActorSystem(bus) as system:
+    restart = SupervisorPolicy(Directive.RESTART, backoff_initial=0)
+    async with ActorSystem(bus, supervision=restart) as system:
         counter = await system.spawn(Counter, name="counter")
         for _ in range(5):
             await counter.tell(Add(1))
@@ -221,3 +229,28 @@ async def test_retries_are_counted(bus: Bus) -> None:
         registry = shop.system.metrics.registry
         labels = {"workflow": "quick-orders", "strategy": "mediator"}
         assert registry.get_sample_value("corps_workflow_retries_total", labels) >= 1
+
+
+async def test_workflow_metrics_stay_readable_after_the_run_and_keep_counting(bus: Bus) -> None:
+    from prometheus_client import generate_latest
+
+    from coordination import Mediator, Outcome
+
+    from .test_strategies import open_shop, order
+
+    async with open_shop(bus) as shop:  # the shop's own Mediator runs first
+        system = shop.system
+        first = await shop.mediator.start(order(1))
+        assert (await shop.mediator.result(first, timeout=5)).outcome is Outcome.COMPLETED
+    # the strategy and the system stopped: the registry still says what they did
+    text = generate_latest(system.metrics.registry).decode()
+    labels = 'strategy="mediator",workflow="order-placement"'
+    assert f"corps_workflows_started_total{{{labels}}} 1.0" in text
+    async with open_shop(bus, strategy="stamp_coupled") as shop:
+        async with Mediator(shop.system, shop.mediator.workflow) as again:  # type: ignore[attr-defined]
+            for number in (2, 3):
+                await again.result(await again.start(order(number)), timeout=5)
+        async with Mediator(shop.system, shop.mediator.workflow) as third:  # type: ignore[attr-defined]
+            await third.result(await third.start(order(4)), timeout=5)
+    text = generate_latest(shop.system.metrics.registry).decode()
+    assert f"corps_workflows_started_total{{{labels}}} 3.0" in text  # one series, counting on

@@ -11,9 +11,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from actors import ActorSystem, SupervisorPolicy
+from actors import ActorSystem
 from brokers import Bus
-from coordination import FrontController, Hybrid, InvalidWorkflowError, Mediator, Outcome
+from coordination import (
+    FrontController,
+    Hybrid,
+    InvalidWorkflowError,
+    Mediator,
+    Outcome,
+    UnknownWorkflowError,
+)
 from coordination.scenarios.sysops_squad import (
     TICKET_RESOLVED,
     AssignmentService,
@@ -70,8 +77,7 @@ async def open_squad(bus: Bus, strategy: str, experts: list[str]) -> AsyncIterat
     assignment, resolution = AssignmentService(experts), ResolutionService()
     billing, survey = BillingService(declined=frozenset({"broke"})), SurveyService()
     validation = ValidationService({"ann": "basic", "bob": "premium", "broke": "basic"})
-    policy = SupervisorPolicy(max_restarts=1000, backoff_initial=0)
-    async with ActorSystem(bus, supervision=policy) as system:
+    async with ActorSystem(bus) as system:
         for name, service in [
             ("ticket", tickets),
             ("validation", validation),
@@ -186,6 +192,29 @@ async def test_the_hybrid_reports_the_part_that_runs(bus: Bus) -> None:
     assert status.strategy == hybrid.strategy
     assert status.outcome is Outcome.COMPLETED
     assert status.completed_steps == STEPS
+
+
+async def test_the_hybrid_remembers_the_latest_finished_instances_only(bus: Bus) -> None:
+    async with (
+        open_squad(bus, "mediator", experts=["sam"]) as squad,  # the services
+        Hybrid(
+            squad.system,
+            ticket_workflow,
+            core=Mediator,
+            rest=FrontController,
+            handoff=TICKET_RESOLVED,
+            keep_finished=2,
+        ) as hybrid,
+    ):
+        ids = []
+        for number in range(4):
+            ids.append(await hybrid.start(SubmitTicket(f"b{number}", "ann", "mouse")))
+            await hybrid.result(ids[-1], timeout=10)
+        for forgotten in ids[:2]:
+            with pytest.raises(UnknownWorkflowError, match="more than 2 finished"):
+                await hybrid.result(forgotten)
+        for kept in ids[2:]:
+            assert (await hybrid.result(kept)).outcome is Outcome.COMPLETED
 
 
 def test_a_hybrid_needs_a_hand_off_inside_the_workflow() -> None:

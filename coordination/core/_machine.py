@@ -1,0 +1,355 @@
+"""The workflow core: the one interpreter of a definition, as a pure state machine.
+
+`apply(workflow, progress, event)` takes what happened to an instance (a step answered, was
+refused or failed; a cancel, a pause or a resume came; a compensation was done or could not
+be) and returns the instance's new `Progress` and the `Action`s to take: perform a step,
+compensate one, send the failure notices, end with an outcome. No bus, no awaits, no clock:
+every strategy drives this same machine, so the rules live here and nowhere else:
+
+- **Forward.** Steps run in their order; a step that is not waited for counts as completed
+  once its command is sent. A step's answer, refusal or failure only counts while the step is
+  under way: a duplicate, or an answer after the step ended, changes nothing.
+- **Failure.** A refusal (business) or a technical failure that outlived its retries turns
+  the instance around: the completed steps that have a compensation are compensated one at a
+  time, newest first (the reverse order of completion), each exactly once; then the failure
+  notices are sent and the instance ends.
+- **Outcome.** A compensation that could not be done -> NEEDS_ATTENTION (whatever else
+  happened); turned around by a cancel -> CANCELLED; something compensated -> COMPENSATED;
+  else FAILED. No failure -> COMPLETED.
+- **Cancel.** The step under way finishes, then the instance turns around with the failure
+  `Failure(<that step>, "cancelled")`, that step compensated too if it completed. A cancel
+  with nothing under way (paused, or a step not started yet) turns around at once, naming the
+  step that was due. A cancel after the end, or while compensating, changes nothing.
+- **Pause.** The step under way finishes and no further step starts until a resume.
+  Compensation is not held: an instance on its way back finishes it.
+
+The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
+choreography carries it (or the part its pattern allows) in its events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .._definition import Failure, Step, Workflow
+from .._status import Outcome
+
+__all__ = (
+    "CANCELLED",
+    "Action",
+    "CancelRequested",
+    "Compensate",
+    "CompensationDone",
+    "CompensationFailed",
+    "End",
+    "Event",
+    "PauseRequested",
+    "Perform",
+    "Progress",
+    "ResumeRequested",
+    "SendNotices",
+    "Started",
+    "StepAnswered",
+    "StepCancelled",
+    "StepFailed",
+    "StepRejected",
+    "apply",
+    "message_id",
+    "outcome_of",
+    "undo_message_id",
+)
+
+CANCELLED = "cancelled"
+"""The reason of the failure a cancel turns an instance around with."""
+
+
+class Progress(msgspec.Struct, omit_defaults=True, gc=False):
+    """Where one instance stands: the core's state.
+
+    Its fields are tuples, never changed in place, so that a progress can share them with
+    another (a choreography builds one per event from shared prefixes of the steps).
+    """
+
+    outcome: Outcome = Outcome.RUNNING
+    active: tuple[str, ...] = ()
+    """The steps under way (one at a time for a sequence of steps)."""
+    held: tuple[str, ...] = ()
+    """The steps due to start that a pause holds back."""
+    completed: tuple[str, ...] = ()
+    """The steps done, in order of completion."""
+    failure: Failure | None = None
+    """Why the instance left its happy path: set once, when it turns around."""
+    undo: tuple[str, ...] = ()
+    """While turning around: the compensations still to do, the next first."""
+    compensating: tuple[str, ...] = ()
+    """The compensations under way."""
+    compensated: tuple[str, ...] = ()
+    """The steps undone, in order."""
+    attention: tuple[str, ...] = ()
+    """The compensations that could not be done: `step: why`."""
+    cancel_requested: bool = False
+    cancelled: bool = False
+    """Turned around by a cancel (the outcome is CANCELLED unless a compensation failed)."""
+    paused: bool = False
+
+    @property
+    def current_step(self) -> str | None:
+        """The step under way (the latest, when several are), for status."""
+        return self.active[-1] if self.active else None
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is Outcome.RUNNING
+
+
+# -- what happened ------------------------------------------------------------------------
+
+
+class Started(msgspec.Struct, frozen=True, gc=False):
+    """The instance was started."""
+
+
+class StepAnswered(msgspec.Struct, frozen=True, gc=False):
+    """`step` answered (or, not waited for, its command was sent): it completed."""
+
+    step: str
+
+
+class StepRejected(msgspec.Struct, frozen=True, gc=False):
+    """`step`'s service said no (a `Rejected` reply): a business failure."""
+
+    step: str
+    reason: str
+
+
+class StepFailed(msgspec.Struct, frozen=True, gc=False):
+    """`step` failed technically once its retries were spent (or its command could not be
+    built, or sent)."""
+
+    step: str
+    reason: str
+
+
+class StepCancelled(msgspec.Struct, frozen=True, gc=False):
+    """`step` was due to start, and was not started because the instance is cancelled (a
+    choreography's service sees the cancel before the step's event)."""
+
+    step: str
+
+
+class CancelRequested(msgspec.Struct, frozen=True, gc=False):
+    """Someone asked to cancel the instance."""
+
+
+class PauseRequested(msgspec.Struct, frozen=True, gc=False):
+    """Someone asked to hold the instance before its next step."""
+
+
+class ResumeRequested(msgspec.Struct, frozen=True, gc=False):
+    """Someone let a paused instance go on."""
+
+
+class CompensationDone(msgspec.Struct, frozen=True, gc=False):
+    """`step` was undone."""
+
+    step: str
+
+
+class CompensationFailed(msgspec.Struct, frozen=True, gc=False):
+    """`step` could not be undone, its retries spent (or its service refused)."""
+
+    step: str
+    reason: str
+
+
+Event = (
+    Started
+    | StepAnswered
+    | StepRejected
+    | StepFailed
+    | StepCancelled
+    | CancelRequested
+    | PauseRequested
+    | ResumeRequested
+    | CompensationDone
+    | CompensationFailed
+)
+
+
+# -- what to do ---------------------------------------------------------------------------
+
+
+class Perform(msgspec.Struct, frozen=True, gc=False):
+    """Build `step`'s command and send it (with the step's message id, `message_id`)."""
+
+    step: str
+
+
+class Compensate(msgspec.Struct, frozen=True, gc=False):
+    """Build `step`'s compensation and send it (`undo_message_id`)."""
+
+    step: str
+
+
+class SendNotices(msgspec.Struct, frozen=True, gc=False):
+    """Send the workflow's failure notices (`on_failure`)."""
+
+
+class End(msgspec.Struct, frozen=True, gc=False):
+    """The instance is over: `outcome`."""
+
+    outcome: Outcome
+
+
+Action = Perform | Compensate | SendNotices | End
+
+_NOTHING: list[Action] = []
+"""No action: shared, never changed (callers only read the list they get)."""
+
+
+def message_id(workflow_id: str, step: str) -> str:
+    """The message id of `step`'s command: the same for every attempt, so that an idempotent
+    service acts once."""
+    return f"{workflow_id}.{step}"
+
+
+def undo_message_id(workflow_id: str, step: str) -> str:
+    """The message id of `step`'s compensation."""
+    return f"{workflow_id}.{step}.undo"
+
+
+def outcome_of(progress: Progress) -> Outcome:
+    """How an instance that has nothing left to do ends (the outcome ladder)."""
+    if progress.failure is None:
+        return Outcome.COMPLETED
+    if progress.attention:
+        return Outcome.NEEDS_ATTENTION
+    if progress.cancelled:
+        return Outcome.CANCELLED
+    if progress.compensated:
+        return Outcome.COMPENSATED
+    return Outcome.FAILED
+
+
+def apply(
+    workflow: Workflow[Any], progress: Progress, event: Event
+) -> tuple[Progress, list[Action]]:
+    """What `event` makes of an instance at `progress`: its new progress (the same object,
+    updated) and the actions to take, in order."""
+    if progress.outcome is not Outcome.RUNNING:
+        return progress, _NOTHING  # an ended instance stays as it ended
+    match event:
+        case StepAnswered(step=step):
+            return progress, _answered(workflow, progress, step)
+        case StepRejected(step=step, reason=reason):
+            return progress, _step_failed(workflow, progress, Failure(step, reason, False))
+        case StepFailed(step=step, reason=reason):
+            return progress, _step_failed(workflow, progress, Failure(step, reason, True))
+        case CompensationDone(step=step):
+            if step not in progress.compensating:
+                return progress, _NOTHING
+            progress.compensating = _without(progress.compensating, step)
+            progress.compensated = (*progress.compensated, step)
+            return progress, _undo_next(workflow, progress)
+        case CompensationFailed(step=step, reason=reason):
+            if step not in progress.compensating:
+                return progress, _NOTHING
+            progress.compensating = _without(progress.compensating, step)
+            progress.attention = (*progress.attention, f"{step}: {reason}")
+            return progress, _undo_next(workflow, progress)
+        case Started():
+            if progress.active or progress.completed or progress.held:
+                return progress, _NOTHING
+            return progress, _start(workflow, progress, workflow.steps[0])
+        case StepCancelled(step=step):
+            progress.cancel_requested = True
+            if step not in progress.active and step not in progress.held:
+                return progress, _NOTHING
+            return progress, _cancel_now(workflow, progress, step)
+        case CancelRequested():
+            if progress.cancel_requested or progress.failure is not None:
+                return progress, _NOTHING
+            progress.cancel_requested = True
+            if progress.held:  # nothing under way: turn around now
+                return progress, _cancel_now(workflow, progress, progress.held[0])
+            return progress, _NOTHING  # on with it once the step under way ends
+        case PauseRequested():
+            progress.paused = True
+            return progress, _NOTHING
+        case ResumeRequested():
+            progress.paused = False
+            held, progress.held = progress.held, ()
+            if not held:
+                return progress, _NOTHING
+            return progress, _start(workflow, progress, workflow.step(held[0]))
+    raise TypeError(f"not a workflow event: {event!r}")
+
+
+def _answered(workflow: Workflow[Any], progress: Progress, step: str) -> list[Action]:
+    if step not in progress.active:
+        return _NOTHING  # a duplicate, or an answer after the step ended
+    progress.active = _without(progress.active, step)
+    progress.completed = (*progress.completed, step)
+    if progress.cancel_requested:
+        return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
+    following = workflow.following(step)
+    if following is None:
+        progress.outcome = Outcome.COMPLETED
+        return [End(Outcome.COMPLETED)]
+    return _start(workflow, progress, following)
+
+
+def _step_failed(workflow: Workflow[Any], progress: Progress, failure: Failure) -> list[Action]:
+    if failure.step not in progress.active:
+        return _NOTHING
+    progress.active = _without(progress.active, failure.step)
+    return _turn_around(workflow, progress, failure, cancelled=False)
+
+
+def _cancel_now(workflow: Workflow[Any], progress: Progress, step: str) -> list[Action]:
+    progress.active = _without(progress.active, step)
+    progress.held = _without(progress.held, step)
+    progress.paused = False
+    return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
+
+
+def _start(workflow: Workflow[Any], progress: Progress, step: Step) -> list[Action]:
+    """Start `step`, unless a pause holds it (or a cancel came meanwhile)."""
+    if progress.paused:
+        progress.held = (step.name,)
+        return _NOTHING
+    progress.active = (*progress.active, step.name)
+    return [Perform(step.name)]
+
+
+def _turn_around(
+    workflow: Workflow[Any], progress: Progress, failure: Failure, *, cancelled: bool
+) -> list[Action]:
+    progress.failure = failure
+    progress.cancelled = cancelled
+    compensable = {step.name for step in workflow.steps if step.compensation is not None}
+    done = set(progress.compensated)
+    progress.undo = tuple(
+        name for name in reversed(progress.completed) if name in compensable and name not in done
+    )
+    return _undo_next(workflow, progress)
+
+
+def _undo_next(workflow: Workflow[Any], progress: Progress) -> list[Action]:
+    if progress.compensating:
+        return _NOTHING  # one at a time: the one under way first
+    if progress.undo:
+        step, *rest = progress.undo
+        progress.undo = tuple(rest)
+        progress.compensating = (step,)
+        return [Compensate(step)]
+    progress.outcome = outcome_of(progress)
+    return [SendNotices(), End(progress.outcome)]
+
+
+def _without(names: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if names == (name,):
+        return ()
+    return tuple(n for n in names if n != name)
