@@ -27,9 +27,12 @@ from ._definition import Failure, Rejected, WorkflowContext
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
 from ._status import Outcome
 from .core import (
+    Compensate,
     CompensationDone,
     CompensationFailed,
+    Perform,
     Progress,
+    SendNotices,
     StepAnswered,
     StepCancelled,
     StepFailed,
@@ -48,9 +51,9 @@ In = TypeVar("In", bound=msgspec.Struct)
 _encode = msgspec.msgpack.Encoder().encode
 
 
-class _Command(msgspec.Struct):
-    """What a command of an adapter is for (a Struct: one is made per step, and its
-    constructor is C)."""
+class _Command(msgspec.Struct, gc=False):
+    """What a command of an adapter is for (a Struct: one is made per step, its constructor
+    is C, and the garbage collector need not track it: it makes no cycle)."""
 
     event: Advance | Unwind
     context: WorkflowContext[Any]
@@ -297,7 +300,7 @@ class Adapter(Actor, Generic[In]):
             )
             return
         if event.attempt == 1:  # a retry's timing is the port's already
-            self.port.begin(
+            self.port.call_begins(
                 message_id,
                 pending,
                 correlation_id=event.workflow_id,
@@ -324,7 +327,7 @@ class Adapter(Actor, Generic[In]):
             if self._closed:  # its choreography stopped meanwhile: no retry from here
                 await self._command_failed(pending, reason)
             else:
-                await self.port.attempt_failed(message_id, reason)
+                await self.port.call_failed(message_id, reason)
             return
         data = _encode(reply) if reply_needed else b""
         if self._closed:
@@ -332,7 +335,7 @@ class Adapter(Actor, Generic[In]):
             # the same, as it would without a sidecar (its events reach whoever took over).
             await self._replied(pending, reply, data)
         else:
-            await self.port.answered(message_id, reply, data)
+            await self.port.call_answered(message_id, reply, data)
 
     async def _again(self, pending: _Command, attempt: int) -> None:
         """The port's retry of a sidecar's command: its event again, through the mailbox, so
@@ -368,7 +371,10 @@ class Adapter(Actor, Generic[In]):
     # -- the service's answers ---------------------------------------------------------
 
     async def _replied(self, pending: _Command, reply: Any, data: bytes) -> None:
-        with acting_as(self.sender):
+        if self.local:  # from the service's mailbox, where the service sends what follows
+            await self._answered(pending, reply, data)
+            return
+        with acting_as(self.adapter_name):
             await self._answered(pending, reply, data)
 
     async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
@@ -394,7 +400,7 @@ class Adapter(Actor, Generic[In]):
         await self._decide(pending, StepAnswered(step.name), carried)
 
     async def _command_failed(self, pending: _Command, reason: str) -> None:
-        with acting_as(self.sender):  # a sidecar's timeout: from the port's sweeper
+        with acting_as(self.sender):  # a sidecar's timeout comes from the port's sweeper
             await self._failed(pending, reason)
 
     async def _failed(self, pending: _Command, reason: str) -> None:
@@ -425,30 +431,25 @@ class Adapter(Actor, Generic[In]):
                 progress.cancel_requested = True
         _, actions = core.apply(self.workflow, progress, happened)
         for action in actions:
-            match action:
-                case core.Perform(step=name):
-                    following = self._index[name]
-                    advance = Advance(
-                        workflow_id, following, carried, route=engine.route, ack=engine.ack_to
-                    )
-                    await self._emit(self.steps[following].service, advance)
-                case core.Compensate(step=name):
-                    undo = self._index[name]
-                    unwind = Unwind(
-                        workflow_id,
-                        undo,
-                        progress,
-                        carried,
-                        route=engine.route,
-                        ack=engine.ack_to,
-                    )
-                    await self._emit(self.steps[undo].service, unwind)
-                case core.SendNotices():
-                    context = pending.context
-                    context.failure = progress.failure
-                    await send_notices(self.workflow, engine.refs, context, workflow_id)
-                case core.End():
-                    await engine.end(self, Ended(workflow_id, progress, carried, ack=engine.ack_to))
+            kind = type(action)
+            if kind is Perform:
+                following = self._index[action.step]  # type: ignore[union-attr]
+                advance = Advance(
+                    workflow_id, following, carried, route=engine.route, ack=engine.ack_to
+                )
+                await self._emit(self.steps[following].service, advance)
+            elif kind is Compensate:
+                undo = self._index[action.step]  # type: ignore[union-attr]
+                unwind = Unwind(
+                    workflow_id, undo, progress, carried, route=engine.route, ack=engine.ack_to
+                )
+                await self._emit(self.steps[undo].service, unwind)
+            elif kind is SendNotices:
+                context = pending.context
+                context.failure = progress.failure
+                await send_notices(self.workflow, engine.refs, context, workflow_id)
+            else:  # End
+                await engine.end(self, Ended(workflow_id, progress, carried, ack=engine.ack_to))
 
     async def _abandon(self, event: Advance | Unwind, reason: str) -> None:
         """End a workflow that cannot go on, not even backwards: the data its builders need

@@ -11,8 +11,8 @@ business said no), `on_error` when the retries are spent. An answer to an earlie
 comes while a later one is pending is the answer all the same (the message id is the same); an
 answer after the command's end is discarded and counted (`late_answers` in the metrics).
 
-A sidecar runs its service's handler in place instead (`begin`, then `answered` or
-`attempt_failed`): the port holds its timeout and its retries all the same, and sends a retry
+A sidecar runs its service's handler in place instead (`call_begins`, then `call_answered`
+or `call_failed`): the port holds its timeout and its retries all the same, and sends a retry
 back through the service's mailbox (`again`), so a sidecar's step times out, retries and
 gives up exactly as a command over the bus does, and a hung handler holds its instance no
 longer than the step's timeout and retries say.
@@ -68,6 +68,18 @@ class _Pending(Generic[T]):
     """Whether what is due is a resend (after a backoff) rather than a timeout."""
 
 
+class _Call(msgspec.Struct, Generic[T], gc=False):
+    """A sidecar's first attempt under way: its handler runs in the service's mailbox (a
+    Struct the garbage collector does not track: one is made per step)."""
+
+    token: T
+    correlation_id: str
+    policy: RetryPolicy
+    timeout: float
+    deadline: float
+    timed_out: bool = False
+
+
 class CommandPort(Generic[T]):
     """Sends commands for `owner` (a name, for logs and links) and reports their ends.
 
@@ -96,6 +108,8 @@ class CommandPort(Generic[T]):
         """Counts the retries, and the answers that came after their command had ended
         (timed out for good, or answered already), which are discarded."""
         self._pending: dict[str, _Pending[T]] = {}
+        self._calls: dict[str, _Call[T]] = {}
+        """Sidecar calls on their first attempt, under way."""
         self._buckets: dict[int, set[str]] = {}
         """Tick number to the message ids due then."""
         self._ticks: list[int] = []
@@ -120,6 +134,7 @@ class CommandPort(Generic[T]):
             await self._subscription.unsubscribe()
             self._subscription = None
         self._pending.clear()
+        self._calls.clear()
 
     async def send(
         self,
@@ -152,7 +167,7 @@ class CommandPort(Generic[T]):
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
-    def begin(
+    def call_begins(
         self,
         message_id: str,
         token: T,
@@ -161,37 +176,71 @@ class CommandPort(Generic[T]):
         policy: RetryPolicy,
         timeout: float,
     ) -> None:
-        """A sidecar is about to run its service's handler for a command in place: time it
-        from now. Report its end with `answered` or `attempt_failed`; a retry comes back
-        through the port's `again(token, attempt)`, which is to run the handler again in the
-        service's mailbox (`attempt` says which attempt is current)."""
-        pending = _Pending(token, None, None, None, correlation_id, policy, timeout)
-        self._pending[message_id] = pending
-        self._schedule(message_id, pending, timeout, resend=False)
+        """A sidecar is about to run its service's handler for a command in place (one call at
+        a time per service instance: its mailbox runs one message at a time). Its end goes
+        to `call_answered` or `call_failed`; a retry comes back through the port's
+        `again(token, attempt)`, which runs the handler again in the service's mailbox.
+
+        A first attempt costs a dict entry and no timer: the port's sweeper looks at the
+        calls under way every tick, and only one that outlives its timeout is taken up as a
+        pending command (timed out, retried, or failed). A retry is pending already, and
+        timed from its resend."""
+        if message_id in self._pending:
+            return  # a retry, timed by the port since it was sent again
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._calls[message_id] = _Call(
+            token, correlation_id, policy, timeout, loop.time() + timeout
+        )
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep(), name=f"{self.owner} timeouts")
 
     def attempt(self, message_id: str) -> int | None:
-        """The attempt of the command `message_id` now under way or due; None when it has
-        ended (a retry that comes after the command ended is not to be run)."""
+        """The attempt of the command `message_id` that is due; None when it has ended (a
+        retry that comes after the command ended is not to be run)."""
         pending = self._pending.get(message_id)
         return None if pending is None else pending.attempt
 
-    async def answered(self, message_id: str, reply: Any, data: bytes) -> None:
+    async def call_answered(self, message_id: str, reply: Any, data: bytes) -> None:
         """A sidecar's handler answered `reply` (encoded: `data`)."""
+        call = self._calls.pop(message_id, None)
+        if call is not None and not call.timed_out:  # in time, first attempt: no pending
+            try:
+                await self._on_reply(call.token, reply, data)
+            except Exception:
+                logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
+            return
         pending = self._pending.pop(message_id, None)
         if pending is None:
             self.metrics.late_answers += 1
             return
         self._unschedule(message_id, pending)
-        await self._deliver(message_id, pending, reply, data)
+        try:
+            await self._on_reply(pending.token, reply, data)
+        except Exception:
+            logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
 
-    async def attempt_failed(self, message_id: str, reason: str) -> None:
+    async def call_failed(self, message_id: str, reason: str) -> None:
         """A sidecar's handler raised: retried per the policy, or the command's end."""
+        call = self._calls.pop(message_id, None)
+        if call is not None and not call.timed_out:
+            await self._failed(message_id, self._adopt(message_id, call), reason)
+            return
         pending = self._pending.get(message_id)
         if pending is None:
             self.metrics.late_answers += 1
             return
         self._unschedule(message_id, pending)
         await self._failed(message_id, pending, reason)
+
+    def _adopt(self, message_id: str, call: _Call[T]) -> _Pending[T]:
+        """A sidecar's call whose first attempt failed: from now on a pending command."""
+        pending = _Pending(
+            call.token, None, None, None, call.correlation_id, call.policy, call.timeout
+        )
+        self._pending[message_id] = pending
+        return pending
 
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
         self._unschedule(message_id, pending)
@@ -290,13 +339,8 @@ class CommandPort(Generic[T]):
         except Exception as exc:  # a service answering out of contract: not worth a retry
             await self._report_error(pending.token, f"undecodable reply: {exc}")
             return
-        await self._deliver(message_id, pending, reply, msg.data)
-
-    async def _deliver(
-        self, message_id: str, pending: _Pending[T], reply: Any, data: bytes
-    ) -> None:
         try:
-            await self._on_reply(pending.token, reply, data)
+            await self._on_reply(pending.token, reply, msg.data)
         except Exception:
             logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
 
@@ -324,13 +368,26 @@ class CommandPort(Generic[T]):
         except Exception:
             logger.exception("%s: handling a failed command failed", self.owner)
 
+    async def _time_out_calls(self, now: float) -> None:
+        """Sidecar calls past their deadline: their attempt failed (the handler may still
+        answer: then it is a late answer, or the answer to a retry that is due)."""
+        late = [(mid, call) for mid, call in self._calls.items() if call.deadline <= now]
+        for message_id, call in late:
+            if call.timed_out:
+                continue
+            call.timed_out = True
+            pending = self._adopt(message_id, call)
+            await self._failed(message_id, pending, f"no reply within {call.timeout} s")
+
     async def _sweep(self) -> None:
         """Time commands out and resend them, while any is pending."""
         loop = asyncio.get_running_loop()
         buckets, ticks = self._buckets, self._ticks
         try:
-            while self._pending:
+            while self._pending or self._calls:
                 await asyncio.sleep(TICK)
+                if self._calls:
+                    await self._time_out_calls(loop.time())
                 now = loop.time() // TICK
                 while ticks and ticks[0] <= now:
                     for message_id in buckets.pop(heapq.heappop(ticks)):

@@ -217,24 +217,20 @@ class Workflow(Generic[In]):
         self.services = dict(services)
         self.on_failure = tuple(on_failure)
         self._validate()
+        self._by_name = {step.name: step for step in self.steps}
         following = (*self.steps[1:], None)
-        self._following: dict[str, Step | None] = {
+        self.next_step: dict[str, Step | None] = {
             step.name: after for step, after in zip(self.steps, following, strict=True)
         }
+        """The step after each step (None after the last)."""
         self.input_decoder = msgspec.msgpack.Decoder(input_type)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
 
     def step(self, name: str) -> Step:
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
-
-    def following(self, name: str) -> Step | None:
-        """The step after step `name`, None after the last (KeyError for no such step)."""
-        return self._following[name]
+        """The step named `name` (KeyError for none)."""
+        return self._by_name[name]
 
     def _validate(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():

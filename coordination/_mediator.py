@@ -33,7 +33,7 @@ from ._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ._store import InstanceState, MemoryStateStore, StateStore
 from .core import (
-    Action,
+    Actions,
     CancelRequested,
     Compensate,
     CompensationDone,
@@ -285,8 +285,10 @@ class Mediator(Generic[In]):
             self.outcomes.add(workflow_id)
             resumed += 1
             with acting_as(self.name):
-                actions: list[Action] = [Perform(step) for step in progress.active]
-                actions += [Compensate(step) for step in progress.compensating]
+                actions: Actions = (
+                    *(Perform(step) for step in progress.active),
+                    *(Compensate(step) for step in progress.compensating),
+                )
                 if not actions and not progress.held:  # saved before its first step
                     actions = core.apply(self.workflow, progress, Started())[1]
                 await self._act(run, actions)
@@ -297,15 +299,20 @@ class Mediator(Generic[In]):
     async def _apply(self, run: _Run, event: core.Event) -> None:
         """Feed `event` to the core, then do what it says."""
         _, actions = core.apply(self.workflow, run.state.progress, event)
+        if len(actions) == 1 and type(actions[0]) is Perform:  # the next step: most often
+            await self._save(run.state)
+            await self._perform(run, self.workflow.step(actions[0].step))
+            return
         await self._act(run, actions)
 
-    async def _act(self, run: _Run, actions: list[Action]) -> None:
-        """Carry out the core's actions: the state is saved before any command goes out,
-        and after the failure notices (so that a crash in between sends them again, with
-        the same message ids, rather than never)."""
+    async def _act(self, run: _Run, actions: Actions) -> None:
+        """Carry out the core's actions: the state is saved before any command goes out, and
+        at the end after the failure notices (so that a crash in between sends them again,
+        with the same message ids, rather than never)."""
         state = run.state
-        if not actions or not isinstance(actions[0], SendNotices):
-            await self._save(state)
+        first = actions[0] if actions else None
+        if type(first) is not SendNotices and type(first) is not End:
+            await self._save(state)  # End saves (in _finish)
         for action in actions:
             match action:
                 case Perform(step=step):

@@ -7,6 +7,7 @@ differ only in where they keep an instance's `Progress` and who calls it.
 from ._machine import (
     CANCELLED,
     Action,
+    Actions,
     CancelRequested,
     Compensate,
     CompensationDone,
@@ -32,6 +33,7 @@ from ._machine import (
 __all__ = (
     "CANCELLED",
     "Action",
+    "Actions",
     "CancelRequested",
     "Compensate",
     "CompensationDone",

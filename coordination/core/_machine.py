@@ -29,6 +29,7 @@ choreography carries it (or the part its pattern allows) in its events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -39,6 +40,7 @@ from .._status import Outcome
 __all__ = (
     "CANCELLED",
     "Action",
+    "Actions",
     "CancelRequested",
     "Compensate",
     "CompensationDone",
@@ -205,8 +207,22 @@ class End(msgspec.Struct, frozen=True, gc=False):
 
 Action = Perform | Compensate | SendNotices | End
 
-_NOTHING: list[Action] = []
-"""No action: shared, never changed (callers only read the list they get)."""
+Actions = tuple[Action, ...]
+"""What to do, in order: a tuple, often shared (callers only read it)."""
+
+_NOTHING: Actions = ()
+
+_COMPLETED: Actions = (End(Outcome.COMPLETED),)
+
+_PERFORM: dict[str, Actions] = {}
+"""`(Perform(step),)` by step name, made once: starting a step allocates no action."""
+
+
+def _perform(step: str) -> Actions:
+    actions = _PERFORM.get(step)
+    if actions is None:
+        actions = _PERFORM[step] = (Perform(step),)
+    return actions
 
 
 def message_id(workflow_id: str, step: str) -> str:
@@ -233,100 +249,138 @@ def outcome_of(progress: Progress) -> Outcome:
     return Outcome.FAILED
 
 
-def apply(
-    workflow: Workflow[Any], progress: Progress, event: Event
-) -> tuple[Progress, list[Action]]:
+def apply(workflow: Workflow[Any], progress: Progress, event: Event) -> tuple[Progress, Actions]:
     """What `event` makes of an instance at `progress`: its new progress (the same object,
     updated) and the actions to take, in order."""
     if progress.outcome is not Outcome.RUNNING:
         return progress, _NOTHING  # an ended instance stays as it ended
-    match event:
-        case StepAnswered(step=step):
-            return progress, _answered(workflow, progress, step)
-        case StepRejected(step=step, reason=reason):
-            return progress, _step_failed(workflow, progress, Failure(step, reason, False))
-        case StepFailed(step=step, reason=reason):
-            return progress, _step_failed(workflow, progress, Failure(step, reason, True))
-        case CompensationDone(step=step):
-            if step not in progress.compensating:
-                return progress, _NOTHING
-            progress.compensating = _without(progress.compensating, step)
-            progress.compensated = (*progress.compensated, step)
-            return progress, _undo_next(workflow, progress)
-        case CompensationFailed(step=step, reason=reason):
-            if step not in progress.compensating:
-                return progress, _NOTHING
-            progress.compensating = _without(progress.compensating, step)
-            progress.attention = (*progress.attention, f"{step}: {reason}")
-            return progress, _undo_next(workflow, progress)
-        case Started():
-            if progress.active or progress.completed or progress.held:
-                return progress, _NOTHING
-            return progress, _start(workflow, progress, workflow.steps[0])
-        case StepCancelled(step=step):
-            progress.cancel_requested = True
-            if step not in progress.active and step not in progress.held:
-                return progress, _NOTHING
-            return progress, _cancel_now(workflow, progress, step)
-        case CancelRequested():
-            if progress.cancel_requested or progress.failure is not None:
-                return progress, _NOTHING
-            progress.cancel_requested = True
-            if progress.held:  # nothing under way: turn around now
-                return progress, _cancel_now(workflow, progress, progress.held[0])
-            return progress, _NOTHING  # on with it once the step under way ends
-        case PauseRequested():
-            progress.paused = True
-            return progress, _NOTHING
-        case ResumeRequested():
-            progress.paused = False
-            held, progress.held = progress.held, ()
-            if not held:
-                return progress, _NOTHING
-            return progress, _start(workflow, progress, workflow.step(held[0]))
-    raise TypeError(f"not a workflow event: {event!r}")
+    handle = _HANDLERS.get(type(event))
+    if handle is None:
+        raise TypeError(f"not a workflow event: {event!r}")
+    return progress, handle(workflow, progress, event)
 
 
-def _answered(workflow: Workflow[Any], progress: Progress, step: str) -> list[Action]:
-    if step not in progress.active:
+def _started(workflow: Workflow[Any], progress: Progress, event: Started) -> Actions:
+    if progress.active or progress.completed or progress.held:
+        return _NOTHING
+    return _start(progress, workflow.steps[0])
+
+
+def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) -> Actions:
+    # Runs for every step of every instance: the start of the next step is inlined.
+    step = event.step
+    active = progress.active
+    if step not in active:
         return _NOTHING  # a duplicate, or an answer after the step ended
-    progress.active = _without(progress.active, step)
     progress.completed = (*progress.completed, step)
     if progress.cancel_requested:
+        progress.active = _without(active, step)
         return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
-    following = workflow.following(step)
+    following = workflow.next_step[step]
     if following is None:
+        progress.active = _without(active, step)
         progress.outcome = Outcome.COMPLETED
-        return [End(Outcome.COMPLETED)]
-    return _start(workflow, progress, following)
+        return _COMPLETED
+    name = following.name
+    if progress.paused:
+        progress.active = _without(active, step)
+        progress.held = (name,)
+        return _NOTHING
+    progress.active = (name,) if len(active) == 1 else (*_without(active, step), name)
+    actions = _PERFORM.get(name)
+    return actions if actions is not None else _perform(name)
 
 
-def _step_failed(workflow: Workflow[Any], progress: Progress, failure: Failure) -> list[Action]:
+def _rejected(workflow: Workflow[Any], progress: Progress, event: StepRejected) -> Actions:
+    return _step_failed(workflow, progress, Failure(event.step, event.reason, False))
+
+
+def _failed(workflow: Workflow[Any], progress: Progress, event: StepFailed) -> Actions:
+    return _step_failed(workflow, progress, Failure(event.step, event.reason, True))
+
+
+def _step_failed(workflow: Workflow[Any], progress: Progress, failure: Failure) -> Actions:
     if failure.step not in progress.active:
         return _NOTHING
     progress.active = _without(progress.active, failure.step)
     return _turn_around(workflow, progress, failure, cancelled=False)
 
 
-def _cancel_now(workflow: Workflow[Any], progress: Progress, step: str) -> list[Action]:
+def _step_cancelled(workflow: Workflow[Any], progress: Progress, event: StepCancelled) -> Actions:
+    progress.cancel_requested = True
+    step = event.step
+    if step not in progress.active and step not in progress.held:
+        return _NOTHING
+    return _cancel_now(workflow, progress, step)
+
+
+def _cancel_requested(
+    workflow: Workflow[Any], progress: Progress, event: CancelRequested
+) -> Actions:
+    if progress.cancel_requested or progress.failure is not None:
+        return _NOTHING
+    progress.cancel_requested = True
+    if progress.held:  # nothing under way: turn around now
+        return _cancel_now(workflow, progress, progress.held[0])
+    return _NOTHING  # on with it once the step under way ends
+
+
+def _pause_requested(workflow: Workflow[Any], progress: Progress, event: PauseRequested) -> Actions:
+    progress.paused = True
+    return _NOTHING
+
+
+def _resume_requested(
+    workflow: Workflow[Any], progress: Progress, event: ResumeRequested
+) -> Actions:
+    progress.paused = False
+    held, progress.held = progress.held, ()
+    if not held:
+        return _NOTHING
+    return _start(progress, workflow.step(held[0]))
+
+
+def _compensation_done(
+    workflow: Workflow[Any], progress: Progress, event: CompensationDone
+) -> Actions:
+    step = event.step
+    if step not in progress.compensating:
+        return _NOTHING
+    progress.compensating = _without(progress.compensating, step)
+    progress.compensated = (*progress.compensated, step)
+    return _undo_next(progress)
+
+
+def _compensation_failed(
+    workflow: Workflow[Any], progress: Progress, event: CompensationFailed
+) -> Actions:
+    step = event.step
+    if step not in progress.compensating:
+        return _NOTHING
+    progress.compensating = _without(progress.compensating, step)
+    progress.attention = (*progress.attention, f"{step}: {event.reason}")
+    return _undo_next(progress)
+
+
+def _cancel_now(workflow: Workflow[Any], progress: Progress, step: str) -> Actions:
     progress.active = _without(progress.active, step)
     progress.held = _without(progress.held, step)
     progress.paused = False
     return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
 
 
-def _start(workflow: Workflow[Any], progress: Progress, step: Step) -> list[Action]:
-    """Start `step`, unless a pause holds it (or a cancel came meanwhile)."""
+def _start(progress: Progress, step: Step) -> Actions:
+    """Start `step`, unless a pause holds it."""
     if progress.paused:
         progress.held = (step.name,)
         return _NOTHING
     progress.active = (*progress.active, step.name)
-    return [Perform(step.name)]
+    return _perform(step.name)
 
 
 def _turn_around(
     workflow: Workflow[Any], progress: Progress, failure: Failure, *, cancelled: bool
-) -> list[Action]:
+) -> Actions:
     progress.failure = failure
     progress.cancelled = cancelled
     compensable = {step.name for step in workflow.steps if step.compensation is not None}
@@ -334,22 +388,37 @@ def _turn_around(
     progress.undo = tuple(
         name for name in reversed(progress.completed) if name in compensable and name not in done
     )
-    return _undo_next(workflow, progress)
+    return _undo_next(progress)
 
 
-def _undo_next(workflow: Workflow[Any], progress: Progress) -> list[Action]:
+def _undo_next(progress: Progress) -> Actions:
     if progress.compensating:
         return _NOTHING  # one at a time: the one under way first
     if progress.undo:
         step, *rest = progress.undo
         progress.undo = tuple(rest)
         progress.compensating = (step,)
-        return [Compensate(step)]
+        return (Compensate(step),)
     progress.outcome = outcome_of(progress)
-    return [SendNotices(), End(progress.outcome)]
+    return (SendNotices(), End(progress.outcome))
+
+
+_HANDLERS: dict[type, Callable[[Workflow[Any], Progress, Any], Actions]] = {
+    Started: _started,
+    StepAnswered: _answered,
+    StepRejected: _rejected,
+    StepFailed: _failed,
+    StepCancelled: _step_cancelled,
+    CancelRequested: _cancel_requested,
+    PauseRequested: _pause_requested,
+    ResumeRequested: _resume_requested,
+    CompensationDone: _compensation_done,
+    CompensationFailed: _compensation_failed,
+}
+"""The handler of each kind of event: one dict lookup per event."""
 
 
 def _without(names: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if names == (name,):
+    if len(names) == 1 and names[0] == name:
         return ()
     return tuple(n for n in names if n != name)
