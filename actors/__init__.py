@@ -21,7 +21,6 @@ from ._context import (
     current_message_id,
 )
 from ._dead_letters import DeadLetter, DeadLetterReason, DeadLetters
-from ._dispatch import dispatch
 from ._errors import (
     ActorError,
     ActorNotFoundError,
@@ -87,7 +86,6 @@ __all__ = (
     "acting_as",
     "current_message",
     "current_message_id",
-    "dispatch",
     "handler",
     "idempotent",
     "metrics_app",

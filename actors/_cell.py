@@ -15,7 +15,8 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from brokers import Bus, Msg, Overflow, Subscription, prechecked_publish
+from brokers import Bus, Msg, Overflow, Subscription
+from brokers._memory import prechecked_publish
 
 from ._actor import Actor
 from ._codec import ErrorReply, encode, oversized, undecodable

@@ -12,8 +12,8 @@ from brokers import (
     Headers,
     NoRespondersError,
     SlowConsumerError,
-    prechecked_publish,
 )
+from brokers._memory import prechecked_publish
 
 from ._actor import Actor
 from ._codec import ErrorReply, decode, encode

@@ -30,7 +30,7 @@ from coordination import (
     Strategy,
     Workflow,
 )
-from coordination._events import Advance
+from coordination.choreography._events import Advance
 
 from ._budget import Budget
 from ._scenarios import Scenario

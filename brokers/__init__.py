@@ -19,10 +19,9 @@ from ._errors import (
 )
 from ._ids import IdGenerator, new_id
 from ._jetstream import DeadLetterNotice, DurableSubscription, JetStream, JetStreamError, PublishAck
-from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus, prechecked_publish
-from ._memory_subscription import MemorySubscription
+from ._memory import DEFAULT_MAX_PAYLOAD, DEFAULT_PENDING_LIMIT, MemoryBus
 from ._message import Headers, Msg
-from ._nats import BusConnectionError, ConnectionStatus, NatsBus, NatsSubscription
+from ._nats import BusConnectionError, ConnectionStatus, NatsBus
 from ._nats_server import NatsServer, NatsServerError, find_nats_server
 from ._stats import BusStats
 from ._subjects import subject_matches, validate_pattern, validate_queue, validate_subject
@@ -48,13 +47,11 @@ __all__ = (
     "JetStreamError",
     "MaxPayloadError",
     "MemoryBus",
-    "MemorySubscription",
     "MessageCallback",
     "Msg",
     "NatsBus",
     "NatsServer",
     "NatsServerError",
-    "NatsSubscription",
     "NoRespondersError",
     "Overflow",
     "PermissionDeniedError",
@@ -63,7 +60,6 @@ __all__ = (
     "Subscription",
     "find_nats_server",
     "new_id",
-    "prechecked_publish",
     "subject_matches",
     "validate_pattern",
     "validate_queue",

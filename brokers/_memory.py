@@ -126,7 +126,7 @@ class MemoryBus:
         (`actors.outgoing_headers` checks the ids a caller gives; the rest come from this
         bus's own messages or the id generator): not checked again. Every header dict on this
         bus was therefore checked once, where it came in."""
-        waiting = self._send(subject, data, headers, reply, True)
+        waiting = self._send(subject, data, headers, reply, prechecked=True)
         if waiting is not None:
             await _wait_for_room(waiting)
 

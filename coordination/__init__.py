@@ -1,5 +1,10 @@
 """Workflow coordination: one workflow definition, interchangeable strategies.
 
+Sub-packages a reader can navigate: `definition` (Workflow, Step, validation), `core` (the
+one interpreter every strategy drives), `mediator` (orchestration), `choreography` (the
+engine, its adapters and events, and the four choreographed strategies), `stores` (memory,
+SQLite, NATS) and `testing` (the history checker). The names a user needs are here.
+
 Declare a `Workflow` once (steps, compensations, retries, timeouts, failure path) and run it
 with any strategy: `Mediator` (orchestration), or one of the choreographies, `FrontController`,
 `StampCoupled`, `QueryAll` and `EventSourced`. They share one API (`start`, `status`,
@@ -7,7 +12,12 @@ with any strategy: `Mediator` (orchestration), or one of the choreographies, `Fr
 core of a workflow under one strategy and the rest under another.
 """
 
-from ._definition import (
+from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowError
+from ._hybrid import Hybrid
+from ._status import Outcome, WorkflowResult, WorkflowStatus
+from ._strategy import Strategy
+from .choreography import EventSourced, FrontController, QueryAll, StampCoupled
+from .definition import (
     Failure,
     Notify,
     Rejected,
@@ -16,22 +26,18 @@ from ._definition import (
     Workflow,
     WorkflowContext,
 )
-from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowError
-from ._event_sourced import EventSourced
-from ._event_store import EventStore, MemoryEventStore
-from ._front_controller import FrontController
-from ._history import History, HistoryRules, HistoryVerdict
-from ._hybrid import Hybrid
-from ._mediator import Mediator
-from ._nats_event_store import NatsEventStore
-from ._nats_state_store import NatsStateStore
-from ._query_all import QueryAll
-from ._sqlite_event_store import SqliteEventStore
-from ._sqlite_store import SqliteStateStore
-from ._stamp_coupled import StampCoupled
-from ._status import Outcome, WorkflowResult, WorkflowStatus
-from ._store import InstanceState, MemoryStateStore, StateStore
-from ._strategy import Strategy
+from .mediator import Mediator
+from .stores import (
+    EventStore,
+    MemoryEventStore,
+    MemoryStateStore,
+    NatsEventStore,
+    NatsStateStore,
+    SqliteEventStore,
+    SqliteStateStore,
+    StateStore,
+)
+from .testing import History, HistoryRules, HistoryVerdict
 
 __all__ = (
     "CoordinationError",
@@ -43,7 +49,6 @@ __all__ = (
     "HistoryRules",
     "HistoryVerdict",
     "Hybrid",
-    "InstanceState",
     "InvalidWorkflowError",
     "Mediator",
     "MemoryEventStore",

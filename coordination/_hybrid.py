@@ -23,11 +23,11 @@ import msgspec
 from actors import ActorSystem
 from brokers import new_id
 
-from ._definition import Workflow
 from ._errors import InvalidWorkflowError, UnknownWorkflowError
 from ._outcomes import DEFAULT_KEEP
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
+from .definition._workflow import Workflow
 
 __all__ = ("Hybrid",)
 

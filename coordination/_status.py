@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ._definition import Failure
+from .definition._workflow import Failure
 
 __all__ = ("Outcome", "WorkflowResult", "WorkflowStatus", "history_entry")
 
@@ -43,12 +43,15 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     attention: tuple[str, ...] = ()
     """The compensations that could not be done, and why (NEEDS_ATTENTION)."""
     since_progress: float | None = None
-    """Seconds since a running instance last moved on (its latest command went out), when
-    the strategy knows (the Mediator does)."""
+    """Seconds since a running instance was last seen to move on, as far as its strategy's
+    pattern sees (every step for the Mediator, the event log and a front controller with call
+    backs; the start for the others); None once it has ended, or when asked of a strategy
+    object that did not start it."""
     paused: bool = False
-    """An operator paused it: no step starts until it is resumed."""
+    """An operator paused it: no step starts until it is resumed (every strategy)."""
     history: tuple[str, ...] = ()
-    """What operators did to it: `<UTC time> <who>: <what>` (the Mediator keeps it)."""
+    """What operators did to it: `<UTC time> <who>: <what>`, in order (every strategy; kept
+    in the store by the Mediator and the front controller)."""
 
     @property
     def finished(self) -> bool:

@@ -7,9 +7,9 @@ import msgspec
 
 from actors import Request
 
-from ._definition import Failure
 from ._status import Outcome, WorkflowStatus
-from ._store import InstanceState
+from .definition._workflow import Failure
+from .stores._store import InstanceState
 
 __all__ = ("GetStatus", "StatusReply", "reply_from_state", "status_from_reply")
 

@@ -21,8 +21,8 @@ from coordination import (
     StampCoupled,
     Workflow,
 )
-from coordination._choreography import Choreography
-from coordination._events import Advance
+from coordination.choreography._engine import Choreography
+from coordination.choreography._events import Advance
 from coordination.scenarios.order_placement import (
     EmailService,
     FulfillmentService,
@@ -102,7 +102,7 @@ async def choreography(
 async def test_a_lost_event_is_sent_again_until_it_is_acknowledged(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("coordination._choreography.EVENT_TIMEOUT", 0.2)  # Ended, Begin
+    monkeypatch.setattr("coordination.choreography._engine.EVENT_TIMEOUT", 0.2)  # Ended, Begin
     bus = LossyBus()
     async with bus, choreography(bus, name, QUICK_STEPS, acknowledged=True) as (strategy, shop):
         placed = [PlaceOrder(f"o{n}", "ann", "book", 1, 1000) for n in range(10)]
@@ -163,7 +163,7 @@ async def test_an_acknowledgement_goes_only_to_the_choreographys_own_subjects() 
         forged = Advance(
             "o-forged", 99, route="stamp_coupled.order-placement", ack="corps.actors.elsewhere"
         )
-        ref = strategy.adapters["order"]
+        ref = strategy._adapters["order"]
         await ref.tell(forged, message_id="forged-1")
         genuine = await strategy.start(PlaceOrder("o1", "ann", "book", 1, 1000))
         assert (await strategy.result(genuine, timeout=5)).outcome is Outcome.COMPLETED

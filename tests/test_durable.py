@@ -20,7 +20,6 @@ from coordination import (
     EventStore,
     Failure,
     FrontController,
-    InstanceState,
     Mediator,
     MemoryEventStore,
     MemoryStateStore,
@@ -34,7 +33,7 @@ from coordination import (
     Strategy,
     UnknownWorkflowError,
 )
-from coordination._choreography import Choreography
+from coordination.choreography._engine import Choreography
 from coordination.core import Progress
 from coordination.scenarios.order_placement import (
     Charge,
@@ -48,6 +47,7 @@ from coordination.scenarios.order_placement import (
     PlaceOrder,
     order_workflow,
 )
+from coordination.stores import InstanceState
 
 from .helpers import until
 from .test_strategies import STRATEGIES, GatedFulfillment, open_shop, order

@@ -31,3 +31,32 @@ def test_errors_share_one_root_and_mix_in_builtins() -> None:
             obj = getattr(package, name)
             if isinstance(obj, type) and issubclass(obj, Exception):
                 assert issubclass(obj, brokers.CorpsError), name
+
+
+def test_internals_stay_out_of_the_public_names() -> None:
+    import actors
+    import brokers
+    import coordination
+
+    for package, internal in [
+        (brokers, {"prechecked_publish", "MemorySubscription", "NatsSubscription"}),
+        (actors, {"dispatch"}),
+        (coordination, {"InstanceState", "Choreography", "CommandPort"}),
+    ]:
+        assert not internal & set(package.__all__), package.__name__
+
+
+@pytest.mark.parametrize(
+    "name", ["Mediator", "FrontController", "StampCoupled", "QueryAll", "EventSourced", "Hybrid"]
+)
+def test_a_strategy_shows_its_user_only_the_strategy_api(name: str) -> None:
+    """`help(Mediator)` lists what a user calls, and no hook of the machinery behind it."""
+    import pydoc
+    import re
+
+    import coordination
+
+    text = pydoc.render_doc(getattr(coordination, name), renderer=pydoc.plaintext)
+    shown = set(re.findall(r"^ \|  (?:async )?([a-z]\w*)\(", text, re.MULTILINE))
+    api = {"start", "status", "result", "cancel", "pause", "resume", "stuck"}
+    assert shown == api

@@ -15,9 +15,9 @@ from actors import (
     Request,
     UnhandledMessageError,
     current_message,
-    dispatch,
     idempotent,
 )
+from actors._dispatch import dispatch
 from brokers import Bus, InvalidHeaderError
 
 from .actors_fixtures import Add, Counter, GetTotal

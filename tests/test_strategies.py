@@ -34,7 +34,7 @@ from coordination import (
     WorkflowContext,
     WorkflowStatus,
 )
-from coordination._events import Advance
+from coordination.choreography._events import Advance
 from coordination.scenarios.order_placement import (
     Charge,
     Charged,

@@ -17,8 +17,8 @@ from actors import (
     HandlerError,
     Message,
     SupervisorPolicy,
-    dispatch,
 )
+from actors._dispatch import dispatch
 from brokers import Bus
 
 from .actors_fixtures import Add, Block, Counter, Fail, GetTotal

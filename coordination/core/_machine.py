@@ -34,8 +34,8 @@ from typing import Any
 
 import msgspec
 
-from .._definition import Failure, Step, Workflow
 from .._status import Outcome
+from ..definition._workflow import Failure, Step, Workflow
 
 __all__ = (
     "CANCELLED",
@@ -57,6 +57,7 @@ __all__ = (
     "StepCancelled",
     "StepFailed",
     "StepRejected",
+    "Timer",
     "apply",
     "message_id",
     "outcome_of",
@@ -65,6 +66,13 @@ __all__ = (
 
 CANCELLED = "cancelled"
 """The reason of the failure a cancel turns an instance around with."""
+
+
+class Timer(msgspec.Struct, frozen=True, gc=False):
+    """A durable timer: `name` fires at `due` (seconds since the epoch, UTC)."""
+
+    name: str
+    due: float
 
 
 class Progress(msgspec.Struct, omit_defaults=True, gc=False):
@@ -95,6 +103,14 @@ class Progress(msgspec.Struct, omit_defaults=True, gc=False):
     cancelled: bool = False
     """Turned around by a cancel (the outcome is CANCELLED unless a compensation failed)."""
     paused: bool = False
+    timers: tuple[Timer, ...] = ()
+    """Durable timers pending (a `Sleep`, a `WaitFor`'s timeout): empty for a sequence of
+    steps, whose only clock is the step executor's."""
+    awaiting: tuple[str, ...] = ()
+    """The signals the instance waits for (a `WaitFor`)."""
+    path: tuple[str, ...] = ()
+    """The way the instance took through its branches (`<branch>:<path>`), so that its
+    compensation retraces it."""
 
     @property
     def current_step(self) -> str | None:
@@ -275,7 +291,7 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
     progress.completed = (*progress.completed, step)
     if progress.cancel_requested:
         progress.active = _without(active, step)
-        return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
+        return _turn_around(workflow, progress, _cancel_failure(step), cancelled=True)
     following = workflow.next_step[step]
     if following is None:
         progress.active = _without(active, step)
@@ -292,11 +308,11 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
 
 
 def _rejected(workflow: Workflow[Any], progress: Progress, event: StepRejected) -> Actions:
-    return _step_failed(workflow, progress, Failure(event.step, event.reason, False))
+    return _step_failed(workflow, progress, Failure(event.step, event.reason, technical=False))
 
 
 def _failed(workflow: Workflow[Any], progress: Progress, event: StepFailed) -> Actions:
-    return _step_failed(workflow, progress, Failure(event.step, event.reason, True))
+    return _step_failed(workflow, progress, Failure(event.step, event.reason, technical=True))
 
 
 def _step_failed(workflow: Workflow[Any], progress: Progress, failure: Failure) -> Actions:
@@ -366,7 +382,12 @@ def _cancel_now(workflow: Workflow[Any], progress: Progress, step: str) -> Actio
     progress.active = _without(progress.active, step)
     progress.held = _without(progress.held, step)
     progress.paused = False
-    return _turn_around(workflow, progress, Failure(step, CANCELLED, False), cancelled=True)
+    return _turn_around(workflow, progress, _cancel_failure(step), cancelled=True)
+
+
+def _cancel_failure(step: str) -> Failure:
+    """The failure a cancel turns an instance around with: `step` was under way, or due."""
+    return Failure(step, CANCELLED, technical=False)
 
 
 def _start(progress: Progress, step: Step) -> Actions:

@@ -25,7 +25,7 @@ import msgspec
 
 from actors import Actor, Message, Request, idempotent
 
-from .._definition import Notify, Rejected, RetryPolicy, Step, Workflow, WorkflowContext
+from ..definition._workflow import Notify, Rejected, RetryPolicy, Step, Workflow, WorkflowContext
 
 __all__ = (
     "TICKET_RESOLVED",

@@ -20,9 +20,9 @@ from nats.js.kv import KeyValue
 
 from brokers import NatsBus
 
-from ._definition import Workflow
+from .._status import Outcome
+from ..definition._workflow import Workflow
 from ._state_codec import StateCodec
-from ._status import Outcome
 from ._store import InstanceState
 
 __all__ = ("NatsStateStore",)

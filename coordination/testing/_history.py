@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._status import Outcome
+from .._status import Outcome
 
 __all__ = ("History", "HistoryRules", "HistoryVerdict")
 

@@ -16,7 +16,7 @@ import msgspec
 
 from actors import Actor, Message, Request
 
-from ._errors import InvalidWorkflowError
+from .._errors import InvalidWorkflowError
 
 __all__ = (
     "Failure",

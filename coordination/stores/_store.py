@@ -7,9 +7,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ._definition import Failure
-from ._status import Outcome
-from .core import Progress
+from .._status import Outcome
+from ..core import Progress
+from ..definition._workflow import Failure
 
 __all__ = ("InstanceState", "MemoryStateStore", "StateStore")
 
@@ -58,6 +58,10 @@ class MemoryStateStore:
         self._finished: OrderedDict[str, None] = OrderedDict()
 
     async def save(self, state: InstanceState) -> None:
+        self.keep(state)
+
+    def keep(self, state: InstanceState) -> None:
+        """`save`, synchronously: a coordinator on a memory store saves without awaiting."""
         workflow_id = state.workflow_id
         self._states[workflow_id] = state
         if state.outcome is not Outcome.RUNNING and workflow_id not in self._finished:

@@ -23,16 +23,13 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 from brokers import new_id
 
-from . import core
-from ._commands import CommandPort, send_notices
-from ._definition import Rejected, Step, Workflow, WorkflowContext, builder_context, check_input
-from ._errors import UnknownWorkflowError
-from ._metrics import WorkflowMetrics
-from ._outcomes import DEFAULT_KEEP, Outcomes
-from ._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
-from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
-from ._store import InstanceState, MemoryStateStore, StateStore
-from .core import (
+from .. import core
+from .._errors import UnknownWorkflowError
+from .._metrics import WorkflowMetrics
+from .._outcomes import DEFAULT_KEEP, Outcomes
+from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
+from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
+from ..core import (
     Actions,
     CancelRequested,
     Compensate,
@@ -48,6 +45,16 @@ from .core import (
     StepFailed,
     StepRejected,
 )
+from ..core._executor import CommandPort, send_notices, tell_with_retry
+from ..definition._workflow import (
+    Rejected,
+    Step,
+    Workflow,
+    WorkflowContext,
+    builder_context,
+    check_input,
+)
+from ..stores._store import InstanceState, MemoryStateStore, StateStore
 
 __all__ = ("Mediator",)
 
@@ -114,6 +121,8 @@ class Mediator(Generic[In]):
         """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
         self.store: StateStore = store if store is not None else MemoryStateStore()
+        self._keep = self.store.keep if isinstance(self.store, MemoryStateStore) else None
+        """A memory store's synchronous save: no await per step where nothing is written."""
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.metrics.stuck = lambda: len(self.stuck())
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
@@ -300,7 +309,11 @@ class Mediator(Generic[In]):
         """Feed `event` to the core, then do what it says."""
         _, actions = core.apply(self.workflow, run.state.progress, event)
         if len(actions) == 1 and type(actions[0]) is Perform:  # the next step: most often
-            await self._save(run.state)
+            keep = self._keep
+            if keep is not None:
+                keep(run.state)
+            else:
+                await self._save(run.state)
             await self._perform(run, self.workflow.step(actions[0].step))
             return
         await self._act(run, actions)
@@ -336,18 +349,28 @@ class Mediator(Generic[In]):
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
             await self._apply(run, StepFailed(step.name, reason))
             return
-        assert self._port is not None
+        port = self._port
+        assert port is not None
         run.sent_at = perf_counter()
-        error = await self._port.perform(
+        message_id = core.message_id(workflow_id, step.name)
+        if step.wait:  # on with the answer, when it comes
+            await port.send(
+                self._refs[step.service],
+                command,
+                _Sent(run, step.name, undo=False),
+                message_id=message_id,
+                correlation_id=workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
+            )
+            return
+        error = await tell_with_retry(
             self._refs[step.service],
-            step,
             command,
-            _Sent(run, step.name, undo=False),
-            message_id=core.message_id(workflow_id, step.name),
+            policy=step.retry,
             workflow_id=workflow_id,
+            message_id=message_id,
         )
-        if step.wait:
-            return  # on with the answer
         if error is not None:
             await self._apply(run, StepFailed(step.name, error))
         else:

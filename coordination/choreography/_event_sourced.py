@@ -17,12 +17,12 @@ import msgspec
 from actors import ActorSystem
 from brokers import Msg, Subscription
 
-from ._choreography import Choreography
-from ._definition import Failure, Workflow
-from ._event_store import EventStore, MemoryEventStore
+from .._outcomes import DEFAULT_KEEP
+from .._status import Outcome, WorkflowStatus
+from ..definition._workflow import Failure, Workflow
+from ..stores._event_store import EventStore, MemoryEventStore
+from ._engine import Choreography
 from ._events import Advance, Cancel, Ended, Unwind, WorkflowEvent
-from ._outcomes import DEFAULT_KEEP
-from ._status import Outcome, WorkflowStatus
 
 __all__ = ("EventSourced",)
 
@@ -65,9 +65,9 @@ class EventSourced(Choreography[In]):
 
     async def _open(self) -> None:
         # Events go to the services (sidecars), to adapters of their own, and to the client.
-        subjects = {ref.subject for ref in self.adapters.values()}
-        assert self.endpoint is not None
-        subjects.add(self.endpoint.subject)
+        subjects = {ref.subject for ref in self._adapters.values()}
+        assert self._endpoint is not None
+        subjects.add(self._endpoint.subject)
         for subject in sorted(subjects):
             self._taps.append(await self.system.bus.subscribe(subject, self._record))
 
@@ -81,12 +81,12 @@ class EventSourced(Choreography[In]):
             event = _event_decoder.decode(msg.data)
         except msgspec.DecodeError:
             return  # a service's own message (another workflow's command, a notice)
-        if getattr(event, "route", self.route) != self.route:
+        if getattr(event, "route", self._route) != self._route:
             return  # another choreography's event, in a service they share
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)
-        self.progressed(event.workflow_id)
+        self._progressed(event.workflow_id)
 
     async def _recall(self, workflow_id: str) -> None:
         """An instance logged by an earlier process: running, or ended as its log says."""

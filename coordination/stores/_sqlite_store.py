@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._definition import Workflow
+from .._status import Outcome
+from ..definition._workflow import Workflow
 from ._sqlite import connect
 from ._state_codec import StateCodec
-from ._status import Outcome
 from ._store import InstanceState
 
 __all__ = ("SqliteStateStore",)

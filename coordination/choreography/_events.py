@@ -14,8 +14,8 @@ import msgspec
 
 from actors import Message
 
-from ._definition import RetryPolicy
-from .core import Progress
+from ..core import Progress
+from ..definition._workflow import RetryPolicy
 
 __all__ = (
     "EVENT_RETRY",

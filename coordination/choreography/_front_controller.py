@@ -15,14 +15,14 @@ import msgspec
 
 from actors import Actor, ActorSystem
 
+from .._outcomes import DEFAULT_KEEP
+from .._status import Outcome, WorkflowStatus
+from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
+from ..definition._workflow import Workflow
+from ..stores._store import InstanceState, MemoryStateStore, StateStore
 from ._adapter import Adapter
-from ._choreography import Choreography
-from ._definition import Workflow
+from ._engine import Choreography
 from ._events import Audit, Begin, Carried, Ended, StepStarted
-from ._outcomes import DEFAULT_KEEP
-from ._status import Outcome, WorkflowStatus
-from ._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
-from ._store import InstanceState, MemoryStateStore, StateStore
 
 __all__ = ("FrontController",)
 
@@ -47,9 +47,9 @@ class _Front(Actor):
         # moved on: the instance began the first time, and its first event is on its way.
         if await self.store.load(msg.workflow_id) is None:
             await self.store.save(InstanceState(msg.workflow_id, None))
-            await self.engine.advance_first(msg.workflow_id, msg.data)
+            await self.engine._advance_first(msg.workflow_id, msg.data)
         if msg.ack:
-            self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
+            self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
 
     async def step_started(self, msg: StepStarted) -> None:
         state = await self.store.load(msg.workflow_id)
@@ -59,15 +59,15 @@ class _Front(Actor):
         state.progress.active = (names[msg.step],)
         state.progress.completed = tuple(names[: msg.step])
         await self.store.save(state)
-        self.engine.progressed(msg.workflow_id)
+        self.engine._progressed(msg.workflow_id)
 
     async def ended(self, msg: Ended) -> None:
         state = await self.store.load(msg.workflow_id) or InstanceState(msg.workflow_id, None)
         state.progress = msg.progress
         await self.store.save(state)
-        self.engine.finish(msg)
+        self.engine._finish(msg)
         if msg.ack:
-            self.engine.acks_out.acknowledge(self.engine.route, msg.ack)
+            self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
 
     async def audit(self, msg: Audit) -> None:
         state = await self.store.load(msg.workflow_id)
@@ -110,13 +110,13 @@ class FrontController(Choreography[In]):
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks
-        self.tracks_starts = callbacks
+        self._tracks_starts = callbacks
         self.resumed = 0
         """Records left running in the store when this front controller started."""
 
     @property
-    def endpoint_name(self) -> str:
-        return f"{self.route}.front"
+    def _endpoint_name(self) -> str:
+        return f"{self._route}.front"
 
     def _make_endpoint(self) -> Actor:
         return _Front(self)
@@ -133,8 +133,8 @@ class FrontController(Choreography[In]):
     async def _audit(self, workflow_id: str, who: str, what: str) -> str:
         """The record keeps the history too, in the store: it outlives this object."""
         entry = await super()._audit(workflow_id, who, what)
-        assert self.endpoint is not None
-        await self.endpoint.tell(Audit(workflow_id, entry), correlation_id=workflow_id)
+        assert self._endpoint is not None
+        await self._endpoint.tell(Audit(workflow_id, entry), correlation_id=workflow_id)
         return entry
 
     async def _recall(self, workflow_id: str) -> None:
@@ -143,22 +143,22 @@ class FrontController(Choreography[In]):
             self._remember(workflow_id, None if state.outcome is Outcome.RUNNING else _end(state))
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
-        assert self.endpoint is not None
-        await self.emit(self.endpoint, Begin(workflow_id, data), f"{workflow_id}.begin")
+        assert self._endpoint is not None
+        await self._emit_event(self._endpoint, Begin(workflow_id, data), f"{workflow_id}.begin")
 
-    async def step_started(
+    async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None:
         if self.callbacks:
-            assert self.endpoint is not None
-            await self.endpoint.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
+            assert self._endpoint is not None
+            await self._endpoint.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the
         services call back."""
         await self._known(workflow_id)
-        assert self.endpoint is not None
-        reply = await self.endpoint.ask(GetStatus(workflow_id))
+        assert self._endpoint is not None
+        reply = await self._endpoint.ask(GetStatus(workflow_id))
         if not reply.found:  # started, and Begin not handled yet
             reply = StatusReply(found=True, outcome=Outcome.RUNNING.value)
         unknown: frozenset[str] = frozenset()

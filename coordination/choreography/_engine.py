@@ -40,10 +40,14 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, Subscription, new_id
 
+from .._metrics import WorkflowMetrics
+from .._outcomes import DEFAULT_KEEP, Outcomes
+from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
+from ..core._executor import send_notices
+from ..definition._workflow import Workflow, WorkflowContext, check_input
 from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
-from ._definition import Workflow, check_input
 from ._events import (
     EVENT_RETRY,
     Advance,
@@ -54,11 +58,9 @@ from ._events import (
     Hold,
     Unwind,
     advance_id,
+    unwind_id,
 )
-from ._metrics import WorkflowMetrics
-from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._sidecars import attach, detach
-from ._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 
 __all__ = ("Choreography",)
 
@@ -85,15 +87,15 @@ class _Client(Actor):
         self.engine = engine
 
     async def ended(self, event: Ended) -> None:
-        self.engine.finish(event)
+        self.engine._finish(event)
         if event.ack:
-            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
+            self.engine._acks_out.acknowledge(self.engine._route, event.ack)
 
 
 class Choreography(Generic[In]):
     """Base of the choreographed strategies: the strategy API over adapters and events.
 
-    Subclasses say what events carry (`carries_data`) and how `status` is answered, and may
+    Subclasses say what events carry (`_carries_data`) and how `status` is answered, and may
     hook into each step's start, end, failure and compensation. With `sidecars` (the
     default), the adapter of a service that runs in this system works inside the service's
     mailbox; without, or for a service elsewhere on the bus, it is an actor of its own that
@@ -102,7 +104,7 @@ class Choreography(Generic[In]):
     """
 
     strategy: str
-    carries_data: ClassVar[bool] = True
+    _carries_data: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -116,24 +118,24 @@ class Choreography(Generic[In]):
     ) -> None:
         self.system = system
         self.sidecars = sidecars
-        self.tracks_starts = type(self).step_started is not Choreography.step_started
+        self._tracks_starts = type(self)._step_started is not Choreography._step_started
         """Whether adapters call `step_started`: only strategies that override it (saving an
         await per step for the others)."""
         self.stuck_after = stuck_after
         """Seconds without progress this strategy can see after which a running instance
         counts as stuck."""
         self.workflow = workflow
-        self.codec = ContextCodec(workflow)
-        self.refs: dict[str, ActorRef[Any]] = {}
-        self.adapters: dict[str, ActorRef[Any]] = {}
+        self._codec = ContextCodec(workflow)
+        self._refs: dict[str, ActorRef[Any]] = {}
+        self._adapters: dict[str, ActorRef[Any]] = {}
         """Where each service's events go: the service itself (a sidecar) or its adapter."""
-        self.local_adapters: dict[str, Adapter[In]] = {}
-        self.endpoint: ActorRef[Any] | None = None
+        self._local_adapters: dict[str, Adapter[In]] = {}
+        self._endpoint: ActorRef[Any] | None = None
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.metrics.stuck = lambda: len(self.stuck())
-        self.cancelled: OrderedDict[str, None] = OrderedDict()
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
         """The instances someone cancelled (the latest `REMEMBERED_CANCELS`): each adapter
         here turns one around at the next step it sees end."""
         self._paused: set[str] = set()
@@ -145,9 +147,9 @@ class Choreography(Generic[In]):
         self._running = False
         self._events: EventSender | None = None
         """Sends the events that must not be lost, on a bus that can lose them."""
-        self.acks_out = acknowledger(system)
+        self._acks_out = acknowledger(system)
         """Where this system's receivers of acknowledged events acknowledge them."""
-        self.ack_to = ""
+        self._ack_to = ""
         """Where receivers acknowledge this choreography's events ("": not acknowledged);
         the events are made with it."""
         self._acks: Subscription | None = None
@@ -157,34 +159,34 @@ class Choreography(Generic[In]):
         entering). False on NATS trades the guarantee for 15-20% more throughput."""
 
     @functools.cached_property
-    def route(self) -> str:
+    def _route(self) -> str:
         """What this choreography's events name it by: `<strategy>.<workflow>` (read for
         every event: worked out once)."""
         return f"{self.strategy}.{self.workflow.name}"
 
-    def adapter_name(self, service: str) -> str:
-        return f"{self.route}.{service}"
+    def _adapter_name(self, service: str) -> str:
+        return f"{self._route}.{service}"
 
     @property
-    def endpoint_name(self) -> str:
-        return f"{self.route}.client"
+    def _endpoint_name(self) -> str:
+        return f"{self._route}.client"
 
     async def __aenter__(self) -> Self:
         system = self.system
-        self.refs = {name: system.ref(cls, name) for name, cls in self.workflow.services.items()}
+        self._refs = {name: system.ref(cls, name) for name, cls in self.workflow.services.items()}
         services = dict.fromkeys(step.service for step in self.workflow.steps)
         try:
             for service in services:
                 local = self.sidecars and system.is_local(service)
                 adapter: Adapter[In] = Adapter(self, service, local=local)
                 if local:
-                    self.local_adapters[service] = adapter
-                    self.adapters[service] = attach(system, service, self.route, adapter)
+                    self._local_adapters[service] = adapter
+                    self._adapters[service] = attach(system, service, self._route, adapter)
                 else:
-                    self.adapters[service] = await system.spawn(
-                        _always(adapter), name=self.adapter_name(service)
+                    self._adapters[service] = await system.spawn(
+                        _always(adapter), name=self._adapter_name(service)
                     )
-            self.endpoint = await system.spawn(self._make_endpoint, name=self.endpoint_name)
+            self._endpoint = await system.spawn(self._make_endpoint, name=self._endpoint_name)
             if self.acknowledged is None:
                 self.acknowledged = not isinstance(system.bus, MemoryBus)
             if self.acknowledged:
@@ -216,12 +218,12 @@ class Choreography(Generic[In]):
         if acks is not None:
             await acks.unsubscribe()
             await flush_acks(self.system)
-        for service, adapter in self.local_adapters.items():
-            detach(self.system, service, self.route)
+        for service, adapter in self._local_adapters.items():
+            detach(self.system, service, self._route)
             await adapter.close()
-        refs = [ref for s, ref in self.adapters.items() if s not in self.local_adapters]
-        if self.endpoint is not None:
-            refs.append(self.endpoint)
+        refs = [ref for s, ref in self._adapters.items() if s not in self._local_adapters]
+        if self._endpoint is not None:
+            refs.append(self._endpoint)
         for ref in refs:
             if not ref.stopped:
                 await self.system.stop(ref)
@@ -240,7 +242,7 @@ class Choreography(Generic[In]):
         workflow_id = f"{self.workflow.name}-{new_id()}"
         self.outcomes.add(workflow_id)
         self._progress[workflow_id] = perf_counter()
-        await self._begin(workflow_id, self.codec.carried(workflow_input, results))
+        await self._begin(workflow_id, self._codec.carried(workflow_input, results))
         return workflow_id
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
@@ -259,8 +261,8 @@ class Choreography(Generic[In]):
         if not await self._still_running(workflow_id):
             return False
         await self._audit(workflow_id, by, "cancel")
-        self.cancelled_instance(workflow_id)  # the adapters here know at once
-        await self._broadcast(Cancel(workflow_id, self.route))
+        self._cancel_seen(workflow_id)  # the adapters here know at once
+        await self._broadcast(Cancel(workflow_id, self._route))
         await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
 
@@ -271,7 +273,7 @@ class Choreography(Generic[In]):
             return False
         await self._audit(workflow_id, by, "pause")
         self._paused.add(workflow_id)
-        await self._broadcast(Hold(workflow_id, self.route))
+        await self._broadcast(Hold(workflow_id, self._route))
         return True
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
@@ -280,12 +282,12 @@ class Choreography(Generic[In]):
             return False
         await self._audit(workflow_id, by, "resume")
         self._paused.discard(workflow_id)
-        await self._broadcast(Hold(workflow_id, self.route, held=False))
+        await self._broadcast(Hold(workflow_id, self._route, held=False))
         return True
 
-    def cancelled_instance(self, workflow_id: str) -> None:
+    def _cancel_seen(self, workflow_id: str) -> None:
         """Remember that `workflow_id` is cancelled (bounded: the latest ones)."""
-        cancelled = self.cancelled
+        cancelled = self._cancelled
         cancelled[workflow_id] = None
         if len(cancelled) > REMEMBERED_CANCELS:
             cancelled.popitem(last=False)
@@ -298,9 +300,9 @@ class Choreography(Generic[In]):
         """Tell every adapter. A cancel is acknowledged like the events (taking it twice is
         harmless); a hold is told once, since a resent pause could land after the resume
         that followed it."""
-        for service, adapter in self.adapters.items():
+        for service, adapter in self._adapters.items():
             if isinstance(event, Cancel):
-                await self.emit(adapter, event, f"{event.workflow_id}.cancel.{service}")
+                await self._emit_event(adapter, event, f"{event.workflow_id}.cancel.{service}")
             else:
                 await adapter.tell(event, correlation_id=event.workflow_id)
 
@@ -343,7 +345,7 @@ class Choreography(Generic[In]):
         limit = self.stuck_after
         return [wid for wid, seen in self._progress.items() if now - seen > limit]
 
-    def progressed(self, workflow_id: str) -> None:
+    def _progressed(self, workflow_id: str) -> None:
         """The strategy saw `workflow_id` move on."""
         if workflow_id in self._progress:
             self._progress[workflow_id] = perf_counter()
@@ -368,15 +370,15 @@ class Choreography(Generic[In]):
         self.outcomes.add(workflow_id)
         self._progress[workflow_id] = perf_counter()
         if ended is not None:
-            self.finish(ended)
+            self._finish(ended)
 
     # -- for adapters and endpoints ---------------------------------------------------
 
-    def finish(self, event: Ended) -> None:
+    def _finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
         self._progress.pop(event.workflow_id, None)
         self._paused.discard(event.workflow_id)
-        result = self.result_of(event)
+        result = self._result_of(event)
         progress = event.progress
         status = WorkflowStatus(
             event.workflow_id,
@@ -390,19 +392,39 @@ class Choreography(Generic[In]):
         )
         self.outcomes.finish(event.workflow_id, result, status)
 
-    def result_of(self, event: Ended) -> WorkflowResult:
+    def _result_of(self, event: Ended) -> WorkflowResult:
         progress = event.progress
-        results = self.codec.results(event.data.results) if event.data is not None else {}
+        results = self._codec.results(event.data.results) if event.data is not None else {}
         return WorkflowResult(
             event.workflow_id, progress.outcome, results, progress.failure, progress.attention
         )
 
-    async def end(self, adapter: Adapter[In], event: Ended) -> None:
+    async def _end(self, adapter: Adapter[In], event: Ended) -> None:
         """Send `Ended` to whoever waits for the outcome."""
-        assert self.endpoint is not None
-        await self.emit(self.endpoint, event, f"{event.workflow_id}.ended")
+        assert self._endpoint is not None
+        await self._emit_event(self._endpoint, event, f"{event.workflow_id}.ended")
 
-    async def emit(
+    def _acknowledge(self, ack: str) -> None:
+        """An acknowledged event was handled here: tell its sender (in a batch)."""
+        self._acks_out.acknowledge(self._route, ack)
+
+    async def _send(self, service: str, event: Advance | Unwind, again: str = "") -> None:
+        """Send `event` to `service`'s adapter (acknowledged where events can be lost);
+        `again` tells apart an event sent anew while the same one may await its
+        acknowledgement."""
+        to = self._adapters[service]
+        if not self._ack_to:  # told: no id or timeout to work out (the in-memory hot path)
+            await to.tell(event, correlation_id=event.workflow_id)
+            return
+        message_id = advance_id(event) if isinstance(event, Advance) else unwind_id(event)
+        timeout = self.workflow.steps[event.step].timeout
+        await self._emit_event(to, event, message_id + again, timeout)
+
+    async def _notify(self, context: WorkflowContext[Any], workflow_id: str) -> None:
+        """Send the workflow's failure notices."""
+        await send_notices(self.workflow, self._refs, context, workflow_id)
+
+    async def _emit_event(
         self,
         to: ActorRef[Any],
         event: Advance | Unwind | Ended | Begin | Cancel,
@@ -416,8 +438,8 @@ class Choreography(Generic[In]):
         if events is None:
             await to.tell(event, correlation_id=event.workflow_id)
             return
-        if event.ack != self.ack_to:
-            event = msgspec.structs.replace(event, ack=self.ack_to)
+        if event.ack != self._ack_to:
+            event = msgspec.structs.replace(event, ack=self._ack_to)
         await events.send(
             to,
             event,
@@ -428,8 +450,8 @@ class Choreography(Generic[In]):
 
     async def _open_acknowledgements(self) -> None:
         self._events = EventSender(EVENT_RETRY.attempts, self._unacknowledged)
-        self.ack_to = ack_subject(self.system, self.route, new_id())
-        self._acks = await self.system.bus.subscribe(self.ack_to, self._on_acks)
+        self._ack_to = ack_subject(self.system, self._route, new_id())
+        self._acks = await self.system.bus.subscribe(self._ack_to, self._on_acks)
 
     async def _on_acks(self, msg: Msg) -> None:
         events = self._events
@@ -438,7 +460,7 @@ class Choreography(Generic[In]):
         try:
             message_ids = decode_acks(msg.data)
         except Exception:  # DecodeError, and UnicodeDecodeError for a bad string
-            logger.warning("%s: undecodable acknowledgements refused", self.route)
+            logger.warning("%s: undecodable acknowledgements refused", self._route)
             return
         events.acknowledge(message_ids)
 
@@ -448,7 +470,7 @@ class Choreography(Generic[In]):
             "event %s was never acknowledged (%s): its instance is stuck", message_id, reason
         )
 
-    async def fetch(
+    async def _fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
     ) -> Carried:
         """The data step number `step`'s builders (its compensation's, with `undo`) read,
@@ -468,20 +490,22 @@ class Choreography(Generic[In]):
         """Stop it again."""
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
-        await self.advance_first(workflow_id, data)
+        await self._advance_first(workflow_id, data)
 
-    async def advance_first(self, workflow_id: str, data: Carried) -> None:
+    async def _advance_first(self, workflow_id: str, data: Carried) -> None:
         """Send the instance's first step to its service."""
         first = self.workflow.steps[0]
-        advance = Advance(workflow_id, 0, data, route=self.route, ack=self.ack_to)
-        await self.emit(self.adapters[first.service], advance, advance_id(advance), first.timeout)
+        advance = Advance(workflow_id, 0, data, route=self._route, ack=self._ack_to)
+        await self._emit_event(
+            self._adapters[first.service], advance, advance_id(advance), first.timeout
+        )
 
-    async def step_started(
+    async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None:
         """An adapter is about to perform step number `step`."""
 
-    def step_done(
+    def _step_done(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
     ) -> Carried | None:
         """Step `step` answered `reply`: what the next event carries."""
@@ -491,13 +515,13 @@ class Choreography(Generic[In]):
         results[self.workflow.steps[step].name] = msgspec.Raw(reply)
         return Carried(data.input, results, data.trail)
 
-    def step_failed(
+    def _step_failed(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         """Step `step` failed: what the failure events carry."""
         return data
 
-    def step_compensated(
+    def _step_compensated(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         """Step `step` was undone: what the next failure event carries."""

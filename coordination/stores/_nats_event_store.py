@@ -15,8 +15,8 @@ import nats.js.errors
 
 from brokers import NatsBus, validate_subject
 
+from ..choreography._events import WorkflowEvent
 from ._event_store import LogCache
-from ._events import WorkflowEvent
 
 __all__ = ("NatsEventStore",)
 

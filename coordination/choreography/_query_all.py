@@ -26,12 +26,12 @@ from brokers import (
     Subscription,
 )
 
+from .._outcomes import DEFAULT_KEEP
+from .._status import Outcome, WorkflowResult, WorkflowStatus
+from ..definition._workflow import Failure, Workflow
 from ._adapter import Adapter
-from ._choreography import Choreography
-from ._definition import Failure, Workflow
+from ._engine import Choreography
 from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
-from ._outcomes import DEFAULT_KEEP
-from ._status import Outcome, WorkflowResult, WorkflowStatus
 
 __all__ = ("QueryAll",)
 
@@ -77,7 +77,7 @@ class QueryAll(Choreography[In]):
     """
 
     strategy = "query_all"
-    carries_data = False
+    _carries_data = False
 
     def __init__(
         self,
@@ -105,10 +105,10 @@ class QueryAll(Choreography[In]):
         self._subscriptions: list[Subscription] = []
 
     def _records_subject(self, service: str) -> str:
-        return f"{self.system.prefix}.{self.adapter_name(service)}.records"
+        return f"{self.system.prefix}.{self._adapter_name(service)}.records"
 
     async def _open(self) -> None:
-        for service in self.adapters:
+        for service in self._adapters:
             records: OrderedDict[str, _Record] = OrderedDict()
             self._records[service] = records
             subscription = await self.system.bus.subscribe(
@@ -132,7 +132,7 @@ class QueryAll(Choreography[In]):
             except msgspec.DecodeError:
                 return  # not a query: nothing to answer
             record = records.get(query.workflow_id)
-            reply = record.reply() if record is not None else RecordReply(False)
+            reply = record.reply() if record is not None else RecordReply(found=False)
             await bus.publish(msg.reply, _encode(reply))
 
         return answer
@@ -148,7 +148,7 @@ class QueryAll(Choreography[In]):
                 records.popitem(last=False)
         return record
 
-    async def step_started(
+    async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None:
         record = self._record(adapter, workflow_id)
@@ -157,7 +157,7 @@ class QueryAll(Choreography[In]):
             record.results.update(data.results)
         record.states[self.workflow.steps[step].name] = STARTED
 
-    def step_done(
+    def _step_done(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
     ) -> Carried | None:
         record = self._record(adapter, workflow_id)
@@ -167,25 +167,25 @@ class QueryAll(Choreography[In]):
             record.results[definition.name] = msgspec.Raw(reply)
         return None
 
-    def step_failed(
+    def _step_failed(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = FAILED
         return None
 
-    def step_compensated(
+    def _step_compensated(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = COMPENSATED
         return None
 
-    async def end(self, adapter: Adapter[In], event: Ended) -> None:
+    async def _end(self, adapter: Adapter[In], event: Ended) -> None:
         record = self._record(adapter, event.workflow_id)
         progress = event.progress
         record.outcome = progress.outcome.value
         record.attention = list(progress.attention)
         record.failure = progress.failure
-        await super().end(adapter, event)
+        await super()._end(adapter, event)
 
     # -- asking around ------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ class QueryAll(Choreography[In]):
         links = self.system.links
         if links is not None:
             for service in services:
-                link = Link(asker, self.adapter_name(service), "RecordQuery", request=True)
+                link = Link(asker, self._adapter_name(service), "RecordQuery", request=True)
                 links.record(link, workflow_id)
         if len(services) == 1:  # the common case: no task for a gather of one
             replies = [await self._ask(services[0], query, persist)]
@@ -221,7 +221,7 @@ class QueryAll(Choreography[In]):
             await asyncio.sleep(EVENT_RETRY.delay(attempt))
             attempt += 1
 
-    async def fetch(
+    async def _fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
     ) -> Carried:
         """The request, from the service that took it, and the replies the step reads, from
@@ -235,7 +235,7 @@ class QueryAll(Choreography[In]):
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
         records = (
-            await self._gather(adapter.adapter_name, others, workflow_id, persist=True)
+            await self._gather(adapter._adapter_name, others, workflow_id, persist=True)
             if others
             else []
         )
@@ -252,18 +252,18 @@ class QueryAll(Choreography[In]):
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the end, then gather the replies from the participants."""
         ended = await super().result(workflow_id, timeout)
-        records = await self._gather("client", list(self.adapters), workflow_id, persist=True)
+        records = await self._gather("client", list(self._adapters), workflow_id, persist=True)
         results: dict[str, msgspec.Raw] = {}
         for record in records:
             results.update(record.results)
         return WorkflowResult(
-            workflow_id, ended.outcome, self.codec.results(results), ended.failure, ended.attention
+            workflow_id, ended.outcome, self._codec.results(results), ended.failure, ended.attention
         )
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Every participant's record, merged."""
         await self._known(workflow_id)
-        records = await self._gather("client", list(self.adapters), workflow_id)
+        records = await self._gather("client", list(self._adapters), workflow_id)
         states: dict[str, str] = {}
         outcome = Outcome.RUNNING
         failure: Failure | None = None

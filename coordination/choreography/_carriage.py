@@ -17,7 +17,7 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._definition import Replies, Workflow, WorkflowContext, nothing_to_read
+from ..definition._workflow import Replies, Workflow, WorkflowContext, nothing_to_read
 from ._events import Carried
 
 __all__ = ("ContextCodec", "reply_decoder")

@@ -12,10 +12,10 @@ from typing import TypeVar
 
 import msgspec
 
+from .._status import Outcome, WorkflowStatus
 from ._adapter import Adapter
-from ._choreography import Choreography
+from ._engine import Choreography
 from ._events import Carried
-from ._status import Outcome, WorkflowStatus
 
 __all__ = ("StampCoupled",)
 
@@ -54,18 +54,18 @@ class StampCoupled(Choreography[In]):
             UNSEEN_UNTIL_THE_END,
         )
 
-    def step_done(
+    def _step_done(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
     ) -> Carried | None:
-        carried = super().step_done(adapter, workflow_id, step, data, reply)
+        carried = super()._step_done(adapter, workflow_id, step, data, reply)
         return _stamped(carried, f"{self.workflow.steps[step].name}:done")
 
-    def step_failed(
+    def _step_failed(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         return _stamped(data, f"{self.workflow.steps[step].name}:failed")
 
-    def step_compensated(
+    def _step_compensated(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> Carried | None:
         return _stamped(data, f"{self.workflow.steps[step].name}:compensated")

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from actors import Actor, ActorRef, acting_as, dispatch
+from actors import Actor, ActorRef, ActorSystem, acting_as
+from actors._dispatch import dispatch
 
-from . import core
-from ._commands import CommandPort, send_notices, tell_with_retry
-from ._definition import Failure, Rejected, WorkflowContext
-from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind, advance_id, unwind_id
-from ._status import Outcome
-from .core import (
+from .. import core
+from .._metrics import WorkflowMetrics
+from .._status import Outcome
+from ..core import (
     Compensate,
     CompensationDone,
     CompensationFailed,
@@ -38,15 +37,93 @@ from .core import (
     StepFailed,
     StepRejected,
 )
+from ..core._executor import CommandPort, tell_with_retry
+from ..definition._workflow import Failure, Rejected, Workflow, WorkflowContext
+from ._carriage import ContextCodec
+from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
 
-if TYPE_CHECKING:
-    from ._choreography import Choreography
+In = TypeVar("In", bound=msgspec.Struct)
+
+
+class _Host(Protocol[In]):
+    """What an adapter sees of its choreography (the engine): a narrow interface, all of it
+    the engine's private side, so that the strategies' public API stays the user's."""
+
+    @property
+    def system(self) -> ActorSystem: ...
+
+    @property
+    def workflow(self) -> Workflow[In]: ...
+
+    @property
+    def metrics(self) -> WorkflowMetrics: ...
+
+    @property
+    def _codec(self) -> ContextCodec[In]: ...
+
+    @property
+    def _refs(self) -> Mapping[str, ActorRef[Any]]: ...
+
+    @property
+    def _ack_to(self) -> str:
+        """Where receivers acknowledge the events ("": they are not acknowledged)."""
+
+    @property
+    def _carries_data(self) -> bool:
+        """Whether events carry the workflow's data (query-all's do not)."""
+
+    @property
+    def _tracks_starts(self) -> bool:
+        """Whether `_step_started` is to be awaited."""
+
+    @property
+    def _cancelled(self) -> Mapping[str, None]:
+        """The instances cancelled (looked up for every step: a plain mapping)."""
+
+    @property
+    def _route(self) -> str: ...
+
+    def _adapter_name(self, service: str) -> str: ...
+
+    def _acknowledge(self, ack: str) -> None:
+        """An acknowledged event was handled: tell its sender (in a batch)."""
+
+    def _cancel_seen(self, workflow_id: str) -> None:
+        """A service saw a cancel of `workflow_id`."""
+
+    async def _send(self, service: str, event: Advance | Unwind, again: str = "") -> None:
+        """Send `event` to `service`'s adapter (acknowledged where events can be lost)."""
+
+    async def _notify(self, context: WorkflowContext[Any], workflow_id: str) -> None:
+        """Send the workflow's failure notices."""
+
+    async def _end(self, adapter: Adapter[In], event: Ended) -> None:
+        """The instance ended: tell whoever waits for it."""
+
+    async def _fetch(
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+    ) -> Carried: ...
+
+    async def _step_started(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> None: ...
+
+    def _step_done(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+    ) -> Carried | None: ...
+
+    def _step_failed(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None: ...
+
+    def _step_compensated(
+        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+    ) -> Carried | None: ...
+
 
 __all__ = ("Adapter",)
 
 logger = logging.getLogger("coordination")
-
-In = TypeVar("In", bound=msgspec.Struct)
 
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -76,24 +153,24 @@ class Adapter(Actor, Generic[In]):
     reply subject. Timeouts and retries are the port's either way.
     """
 
-    def __init__(self, engine: Choreography[In], service: str, *, local: bool) -> None:
+    def __init__(self, engine: _Host[In], service: str, *, local: bool) -> None:
         self.engine = engine
         self.service = service
         self.local = local
         self.workflow = engine.workflow
         self.steps = engine.workflow.steps
-        self.service_ref: ActorRef[Any] = engine.refs[service]
+        self.service_ref: ActorRef[Any] = engine._refs[service]
         self.service_actor: Actor | None = None
         """The local service instance, as its mailbox hands it to the sidecar handlers."""
         self.held: dict[str, list[Advance | Unwind]] = {}
         """The paused instances, and the events of theirs that arrived meanwhile."""
-        self.adapter_name = engine.adapter_name(service)
-        self.sender = service if local else self.adapter_name
+        self._adapter_name = engine._adapter_name(service)
+        self.sender = service if local else self._adapter_name
         """Who sends what comes next, as the links show it: the service, for a sidecar."""
         self.port: CommandPort[_Command] = CommandPort(
             engine.system,
-            self.adapter_name,
-            self._replied,
+            self._adapter_name,
+            self._answered if local else self._replied,
             self._command_failed,
             engine.metrics,
             again=self._again,
@@ -143,7 +220,7 @@ class Adapter(Actor, Generic[In]):
             except Exception as exc:
                 await self._broke(event, exc)
         if event.ack:  # handled (or parked, or handed to a fetch): its sender may stop
-            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
+            self.engine._acknowledge(event.ack)
 
     async def unwind(self, event: Unwind) -> None:
         if not self._deferred(event):
@@ -152,7 +229,7 @@ class Adapter(Actor, Generic[In]):
             except Exception as exc:
                 await self._broke(event, exc)
         if event.ack:
-            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
+            self.engine._acknowledge(event.ack)
 
     def _deferred(self, event: Advance | Unwind) -> bool:
         """Park the event of a paused instance, or, where events carry ids only (query-all),
@@ -161,7 +238,7 @@ class Adapter(Actor, Generic[In]):
         if held and event.workflow_id in held:
             held[event.workflow_id].append(event)
             return True
-        if event.data is None and not self.engine.carries_data:
+        if event.data is None and not self.engine._carries_data:
             self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
             return True
         return False
@@ -172,13 +249,13 @@ class Adapter(Actor, Generic[In]):
         event with it: here, or, for a sidecar, back in the service's mailbox."""
         undo = isinstance(event, Unwind)
         try:
-            data = await self.engine.fetch(self, event.workflow_id, event.step, undo=undo)
+            data = await self.engine._fetch(self, event.workflow_id, event.step, undo=undo)
         except Exception as exc:
             await self._abandon(event, f"no context: {exc!r}")
             return
         fetched = msgspec.structs.replace(event, data=data)
         if self.local:  # back through the mailbox, while `event` may await its ack
-            await self._emit(self.service, fetched, again=".fetched")
+            await self.engine._send(self.service, fetched, again=".fetched")
         elif isinstance(fetched, Unwind):
             await self._unwind(fetched)
         else:
@@ -192,7 +269,7 @@ class Adapter(Actor, Generic[In]):
             await self._broke(event, exc)
 
     async def _broke(self, event: Advance | Unwind, exc: Exception) -> None:
-        logger.error("%s: %r failed", self.adapter_name, event, exc_info=exc)
+        logger.error("%s: %r failed", self._adapter_name, event, exc_info=exc)
         await self._abandon(event, f"adapter error: {exc!r}")
 
     async def _advance(self, event: Advance) -> None:
@@ -207,14 +284,16 @@ class Adapter(Actor, Generic[In]):
             return  # a sidecar's retry that comes after its step ended: nothing to do
         assert event.data is not None
         data = event.data
-        context = engine.codec.context(workflow_id, data.input, data.results, step.reads, step.name)
+        context = engine._codec.context(
+            workflow_id, data.input, data.results, step.reads, step.name
+        )
         pending = _Command(event, context, perf_counter())
         if event.attempt == 1:
-            if workflow_id in engine.cancelled:  # cancelled before this step started
+            if workflow_id in engine._cancelled:  # cancelled before this step started
                 await self._decide(pending, StepCancelled(step.name), data)
                 return
-            if engine.tracks_starts:
-                await engine.step_started(self, workflow_id, index, data)
+            if engine._tracks_starts:
+                await engine._step_started(self, workflow_id, index, data)
         try:
             command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service
@@ -234,7 +313,7 @@ class Adapter(Actor, Generic[In]):
         workflow_id = event.workflow_id
         step = self.steps[event.step]
         if self.local:
-            carried = self.engine.step_done(self, workflow_id, event.step, event.data, b"")
+            carried = self.engine._step_done(self, workflow_id, event.step, event.data, b"")
             await self._decide(pending, StepAnswered(step.name), carried)
             assert self.service_actor is not None
             try:
@@ -252,10 +331,10 @@ class Adapter(Actor, Generic[In]):
             message_id=message_id,
         )
         if error is not None:
-            carried = self.engine.step_failed(self, workflow_id, event.step, event.data)
+            carried = self.engine._step_failed(self, workflow_id, event.step, event.data)
             await self._decide(pending, StepFailed(step.name, error), carried)
             return
-        carried = self.engine.step_done(self, workflow_id, event.step, event.data, b"")
+        carried = self.engine._step_done(self, workflow_id, event.step, event.data, b"")
         await self._decide(pending, StepAnswered(step.name), carried)
 
     async def _unwind(self, event: Unwind) -> None:
@@ -270,7 +349,7 @@ class Adapter(Actor, Generic[In]):
         assert step.compensation is not None
         assert event.data is not None
         data = event.data
-        context = self.engine.codec.context(
+        context = self.engine._codec.context(
             workflow_id, data.input, data.results, step.undo_reads, step.name
         )
         context.failure = event.progress.failure
@@ -333,31 +412,21 @@ class Adapter(Actor, Generic[In]):
         if self._closed:
             # Its choreography stopped while the service worked: the instance goes on all
             # the same, as it would without a sidecar (its events reach whoever took over).
-            await self._replied(pending, reply, data)
+            await self._answered(pending, reply, data)
         else:
             await self.port.call_answered(message_id, reply, data)
 
     async def _again(self, pending: _Command, attempt: int) -> None:
         """The port's retry of a sidecar's command: its event again, through the mailbox, so
         the service serves other messages meanwhile."""
-        await self._emit(self.service, msgspec.structs.replace(pending.event, attempt=attempt))
-
-    async def _emit(self, service: str, event: Advance | Unwind, again: str = "") -> None:
-        """Send `event` to `service`'s adapter (acknowledged where events can be lost);
-        `again` tells apart an event sent anew while the same one may await its
-        acknowledgement."""
-        engine = self.engine
-        to = engine.adapters[service]
-        if not engine.ack_to:  # told: no id or timeout to work out (the in-memory hot path)
-            await to.tell(event, correlation_id=event.workflow_id)
-            return
-        message_id = advance_id(event) if isinstance(event, Advance) else unwind_id(event)
-        await engine.emit(to, event, message_id + again, self.steps[event.step].timeout)
+        await self.engine._send(
+            self.service, msgspec.structs.replace(pending.event, attempt=attempt)
+        )
 
     async def cancel(self, event: Cancel) -> None:
-        self.engine.cancelled_instance(event.workflow_id)
+        self.engine._cancel_seen(event.workflow_id)
         if event.ack:
-            self.engine.acks_out.acknowledge(self.engine.route, event.ack)
+            self.engine._acknowledge(event.ack)
 
     async def hold(self, event: Hold) -> None:
         """Park the instance's events here, or let the parked ones go on (in order, through
@@ -366,15 +435,14 @@ class Adapter(Actor, Generic[In]):
             self.held.setdefault(event.workflow_id, [])
             return
         for parked in self.held.pop(event.workflow_id, []):
-            await self._emit(self.service, parked)
+            await self.engine._send(self.service, parked)
 
     # -- the service's answers ---------------------------------------------------------
 
     async def _replied(self, pending: _Command, reply: Any, data: bytes) -> None:
-        if self.local:  # from the service's mailbox, where the service sends what follows
-            await self._answered(pending, reply, data)
-            return
-        with acting_as(self.adapter_name):
+        """A reply over the bus (a sidecar's answers go to `_answered` at once: they come
+        from the service's mailbox, where the service sends what follows)."""
+        with acting_as(self._adapter_name):
             await self._answered(pending, reply, data)
 
     async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
@@ -388,15 +456,15 @@ class Adapter(Actor, Generic[In]):
                 await self._decide(pending, CompensationFailed(step.name, reason), event.data)
                 return
             engine.metrics.compensations += 1
-            carried = engine.step_compensated(self, workflow_id, event.step, event.data)
+            carried = engine._step_compensated(self, workflow_id, event.step, event.data)
             await self._decide(pending, CompensationDone(step.name), carried)
             return
         engine.metrics.step_took(step.name, perf_counter() - pending.sent_at)
         if isinstance(reply, Rejected):
-            carried = engine.step_failed(self, workflow_id, event.step, event.data)
+            carried = engine._step_failed(self, workflow_id, event.step, event.data)
             await self._decide(pending, StepRejected(step.name, reply.reason), carried)
             return
-        carried = engine.step_done(self, workflow_id, event.step, event.data, data)
+        carried = engine._step_done(self, workflow_id, event.step, event.data, data)
         await self._decide(pending, StepAnswered(step.name), carried)
 
     async def _command_failed(self, pending: _Command, reason: str) -> None:
@@ -409,7 +477,7 @@ class Adapter(Actor, Generic[In]):
         if type(event) is Unwind:
             await self._decide(pending, CompensationFailed(name, reason), event.data)
             return
-        carried = self.engine.step_failed(self, event.workflow_id, event.step, event.data)
+        carried = self.engine._step_failed(self, event.workflow_id, event.step, event.data)
         await self._decide(pending, StepFailed(name, reason), carried)
 
     # -- what comes next: the core decides ---------------------------------------------
@@ -427,7 +495,7 @@ class Adapter(Actor, Generic[In]):
         else:
             step = self.steps[event.step].name
             progress = Progress(active=(step,), completed=self._done_before[event.step])
-            if workflow_id in engine.cancelled:  # known before the step under way ended
+            if workflow_id in engine._cancelled:  # known before the step under way ended
                 progress.cancel_requested = True
         _, actions = core.apply(self.workflow, progress, happened)
         for action in actions:
@@ -435,21 +503,21 @@ class Adapter(Actor, Generic[In]):
             if kind is Perform:
                 following = self._index[action.step]  # type: ignore[union-attr]
                 advance = Advance(
-                    workflow_id, following, carried, route=engine.route, ack=engine.ack_to
+                    workflow_id, following, carried, route=engine._route, ack=engine._ack_to
                 )
-                await self._emit(self.steps[following].service, advance)
+                await self.engine._send(self.steps[following].service, advance)
             elif kind is Compensate:
                 undo = self._index[action.step]  # type: ignore[union-attr]
                 unwind = Unwind(
-                    workflow_id, undo, progress, carried, route=engine.route, ack=engine.ack_to
+                    workflow_id, undo, progress, carried, route=engine._route, ack=engine._ack_to
                 )
-                await self._emit(self.steps[undo].service, unwind)
+                await self.engine._send(self.steps[undo].service, unwind)
             elif kind is SendNotices:
                 context = pending.context
                 context.failure = progress.failure
-                await send_notices(self.workflow, engine.refs, context, workflow_id)
+                await engine._notify(context, workflow_id)
             else:  # End
-                await engine.end(self, Ended(workflow_id, progress, carried, ack=engine.ack_to))
+                await engine._end(self, Ended(workflow_id, progress, carried, ack=engine._ack_to))
 
     async def _abandon(self, event: Advance | Unwind, reason: str) -> None:
         """End a workflow that cannot go on, not even backwards: the data its builders need
@@ -470,7 +538,7 @@ class Adapter(Actor, Generic[In]):
                 completed=self._done_before[event.step],
                 failure=Failure(name, reason, technical=True),
             )
-        await self.engine.end(self, Ended(event.workflow_id, progress, ack=self.engine.ack_to))
+        await self.engine._end(self, Ended(event.workflow_id, progress, ack=self.engine._ack_to))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -478,6 +546,6 @@ class Adapter(Actor, Generic[In]):
         if 0 <= index < len(self.steps) and self.steps[index].service == self.service:
             return True
         logger.error(
-            "%s: %r reached %r, which does not serve it", self.adapter_name, event, self.service
+            "%s: %r reached %r, which does not serve it", self._adapter_name, event, self.service
         )
         return False

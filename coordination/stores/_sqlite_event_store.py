@@ -13,8 +13,8 @@ from pathlib import Path
 
 import msgspec
 
+from ..choreography._events import WorkflowEvent
 from ._event_store import LogCache
-from ._events import WorkflowEvent
 from ._sqlite import connect
 
 __all__ = ("SqliteEventStore",)

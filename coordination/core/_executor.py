@@ -36,8 +36,8 @@ import msgspec
 from actors import CAUSATION_ID, ERROR_KIND, ActorError, ActorRef, ActorSystem, Request
 from brokers import Msg, Subscription, new_id
 
-from ._definition import RetryPolicy, Step, Workflow, WorkflowContext, builder_context
-from ._metrics import WorkflowMetrics
+from .._metrics import WorkflowMetrics
+from ..definition._workflow import RetryPolicy, Workflow, WorkflowContext, builder_context
 
 __all__ = ("TICK", "CommandPort", "send_notices", "tell_with_retry")
 
@@ -262,34 +262,6 @@ class CommandPort(Generic[T]):
         bucket = self._buckets.get(pending.bucket)
         if bucket is not None:
             bucket.discard(message_id)
-
-    async def perform(
-        self,
-        ref: ActorRef[Any],
-        step: Step,
-        command: msgspec.Struct,
-        token: T,
-        *,
-        message_id: str,
-        workflow_id: str,
-    ) -> str | None:
-        """Carry out one step's command: a step that is waited for goes out through the port
-        (its end comes back later, through `on_reply` or `on_error`); one that is not is told
-        at once, with retries. Returns why a told command could not be sent, else None."""
-        if step.wait:
-            await self.send(
-                ref,
-                command,
-                token,
-                message_id=message_id,
-                correlation_id=workflow_id,
-                policy=step.retry,
-                timeout=step.timeout,
-            )
-            return None
-        return await tell_with_retry(
-            ref, command, policy=step.retry, workflow_id=workflow_id, message_id=message_id
-        )
 
     async def _transmit(self, message_id: str, pending: _Pending[T]) -> None:
         self._schedule(message_id, pending, pending.timeout, resend=False)

@@ -6,10 +6,10 @@ from typing import Any
 
 import msgspec
 
-from ._carriage import ContextCodec
-from ._definition import Workflow
+from ..choreography._carriage import ContextCodec
+from ..core import Progress
+from ..definition._workflow import Workflow
 from ._store import InstanceState
-from .core import Progress
 
 __all__ = ("StateCodec",)
 

@@ -1,0 +1,22 @@
+"""A workflow, declared once as data: its steps, compensations, retries, timeouts and
+failure path, checked when it is built."""
+
+from ._workflow import (
+    Failure,
+    Notify,
+    Rejected,
+    RetryPolicy,
+    Step,
+    Workflow,
+    WorkflowContext,
+)
+
+__all__ = (
+    "Failure",
+    "Notify",
+    "Rejected",
+    "RetryPolicy",
+    "Step",
+    "Workflow",
+    "WorkflowContext",
+)
