@@ -183,6 +183,8 @@ class Adapter(Actor, Generic[In]):
         self._done_before = [tuple(names[:index]) for index in range(len(names))]
         """Per step, the steps completed before it starts (shared by every instance)."""
         self._index = {name: index for index, name in enumerate(names)}
+        self._answered_forward: dict[int, tuple[Progress, core.Actions]] = {}
+        """The core's answer to each step answering on the way forward (see `_decide`)."""
 
     async def on_start(self) -> None:
         if not self.local and not self._listening:  # replies come over the bus
@@ -491,13 +493,22 @@ class Adapter(Actor, Generic[In]):
         workflow_id = event.workflow_id
         engine = self.engine
         if type(event) is Unwind:
-            progress = event.progress
+            progress, actions = core.apply(self.workflow, event.progress, happened)
+        elif type(happened) is StepAnswered and workflow_id not in engine._cancelled:
+            # A step answered on the way forward: the core's answer depends on the step only
+            # (the progress an Advance stands for is the same for every instance), so it is
+            # asked once per step and kept. Its progress is only read from then on.
+            decided = self._answered_forward.get(event.step)
+            if decided is None:
+                decided = self._answered_forward[event.step] = core.apply(
+                    self.workflow, self._progress_at(event.step), happened
+                )
+            progress, actions = decided
         else:
-            step = self.steps[event.step].name
-            progress = Progress(active=(step,), completed=self._done_before[event.step])
+            progress = self._progress_at(event.step)
             if workflow_id in engine._cancelled:  # known before the step under way ended
                 progress.cancel_requested = True
-        _, actions = core.apply(self.workflow, progress, happened)
+            progress, actions = core.apply(self.workflow, progress, happened)
         for action in actions:
             kind = type(action)
             if kind is Perform:
@@ -518,6 +529,11 @@ class Adapter(Actor, Generic[In]):
                 await engine._notify(context, workflow_id)
             else:  # End
                 await engine._end(self, Ended(workflow_id, progress, carried, ack=engine._ack_to))
+
+    def _progress_at(self, index: int) -> Progress:
+        """The progress an `Advance` of step `index` stands for: the steps before it done,
+        it under way."""
+        return Progress(active=(self.steps[index].name,), completed=self._done_before[index])
 
     async def _abandon(self, event: Advance | Unwind, reason: str) -> None:
         """End a workflow that cannot go on, not even backwards: the data its builders need
