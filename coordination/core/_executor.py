@@ -28,7 +28,6 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -51,8 +50,10 @@ TICK = 0.01
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Pending(Generic[T]):
+class _Pending(msgspec.Struct, Generic[T], gc=False):
+    """A command in flight (a Struct: one is made per command, by a constructor in C, and the
+    garbage collector need not track it)."""
+
     token: T
     ref: ActorRef[Any] | None
     """Where the command goes over the bus; None for a sidecar's (see `again`)."""
@@ -243,7 +244,10 @@ class CommandPort(Generic[T]):
         return pending
 
     def _schedule(self, message_id: str, pending: _Pending[T], delay: float, resend: bool) -> None:
-        self._unschedule(message_id, pending)
+        if pending.bucket:  # due already for something else: not any more
+            bucket = self._buckets.get(pending.bucket)
+            if bucket is not None:
+                bucket.discard(message_id)
         loop = self._loop
         if loop is None:  # sending before `open`
             loop = self._loop = asyncio.get_running_loop()

@@ -121,6 +121,8 @@ class Mediator(Generic[In]):
         """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
         self.store: StateStore = store if store is not None else MemoryStateStore()
+        self._answered = {step.name: StepAnswered(step.name) for step in workflow.steps}
+        """The event of each step's answer (frozen: made once)."""
         self._keep = self.store.keep if isinstance(self.store, MemoryStateStore) else None
         """A memory store's synchronous save: no await per step where nothing is written."""
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
@@ -307,16 +309,23 @@ class Mediator(Generic[In]):
 
     async def _apply(self, run: _Run, event: core.Event) -> None:
         """Feed `event` to the core, then do what it says."""
+        step = await self._decide(run, event)
+        if step is not None:
+            await self._perform(run, step)
+
+    async def _decide(self, run: _Run, event: core.Event) -> Step | None:
+        """Feed `event` to the core. When all it says is to perform the next step (most of
+        the time), save and return that step; else carry out what it says, and None."""
         _, actions = core.apply(self.workflow, run.state.progress, event)
-        if len(actions) == 1 and type(actions[0]) is Perform:  # the next step: most often
+        if len(actions) == 1 and type(actions[0]) is Perform:
             keep = self._keep
             if keep is not None:
                 keep(run.state)
             else:
                 await self._save(run.state)
-            await self._perform(run, self.workflow.step(actions[0].step))
-            return
+            return self.workflow.step(actions[0].step)
         await self._act(run, actions)
+        return None
 
     async def _act(self, run: _Run, actions: Actions) -> None:
         """Carry out the core's actions: the state is saved before any command goes out, and
@@ -338,43 +347,42 @@ class Mediator(Generic[In]):
                 case End():
                     await self._finish(run)
 
-    async def _perform(self, run: _Run, step: Step) -> None:
+    async def _perform(self, run: _Run, step: Step | None) -> None:
         """Send `step`'s command: one that is waited for goes out through the port (its end
-        comes back through `_replied` or `_command_failed`); one that is not is told, and
-        counts as answered once sent."""
+        comes back through `_replied` or `_command_failed`); one that is not is told, counts
+        as answered once sent, and the steps after it follow here."""
         workflow_id = run.state.workflow_id
-        try:
-            command = step.build(builder_context(run.context, step.reads, step.name))
-        except Exception as exc:  # a bug in the definition: fail the step, not the mediator
-            reason = f"building the command failed: {type(exc).__name__}: {exc}"
-            await self._apply(run, StepFailed(step.name, reason))
-            return
-        port = self._port
-        assert port is not None
-        run.sent_at = perf_counter()
-        message_id = core.message_id(workflow_id, step.name)
-        if step.wait:  # on with the answer, when it comes
-            await port.send(
+        while step is not None:
+            try:
+                command = step.build(builder_context(run.context, step.reads, step.name))
+            except Exception as exc:  # a bug in the definition: fail the step, not the mediator
+                reason = f"building the command failed: {type(exc).__name__}: {exc}"
+                step = await self._decide(run, StepFailed(step.name, reason))
+                continue
+            run.sent_at = perf_counter()
+            message_id = core.message_id(workflow_id, step.name)
+            if step.wait:  # on with the answer, when it comes
+                port = self._port
+                assert port is not None
+                await port.send(
+                    self._refs[step.service],
+                    command,
+                    _Sent(run, step.name, undo=False),
+                    message_id=message_id,
+                    correlation_id=workflow_id,
+                    policy=step.retry,
+                    timeout=step.timeout,
+                )
+                return
+            error = await tell_with_retry(
                 self._refs[step.service],
                 command,
-                _Sent(run, step.name, undo=False),
-                message_id=message_id,
-                correlation_id=workflow_id,
                 policy=step.retry,
-                timeout=step.timeout,
+                workflow_id=workflow_id,
+                message_id=message_id,
             )
-            return
-        error = await tell_with_retry(
-            self._refs[step.service],
-            command,
-            policy=step.retry,
-            workflow_id=workflow_id,
-            message_id=message_id,
-        )
-        if error is not None:
-            await self._apply(run, StepFailed(step.name, error))
-        else:
-            await self._apply(run, StepAnswered(step.name))
+            told = StepFailed(step.name, error) if error is not None else self._answered[step.name]
+            step = await self._decide(run, told)
 
     async def _compensate(self, run: _Run, step: Step) -> None:
         assert step.compensation is not None
@@ -416,7 +424,7 @@ class Mediator(Generic[In]):
                 return
             if step in run.state.progress.active:
                 run.state.results[step] = reply
-            await self._apply(run, StepAnswered(step))
+            await self._apply(run, self._answered[step])
 
     async def _command_failed(self, sent: _Sent, reason: str) -> None:
         run = sent.run

@@ -64,7 +64,7 @@ class MemoryStateStore:
         """`save`, synchronously: a coordinator on a memory store saves without awaiting."""
         workflow_id = state.workflow_id
         self._states[workflow_id] = state
-        if state.outcome is not Outcome.RUNNING and workflow_id not in self._finished:
+        if state.progress.outcome is not Outcome.RUNNING and workflow_id not in self._finished:
             self._finished[workflow_id] = None
             if len(self._finished) > self.keep_finished:
                 forgotten, _ = self._finished.popitem(last=False)
