@@ -38,7 +38,7 @@ from ..core import (
     StepRejected,
 )
 from ..core._executor import CommandPort, tell_with_retry
-from ..definition._workflow import Failure, Rejected, Workflow, WorkflowContext
+from ..definition._workflow import Failure, Rejected, RetryPolicy, Workflow, WorkflowContext
 from ._carriage import ContextCodec
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
 
@@ -174,6 +174,7 @@ class Adapter(Actor, Generic[In]):
             self._command_failed,
             engine.metrics,
             again=self._again,
+            describe=self._describe,
         )
         self._listening = False
         self._closed = False
@@ -368,8 +369,8 @@ class Adapter(Actor, Generic[In]):
         """Have the service carry out a step's command (or compensation) through the port:
         in place, beside a local service, or over the bus."""
         event = pending.event
-        step = self.steps[event.step]
         if not self.local:
+            step = self.steps[event.step]
             await self.port.send(
                 self.service_ref,
                 command,
@@ -381,13 +382,7 @@ class Adapter(Actor, Generic[In]):
             )
             return
         if event.attempt == 1:  # a retry's timing is the port's already
-            self.port.call_begins(
-                message_id,
-                pending,
-                correlation_id=event.workflow_id,
-                policy=step.retry,
-                timeout=step.timeout,
-            )
+            self.port.call_begins(message_id, pending)
         await self._call_service(pending, command, message_id, reply_needed=not pending.undo)
 
     async def _call_service(
@@ -417,6 +412,12 @@ class Adapter(Actor, Generic[In]):
             await self._answered(pending, reply, data)
         else:
             await self.port.call_answered(message_id, reply, data)
+
+    def _describe(self, pending: _Command) -> tuple[str, RetryPolicy, float]:
+        """What the port needs to time and retry a sidecar's call it takes up."""
+        event = pending.event
+        step = self.steps[event.step]
+        return event.workflow_id, step.retry, step.timeout
 
     async def _again(self, pending: _Command, attempt: int) -> None:
         """The port's retry of a sidecar's command: its event again, through the mailbox, so

@@ -69,18 +69,6 @@ class _Pending(msgspec.Struct, Generic[T], gc=False):
     """Whether what is due is a resend (after a backoff) rather than a timeout."""
 
 
-class _Call(msgspec.Struct, Generic[T], gc=False):
-    """A sidecar's first attempt under way: its handler runs in the service's mailbox (a
-    Struct the garbage collector does not track: one is made per step)."""
-
-    token: T
-    correlation_id: str
-    policy: RetryPolicy
-    timeout: float
-    deadline: float
-    timed_out: bool = False
-
-
 class CommandPort(Generic[T]):
     """Sends commands for `owner` (a name, for logs and links) and reports their ends.
 
@@ -97,6 +85,7 @@ class CommandPort(Generic[T]):
         on_error: Callable[[T, str], Awaitable[None]],
         metrics: WorkflowMetrics,
         again: Callable[[T, int], Awaitable[None]] | None = None,
+        describe: Callable[[T], tuple[str, RetryPolicy, float]] | None = None,
     ) -> None:
         self.system = system
         self.owner = owner
@@ -105,12 +94,16 @@ class CommandPort(Generic[T]):
         self._on_reply = on_reply
         self._on_error = on_error
         self._again = again
+        self._describe = describe
+        """A sidecar's: the correlation id, retry policy and timeout of a call's command."""
         self.metrics = metrics
         """Counts the retries, and the answers that came after their command had ended
         (timed out for good, or answered already), which are discarded."""
         self._pending: dict[str, _Pending[T]] = {}
-        self._calls: dict[str, _Call[T]] = {}
-        """Sidecar calls on their first attempt, under way."""
+        self._calls: dict[str, T] = {}
+        """Sidecar calls on their first attempt, under way: their tokens."""
+        self._seen: dict[str, float] = {}
+        """When the sweeper first saw each call that lives past a tick."""
         self._buckets: dict[int, set[str]] = {}
         """Tick number to the message ids due then."""
         self._ticks: list[int] = []
@@ -136,6 +129,7 @@ class CommandPort(Generic[T]):
             self._subscription = None
         self._pending.clear()
         self._calls.clear()
+        self._seen.clear()
 
     async def send(
         self,
@@ -168,33 +162,23 @@ class CommandPort(Generic[T]):
         self._pending[message_id] = pending
         await self._transmit(message_id, pending)
 
-    def call_begins(
-        self,
-        message_id: str,
-        token: T,
-        *,
-        correlation_id: str,
-        policy: RetryPolicy,
-        timeout: float,
-    ) -> None:
+    def call_begins(self, message_id: str, token: T) -> None:
         """A sidecar is about to run its service's handler for a command in place (one call at
         a time per service instance: its mailbox runs one message at a time). Its end goes
         to `call_answered` or `call_failed`; a retry comes back through the port's
         `again(token, attempt)`, which runs the handler again in the service's mailbox.
 
-        A first attempt costs a dict entry and no timer: the port's sweeper looks at the
-        calls under way every tick, and only one that outlives its timeout is taken up as a
-        pending command (timed out, retried, or failed). A retry is pending already, and
-        timed from its resend."""
+        A first attempt costs a dict entry, no timer and no clock read: the port's sweeper
+        notes when it first sees a call under way, and takes up one that outlives its
+        timeout (or fails) as a pending command (retried, or failed): it times out up to two
+        ticks late. A retry is pending already, and timed from its resend."""
         if message_id in self._pending:
             return  # a retry, timed by the port since it was sent again
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        self._calls[message_id] = _Call(
-            token, correlation_id, policy, timeout, loop.time() + timeout
-        )
+        self._calls[message_id] = token
         if self._sweeper is None:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             self._sweeper = loop.create_task(self._sweep(), name=f"{self.owner} timeouts")
 
     def attempt(self, message_id: str) -> int | None:
@@ -205,10 +189,10 @@ class CommandPort(Generic[T]):
 
     async def call_answered(self, message_id: str, reply: Any, data: bytes) -> None:
         """A sidecar's handler answered `reply` (encoded: `data`)."""
-        call = self._calls.pop(message_id, None)
-        if call is not None and not call.timed_out:  # in time, first attempt: no pending
+        token = self._calls.pop(message_id, None)
+        if token is not None:  # in time, first attempt: nothing pending
             try:
-                await self._on_reply(call.token, reply, data)
+                await self._on_reply(token, reply, data)
             except Exception:
                 logger.exception("%s: handling the reply to %s failed", self.owner, message_id)
             return
@@ -224,9 +208,9 @@ class CommandPort(Generic[T]):
 
     async def call_failed(self, message_id: str, reason: str) -> None:
         """A sidecar's handler raised: retried per the policy, or the command's end."""
-        call = self._calls.pop(message_id, None)
-        if call is not None and not call.timed_out:
-            await self._failed(message_id, self._adopt(message_id, call), reason)
+        token = self._calls.pop(message_id, None)
+        if token is not None:
+            await self._failed(message_id, self._adopt(message_id, token), reason)
             return
         pending = self._pending.get(message_id)
         if pending is None:
@@ -235,11 +219,12 @@ class CommandPort(Generic[T]):
         self._unschedule(message_id, pending)
         await self._failed(message_id, pending, reason)
 
-    def _adopt(self, message_id: str, call: _Call[T]) -> _Pending[T]:
-        """A sidecar's call whose first attempt failed: from now on a pending command."""
-        pending = _Pending(
-            call.token, None, None, None, call.correlation_id, call.policy, call.timeout
-        )
+    def _adopt(self, message_id: str, token: T) -> _Pending[T]:
+        """A sidecar's call whose first attempt failed or timed out: from now on a pending
+        command."""
+        assert self._describe is not None
+        correlation_id, policy, timeout = self._describe(token)
+        pending = _Pending(token, None, None, None, correlation_id, policy, timeout)
         self._pending[message_id] = pending
         return pending
 
@@ -345,15 +330,28 @@ class CommandPort(Generic[T]):
             logger.exception("%s: handling a failed command failed", self.owner)
 
     async def _time_out_calls(self, now: float) -> None:
-        """Sidecar calls past their deadline: their attempt failed (the handler may still
-        answer: then it is a late answer, or the answer to a retry that is due)."""
-        late = [(mid, call) for mid, call in self._calls.items() if call.deadline <= now]
-        for message_id, call in late:
-            if call.timed_out:
+        """Sidecar calls past their timeout, counted from when the sweeper first saw them:
+        their attempt failed (the handler may still answer: then it is a late answer, or the
+        answer to a retry that is due)."""
+        seen, calls = self._seen, self._calls
+        for message_id in [mid for mid in seen if mid not in calls]:
+            del seen[message_id]  # ended
+        late = []
+        for message_id, token in calls.items():
+            first = seen.get(message_id)
+            if first is None:
+                seen[message_id] = now
                 continue
-            call.timed_out = True
-            pending = self._adopt(message_id, call)
-            await self._failed(message_id, pending, f"no reply within {call.timeout} s")
+            assert self._describe is not None
+            timeout = self._describe(token)[2]
+            if now - first >= timeout:
+                late.append((message_id, token, timeout))
+        for message_id, token, timeout in late:
+            if calls.pop(message_id, None) is None:
+                continue  # answered meanwhile
+            seen.pop(message_id, None)
+            pending = self._adopt(message_id, token)
+            await self._failed(message_id, pending, f"no reply within {timeout} s")
 
     async def _sweep(self) -> None:
         """Time commands out and resend them, while any is pending."""
