@@ -217,7 +217,8 @@ class Workflow(Generic[In]):
         self.services = dict(services)
         self.on_failure = tuple(on_failure)
         self._validate()
-        self._by_name = {step.name: step for step in self.steps}
+        self.by_name: dict[str, Step] = {step.name: step for step in self.steps}
+        """The steps by name."""
         following = (*self.steps[1:], None)
         self.next_step: dict[str, Step | None] = {
             step.name: after for step, after in zip(self.steps, following, strict=True)
@@ -230,7 +231,7 @@ class Workflow(Generic[In]):
 
     def step(self, name: str) -> Step:
         """The step named `name` (KeyError for none)."""
-        return self._by_name[name]
+        return self.by_name[name]
 
     def _validate(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():

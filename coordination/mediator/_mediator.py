@@ -87,11 +87,14 @@ class _Run:
 
 
 class _Sent(msgspec.Struct, gc=False):
-    """What a command in flight was for (the port's token)."""
+    """What a step's command in flight is for (the port's token)."""
 
     run: _Run
     step: str
-    undo: bool
+
+
+class _Undo(_Sent, gc=False):
+    """What a compensation in flight is for."""
 
 
 class Mediator(Generic[In]):
@@ -323,7 +326,7 @@ class Mediator(Generic[In]):
                 keep(run.state)
             else:
                 await self._save(run.state)
-            return self.workflow.step(actions[0].step)
+            return self.workflow.by_name[actions[0].step]
         await self._act(run, actions)
         return None
 
@@ -367,7 +370,7 @@ class Mediator(Generic[In]):
                 await port.send(
                     self._refs[step.service],
                     command,
-                    _Sent(run, step.name, undo=False),
+                    _Sent(run, step.name),
                     message_id=message_id,
                     correlation_id=workflow_id,
                     policy=step.retry,
@@ -398,7 +401,7 @@ class Mediator(Generic[In]):
         await self._port.send(
             self._refs[step.service],
             command,
-            _Sent(run, step.name, undo=True),
+            _Undo(run, step.name),
             message_id=core.undo_message_id(workflow_id, step.name),
             correlation_id=workflow_id,
             policy=step.retry,
@@ -411,7 +414,7 @@ class Mediator(Generic[In]):
             return  # the mediator stopped meanwhile
         step = sent.step
         with acting_as(self.name):
-            if sent.undo:
+            if type(sent) is _Undo:
                 if isinstance(reply, Rejected):
                     await self._apply(run, CompensationFailed(step, f"refused: {reply.reason}"))
                 else:
@@ -424,14 +427,16 @@ class Mediator(Generic[In]):
                 return
             if step in run.state.progress.active:
                 run.state.results[step] = reply
-            await self._apply(run, self._answered[step])
+            following = await self._decide(run, self._answered[step])
+            if following is not None:
+                await self._perform(run, following)
 
     async def _command_failed(self, sent: _Sent, reason: str) -> None:
         run = sent.run
         if run.state.workflow_id not in self._runs:
             return
         with acting_as(self.name):
-            if sent.undo:
+            if type(sent) is _Undo:
                 await self._apply(run, CompensationFailed(sent.step, reason))
             else:
                 await self._apply(run, StepFailed(sent.step, reason))
