@@ -5,15 +5,27 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+BLOCKS = [  # a block inside a list item is indented with it
+    textwrap.dedent(block)
+    for block in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+]
 PROGRAMS = [block for block in BLOCKS if "asyncio.run(" in block]
 EXPECTED = [
     "balance: 42",
+    "\n".join(
+        [
+            "resume failed: the card network timed out",
+            "resume total: 11",
+            "restart failed: the card network timed out",
+            "restart total: 1",
+        ]
+    ),
     "b'HELLO'",
     "pong",
     "\n".join(
