@@ -494,11 +494,8 @@ class Choreography(Generic[In]):
 
     async def _advance_first(self, workflow_id: str, data: Carried) -> None:
         """Send the instance's first step to its service."""
-        first = self.workflow.steps[0]
         advance = Advance(workflow_id, 0, data, route=self._route, ack=self._ack_to)
-        await self._emit_event(
-            self._adapters[first.service], advance, advance_id(advance), first.timeout
-        )
+        await self._send(self.workflow.steps[0].service, advance)
 
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
