@@ -466,3 +466,42 @@ async def test_operators_pause_resume_and_cancel_a_choreographed_instance(
         assert not await choreography.pause(first)  # it has ended
     assert shop.fulfillment.shipped == {"o60": 1}  # the cancelled order was restocked
     assert shop.payment.refunds == {"o61": 1000}
+
+
+class StallingStore(MemoryStateStore):
+    """A store whose saves of one instance hang until let go, as a save to a key-value
+    server that restarts waits for its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled: str | None = None
+        self.stalling = anyio.Event()
+        self.let_go = anyio.Event()
+
+    async def save(self, state: InstanceState) -> None:
+        if state.workflow_id == self.stalled and state.progress.completed:
+            self.stalling.set()
+            await self.let_go.wait()
+        await super().save(state)
+
+
+async def test_a_save_that_hangs_holds_its_instance_and_no_other(bus: Bus) -> None:
+    """Before this, the mediator saved in the handler of every reply: one instance's hung save
+    held every other instance's replies, and their steps timed out one attempt after another
+    until their retries were spent (a step a service had done was then never compensated)."""
+    store = StallingStore()
+    async with (
+        open_shop(bus, strategy="stamp_coupled") as shop,
+        Mediator(shop.system, order_workflow, store=store) as mediator,
+    ):
+        stalled = await mediator.start(order(1))
+        store.stalled = stalled
+        with anyio.fail_after(5):
+            await store.stalling.wait()
+        others = [await mediator.start(order(n)) for n in range(2, 5)]
+        for workflow_id in others:
+            assert (await mediator.result(workflow_id, timeout=5)).outcome is Outcome.COMPLETED
+        assert (await mediator.status(stalled)).outcome is Outcome.RUNNING
+        store.let_go.set()
+        assert (await mediator.result(stalled, timeout=5)).outcome is Outcome.COMPLETED
+    assert shop.payment.charges == {f"o{n}": 1000 for n in range(1, 5)}

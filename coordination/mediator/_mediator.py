@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
@@ -84,6 +85,9 @@ class _Run:
     context: WorkflowContext[Any]
     sent_at: float = 0.0
     """When the latest command went out (for the step duration metric and `stuck`)."""
+    backlog: deque[Callable[[], Awaitable[None]]] | None = None
+    """With a store whose saves wait: what is to be done for this instance, in order, while
+    a task of its own does it (None when nothing is)."""
 
 
 class _Sent(msgspec.Struct, gc=False):
@@ -126,8 +130,12 @@ class Mediator(Generic[In]):
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self._answered = {step.name: StepAnswered(step.name) for step in workflow.steps}
         """The event of each step's answer (frozen: made once)."""
-        self._keep = self.store.keep if isinstance(self.store, MemoryStateStore) else None
-        """A memory store's synchronous save: no await per step where nothing is written."""
+        self._keep = self.store.keep if type(self.store) is MemoryStateStore else None
+        """A memory store's synchronous save: no await per step where nothing is written.
+        With any other store, a save may wait (a key-value server that restarts), so each
+        instance's replies are handled in order by a task of the instance's own (`_serially`):
+        one instance's save holds that instance, never the replies of the others."""
+        self._workers: set[asyncio.Task[None]] = set()
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.metrics.stuck = lambda: len(self.stuck())
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
@@ -163,6 +171,10 @@ class Mediator(Generic[In]):
         port, self._port = self._port, None
         if port is not None:
             await port.close()
+        workers, self._workers = self._workers, set()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         self._runs.clear()
         self.outcomes.stop()
         self.metrics.stopped()
@@ -409,6 +421,41 @@ class Mediator(Generic[In]):
         )
 
     async def _replied(self, sent: _Sent, reply: Any, data: bytes) -> None:
+        if self._keep is None:
+            self._serially(sent.run, lambda: self._answered_by(sent, reply))
+        else:
+            await self._answered_by(sent, reply)
+
+    async def _command_failed(self, sent: _Sent, reason: str) -> None:
+        if self._keep is None:
+            self._serially(sent.run, lambda: self._failed_for(sent, reason))
+        else:
+            await self._failed_for(sent, reason)
+
+    def _serially(self, run: _Run, work: Callable[[], Awaitable[None]]) -> None:
+        """Do `work` for `run` after what is already to be done for it, in a task of the
+        instance's own, so that the port's reply handler and sweeper never wait on a save."""
+        backlog = run.backlog
+        if backlog is not None:
+            backlog.append(work)
+            return
+        backlog = run.backlog = deque((work,))
+        worker = asyncio.get_running_loop().create_task(self._work_through(run, backlog))
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _work_through(self, run: _Run, backlog: deque[Callable[[], Awaitable[None]]]) -> None:
+        try:
+            while backlog:
+                try:
+                    await backlog[0]()
+                except Exception:
+                    logger.exception("%s: moving the instance on failed", run.state.workflow_id)
+                backlog.popleft()
+        finally:
+            run.backlog = None
+
+    async def _answered_by(self, sent: _Sent, reply: Any) -> None:
         run = sent.run
         if run.state.workflow_id not in self._runs:
             return  # the mediator stopped meanwhile
@@ -431,7 +478,7 @@ class Mediator(Generic[In]):
             if following is not None:
                 await self._perform(run, following)
 
-    async def _command_failed(self, sent: _Sent, reason: str) -> None:
+    async def _failed_for(self, sent: _Sent, reason: str) -> None:
         run = sent.run
         if run.state.workflow_id not in self._runs:
             return
