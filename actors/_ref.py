@@ -226,6 +226,7 @@ class ActorRef(Generic[A]):
             subject = current.subject if current is not None else ""
             prefix = self._prefix
             sender = subject[len(prefix) :] if subject.startswith(prefix) else "client"
+            sender = sender.partition(".@")[0]  # a private actor is linked by its name
         link = Link(sender, self.name, type(message).__name__, request)
         self._links.record(link, headers.get(CORRELATION_ID))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -89,9 +90,12 @@ class ActorSystem:
 
     `bus` is a Bus, a NATS URL (`"nats://127.0.0.1:4222"`: the system connects a NatsBus), or
     nothing (an in-memory bus of its own). Each actor listens on `<prefix>.<name>` of the bus,
-    so on NATS an actor in another process can reach it. The system closes the bus only when it
-    made it. Leaving the `async with` drains every mailbox for up to `shutdown_timeout`
-    seconds, then cancels what is left: no actor task outlives the block.
+    so on NATS an actor in another process can reach it, and the actors of one name in several
+    processes share their messages (a queue group); a private actor (`spawn(private=True)`)
+    listens on `<prefix>.<name>.@<node>` instead, `node` being this system's own id. The
+    system closes the bus only when it made it. Leaving the `async with` drains every mailbox
+    for up to `shutdown_timeout` seconds, then cancels what is left: no actor task outlives
+    the block.
     """
 
     def __init__(
@@ -119,6 +123,9 @@ class ActorSystem:
             bus = NatsBus(bus)
         self.bus: Bus = bus
         self.prefix = prefix
+        self.node = secrets.token_hex(8)
+        """This system's id on the bus, unique per system: where its private actors listen
+        (`spawn(private=True)`), and how another process names them (`ref(..., node=)`)."""
         self.mailbox_size = mailbox_size
         self.overflow = overflow
         self.supervision = supervision or SupervisorPolicy()
@@ -183,12 +190,19 @@ class ActorSystem:
         overflow: Overflow | None = None,
         supervision: SupervisorPolicy | None = None,
         handler_timeout: float | None = None,
+        private: bool = False,
     ) -> ActorRef[A]:
         """Start `instances` actors made by `factory` (an Actor class, or any callable returning
         a fresh instance: restarts call it again) and return their ref.
 
-        Several instances form a queue group: each message goes to one of them. A handler
-        running longer than `handler_timeout` seconds is cancelled and counts as a failure.
+        Several instances form a queue group: each message goes to one of them, and so do
+        the actors of the same name in other processes on the bus (a service hosted twice).
+        A `private` actor is this system's alone: it listens on a subject of this system's
+        own (`<prefix>.<name>.@<node>`), which another process reaches with
+        `ref(cls, name, node=<this system's node>)`; a private actor of the same name in
+        another process gets none of its messages (where results and replies for what this
+        process started must come back). A handler running longer than `handler_timeout`
+        seconds is cancelled and counts as a failure.
         """
         if not self._running:
             raise ActorError("spawn needs a running system: use `async with ActorSystem()`")
@@ -203,8 +217,7 @@ class ActorSystem:
             name = f"{actor_class.__name__.lower()}-{next(self._names)}"
         if name in self._groups:
             raise DuplicateActorError(f"an actor named {name!r} already runs in this system")
-        subject = f"{self.prefix}.{name}"
-        validate_subject(subject)
+        subject = self._subject(name, self.node if private else None)
         group = ActorGroup(name, subject, table)
         group.ref = ActorRef(
             self.bus, name, subject, table, self.max_message_size, group, self.links, self.prefix
@@ -256,18 +269,25 @@ class ActorSystem:
                 raise TimeoutError(f"the actors were still busy after {timeout} s")
             await asyncio.sleep(0.001)
 
-    def ref(self, actor_class: type[A], name: str) -> ActorRef[A]:
+    def ref(self, actor_class: type[A], name: str, *, node: str | None = None) -> ActorRef[A]:
         """A ref to the actor `name` of class `actor_class`, running here or in another process
-        on the same bus."""
-        group = self._groups.get(name)
-        if group is not None:
-            return group.ref
-        subject = f"{self.prefix}.{name}"
-        validate_subject(subject)
+        on the same bus; with `node`, to the private actor `name` of the system whose `node`
+        that is (see `spawn`)."""
+        if node is None or node == self.node:
+            group = self._groups.get(name)
+            if group is not None:
+                return group.ref
+        subject = self._subject(name, node)
         table = handler_table(actor_class)
         return ActorRef(
             self.bus, name, subject, table, self.max_message_size, None, self.links, self.prefix
         )
+
+    def _subject(self, name: str, node: str | None) -> str:
+        """Where the actor `name` listens: shared, or the private one of the system `node`."""
+        subject = f"{self.prefix}.{name}" if node is None else f"{self.prefix}.{name}.@{node}"
+        validate_subject(subject)
+        return subject
 
     def add_handlers(
         self, name: str, handlers: Mapping[type, Callable[[Any, Any], Awaitable[Any]]]

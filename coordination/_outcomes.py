@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Callable
 
 import msgspec
 
@@ -40,6 +41,9 @@ class Outcomes:
         self.metrics = metrics
         self._running: dict[str, asyncio.Future[WorkflowResult]] = {}
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
+        self.on_end: Callable[[WorkflowResult], None] | None = None
+        """Called with each result as its instance ends, once set (another process watches
+        an instance of this one: see `_remote`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         """The loop of the first `add` until `stop`: on Python 3.11 asking asyncio for it
         makes a getpid() system call, too dear for every instance."""
@@ -67,6 +71,8 @@ class Outcomes:
             finished.popitem(last=False)
         if not future.done():
             future.set_result(result)
+        if self.on_end is not None:
+            self.on_end(result)
 
     def check(self, workflow_id: str) -> None:
         """Raise UnknownWorkflowError for an id that was never started here, or forgotten."""
@@ -79,6 +85,13 @@ class Outcomes:
     def is_running(self, workflow_id: str) -> bool:
         self.check(workflow_id)
         return workflow_id in self._running
+
+    def finished_result(self, workflow_id: str) -> WorkflowResult:
+        """The result of a finished instance (UnknownWorkflowError when forgotten)."""
+        finished = self._finished.get(workflow_id)
+        if finished is None:
+            raise self._unknown(workflow_id)
+        return finished.result
 
     def final_status(self, workflow_id: str) -> WorkflowStatus | None:
         finished = self._finished.get(workflow_id)

@@ -13,17 +13,36 @@ import sys
 
 from actors import Actor, ActorSystem
 from brokers import NatsBus
+from coordination.scenarios.order_placement import (
+    EmailService,
+    FulfillmentService,
+    OrderService,
+    PaymentService,
+)
 
 from .actors_fixtures import Counter, Worker
 
 SERVICES: dict[str, type[Actor]] = {"counter": Counter, "worker": Worker}
 
 
+async def open_shop(system: ActorSystem) -> None:
+    """The order-placement services (kind `shop`): mallory's card is declined, and `rare`
+    items are out of stock."""
+    await system.spawn(OrderService, name="order")
+    await system.spawn(lambda: PaymentService(declined=frozenset({"mallory"})), name="payment")
+    stock = {"book": 10**6, "rare": 0}
+    await system.spawn(lambda: FulfillmentService(stock=stock), name="fulfillment")
+    await system.spawn(EmailService, name="email")
+
+
 async def serve(url: str, kind: str, name: str, instances: int) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with NatsBus(url) as bus, ActorSystem(bus) as system:
-        await system.spawn(SERVICES[kind], name=name, instances=instances)
+        if kind == "shop":
+            await open_shop(system)
+        else:
+            await system.spawn(SERVICES[kind], name=name, instances=instances)
         await bus.flush()  # the server knows our subscriptions before we say we are ready
         print("ready", flush=True)
         await stop.wait()

@@ -153,6 +153,25 @@ async def test_remote_style_ref_reaches_an_actor_by_name(bus: Bus) -> None:
             assert await ref.ask(GetTotal()) == 7
 
 
+async def test_a_private_actor_gets_the_messages_for_its_own_system_only(bus: Bus) -> None:
+    """Two processes each running an actor of one name share its messages (a queue group),
+    unless it is private: then each gets what was sent to its own system's node."""
+    async with ActorSystem(bus) as one, ActorSystem(bus) as two:
+        assert one.node != two.node
+        await one.spawn(Counter, name="results", private=True)
+        await two.spawn(Counter, name="results", private=True)
+        for _ in range(20):
+            await two.ref(Counter, "results", node=one.node).tell(Add(amount=1))
+        await one.ref(Counter, "results", node=two.node).tell(Add(amount=5))
+        assert await two.ref(Counter, "results", node=one.node).ask(GetTotal()) == 20
+        assert await one.ref(Counter, "results", node=two.node).ask(GetTotal()) == 5
+        assert await one.ref(Counter, "results").ask(GetTotal()) == 20  # its own, by name
+        shared = one.ref(Counter, "results")
+        assert shared.subject == f"{one.prefix}.results.@{one.node}"
+        with anyio.fail_after(1), pytest.raises(ActorNotFoundError):  # none on the shared one
+            await two.ref(Counter, "elsewhere").ask(GetTotal())
+
+
 async def test_duplicate_names_are_refused() -> None:
     async with ActorSystem() as system:
         await system.spawn(Counter, name="once")

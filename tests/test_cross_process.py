@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import anyio
 import pytest
 
 from actors import ActorNotFoundError, ActorSystem, AskTimeoutError
+from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus, NatsServer
 
-from .actors_fixtures import Add, Counter, GetTotal, WhoServes, Worker
+from .actors_fixtures import Add, GetTotal, WhoServes, Worker
+from .actors_fixtures import Counter as CounterActor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
@@ -82,7 +86,7 @@ async def test_ask_and_tell_a_service_in_another_process(nats_server: NatsServer
     host = ServiceProcess(nats_server.url, "counter", "ledger")
     with host:
         async with NatsBus(nats_server.url) as bus, ActorSystem(bus) as system:
-            ledger = system.ref(Counter, "ledger")
+            ledger = system.ref(CounterActor, "ledger")
             await ledger.tell(Add(amount=5))
             await ledger.tell(Add(amount=7))
             assert await ledger.ask(GetTotal(), timeout=5) == 12
@@ -133,9 +137,80 @@ async def test_two_processes_share_one_service_as_a_queue_group(nats_server: Nat
 
 async def test_choosing_nats_is_one_url(nats_server: NatsServer) -> None:
     async with ActorSystem(nats_server.url) as system:
-        counter = await system.spawn(Counter, name="by-url")
+        counter = await system.spawn(CounterActor, name="by-url")
         await counter.tell(Add(amount=3))
         assert await counter.ask(GetTotal()) == 3
         bus = system.bus
         assert isinstance(bus, NatsBus)
     assert bus.closed  # the system made the bus, so it closed it
+
+
+class Starter:
+    """`python -m tests.order_starter` in a child process: starts orders, then checks another
+    starter's."""
+
+    def __init__(self, url: str, strategy: str, count: int, tag: str) -> None:
+        args = [sys.executable, "-m", "tests.order_starter", url, strategy, str(count), tag]
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+
+    async def line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        read = self.process.stdout.readline
+        text = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+        if not text:
+            self.log.seek(0)
+            raise RuntimeError(f"the starter died:\n{self.log.read()}")
+        parsed: dict[str, Any] = json.loads(text)
+        return parsed
+
+    def tell(self, data: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(data) + "\n")
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        self.log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+async def test_two_starters_run_one_workflow_without_renaming_it(
+    nats_server: NatsServer, strategy: str
+) -> None:
+    """Two processes start orders of one workflow under one strategy, the services in a third:
+    every result reaches the process that started it, and each process answers status and
+    result for the other's instances too."""
+    url = nats_server.url
+    with ServiceProcess(url, "shop", "-"):
+        starters = [Starter(url, strategy, 50, tag) for tag in ("a", "b")]
+        try:
+            with anyio.fail_after(120):
+                first = [await starter.line() for starter in starters]
+                for starter, other in zip(starters, reversed(first), strict=True):
+                    starter.tell(other["ids"])
+                second = [await starter.line() for starter in starters]
+                for starter in starters:
+                    starter.tell("done")
+        finally:
+            for starter in starters:
+                starter.close()
+    assert first[0]["node"] != first[1]["node"]
+    for started, checked in zip(first, second, strict=True):
+        assert started["wrong"] == []
+        outcomes = Counter(started["ids"].values())
+        assert outcomes == {"completed": 35, "failed": 10, "compensated": 5}, outcomes
+        assert checked == {"checked": 50, "wrong": []}

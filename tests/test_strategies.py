@@ -34,6 +34,7 @@ from coordination import (
     WorkflowContext,
     WorkflowStatus,
 )
+from coordination._remote import owner_of
 from coordination.choreography._events import Advance
 from coordination.scenarios.order_placement import (
     Charge,
@@ -707,3 +708,40 @@ async def test_a_compensation_that_cannot_be_done_needs_attention(
         await until(lambda: shop.orders.orders.get("o30") == "failed")  # the customer is told
     assert shop.payment.charges == {"o30": 1000}
     assert shop.payment.refunds == {}
+
+
+async def test_a_process_answers_for_the_instances_another_started(
+    bus: Bus, strategy_name: str
+) -> None:
+    """Two systems (processes, on NATS) run one workflow under one strategy, the services in a
+    third: each asks status, result, pause, resume and cancel of the other's instances, and
+    those reach the process that started them."""
+    gated = GatedFulfillment()
+    async with (
+        open_shop(bus, fulfillment=gated, strategy="mediator"),
+        ActorSystem(bus) as here,
+        ActorSystem(bus) as there,
+        STRATEGIES[strategy_name](here, order_workflow) as ours,
+        STRATEGIES[strategy_name](there, order_workflow) as theirs,
+    ):
+        held = await theirs.start(order(1))
+        with anyio.fail_after(5):
+            await gated.entered.wait()
+        assert (await ours.status(held)).outcome is Outcome.RUNNING
+        assert await ours.pause(held, by="ops")
+        assert await ours.resume(held, by="ops")
+        assert await ours.cancel(held, by="ops")
+        gated.gate.set()
+        ended = await ours.result(held, timeout=5)
+        assert ended.outcome is Outcome.CANCELLED
+        assert ended == await theirs.result(held, timeout=5)
+        assert (await ours.status(held)).outcome is Outcome.CANCELLED
+        assert not await ours.cancel(held)  # ended: as its own process says
+        done = await ours.start(order(2))
+        result = await theirs.result(done, timeout=5)
+        assert result.outcome is Outcome.COMPLETED
+        assert result.results == (await ours.result(done)).results  # typed replies, both ways
+    stranger = held.replace(owner_of(held) or "", "0123456789abcdef")
+    async with ActorSystem(bus) as alone, STRATEGIES[strategy_name](alone, order_workflow) as it:
+        with anyio.fail_after(5), pytest.raises(UnknownWorkflowError, match="does not answer"):
+            await it.status(stranger)

@@ -11,7 +11,9 @@ adapter, when nothing needs undoing) sends the failure notices and `Ended`.
 
 An adapter beside a local service is a sidecar in the service's own mailbox, and events go
 from service to service; for a service elsewhere it is an actor of its own
-(`<strategy>.<workflow>.<service>`) that commands the service over the bus.
+(`<strategy>.<workflow>.<service>`, private to the process) that commands the service over
+the bus. Several processes may start instances of one workflow: an instance's ids name the
+process that started it, and its end (and any question about it) goes there.
 
 On a bus that can lose a message (NATS: a connection cut, a server restart), the events that
 carry an instance forward are acknowledged: each carries a subject of its sender's, the
@@ -42,6 +44,7 @@ from brokers import MemoryBus, Msg, Subscription, new_id
 
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
+from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from ..core._executor import send_notices
 from ..definition._workflow import Workflow, WorkflowContext, check_input
@@ -81,7 +84,8 @@ def _always(adapter: Adapter[Any]) -> Callable[[], Adapter[Any]]:
 
 class _Client(Actor):
     """Receives `Ended` for the callers of `result` (the strategies without a front
-    controller)."""
+    controller): a private actor, since each process hears the ends of the instances it
+    started (their ids name it)."""
 
     def __init__(self, engine: Choreography[Any]) -> None:
         self.engine = engine
@@ -105,6 +109,10 @@ class Choreography(Generic[In]):
 
     strategy: str
     _carries_data: ClassVar[bool] = True
+    _durable = False
+    """Whether the strategy keeps its instances in a store other processes may share."""
+    _endpoint_class: ClassVar[type[Actor]] = _Client
+    """The class of the actor `_make_endpoint` makes."""
 
     def __init__(
         self,
@@ -131,10 +139,22 @@ class Choreography(Generic[In]):
         """Where each service's events go: the service itself (a sidecar) or its adapter."""
         self._local_adapters: dict[str, Adapter[In]] = {}
         self._endpoint: ActorRef[Any] | None = None
+        self._endpoints: dict[str, ActorRef[Any]] = {}
+        """The endpoints of the other processes that start instances, by node."""
+        self._new_id = new_workflow_ids(workflow, system)
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.metrics.stuck = lambda: len(self.stuck())
+        self._remote = Remote(
+            system,
+            workflow,
+            self._route,
+            self.outcomes,
+            self._own_status,
+            self,
+            durable=lambda: self._durable,
+        )
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         """The instances someone cancelled (the latest `REMEMBERED_CANCELS`): each adapter
         here turns one around at the next step it sees end."""
@@ -183,10 +203,15 @@ class Choreography(Generic[In]):
                     self._local_adapters[service] = adapter
                     self._adapters[service] = attach(system, service, self._route, adapter)
                 else:
+                    # Private: this process's adapters carry the instances it starts, and
+                    # those only (a process that starts instances keeps its own state).
                     self._adapters[service] = await system.spawn(
-                        _always(adapter), name=self._adapter_name(service)
+                        _always(adapter), name=self._adapter_name(service), private=True
                     )
-            self._endpoint = await system.spawn(self._make_endpoint, name=self._endpoint_name)
+            self._endpoint = await system.spawn(
+                self._make_endpoint, name=self._endpoint_name, private=True
+            )
+            await self._remote.open()
             if self.acknowledged is None:
                 self.acknowledged = not isinstance(system.bus, MemoryBus)
             if self.acknowledged:
@@ -211,6 +236,7 @@ class Choreography(Generic[In]):
 
     async def _stop_actors(self) -> None:
         await self._close()
+        await self._remote.close()
         events, self._events = self._events, None
         if events is not None:
             await events.close()
@@ -239,14 +265,18 @@ class Choreography(Generic[In]):
         if not self._running:
             raise RuntimeError(f"use the strategy as `async with {type(self).__name__}(...)`")
         check_input(self.workflow, workflow_input)
-        workflow_id = f"{self.workflow.name}-{new_id()}"
+        workflow_id = self._new_id()
         self.outcomes.add(workflow_id)
         self._progress[workflow_id] = perf_counter()
         await self._begin(workflow_id, self._codec.carried(workflow_input, results))
         return workflow_id
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
-        """Wait for the instance to end and return its outcome."""
+        """Wait for the instance to end and return its outcome (of one another process
+        started, as that process tells it)."""
+        result = await self._remote.result(workflow_id, timeout)
+        if result is not None:
+            return result
         await self._known(workflow_id)
         return await self.outcomes.wait(workflow_id, timeout)
 
@@ -258,6 +288,9 @@ class Choreography(Generic[In]):
         the outcome then stays what it was. A paused instance is released to unwind. `by`
         names who asked, in the instance's history.
         """
+        done = await self._remote.control(workflow_id, "cancel", by)
+        if done is not None:
+            return done
         if not await self._still_running(workflow_id):
             return False
         await self._audit(workflow_id, by, "cancel")
@@ -269,6 +302,9 @@ class Choreography(Generic[In]):
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold the instance: the step under way finishes, and its next event waits in the
         service it reaches until `resume`. False when it has ended."""
+        done = await self._remote.control(workflow_id, "pause", by)
+        if done is not None:
+            return done
         if not await self._still_running(workflow_id):
             return False
         await self._audit(workflow_id, by, "pause")
@@ -278,6 +314,9 @@ class Choreography(Generic[In]):
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
         """Let a paused instance go on. False when it is not paused."""
+        done = await self._remote.control(workflow_id, "resume", by)
+        if done is not None:
+            return done
         if workflow_id not in self._paused:
             return False
         await self._audit(workflow_id, by, "resume")
@@ -319,7 +358,14 @@ class Choreography(Generic[In]):
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """What this strategy's pattern can know about the instance; for a running one, how
-        long since it was last seen to move on (`since_progress`)."""
+        long since it was last seen to move on (`since_progress`). An instance another
+        process started is asked of that process."""
+        status = await self._remote.status(workflow_id)
+        if status is not None:
+            return status
+        return await self._own_status(workflow_id)
+
+    async def _own_status(self, workflow_id: str) -> WorkflowStatus:
         began = perf_counter()
         try:
             status = await self._status(workflow_id)
@@ -400,9 +446,27 @@ class Choreography(Generic[In]):
         )
 
     async def _end(self, adapter: Adapter[In], event: Ended) -> None:
-        """Send `Ended` to whoever waits for the outcome."""
-        assert self._endpoint is not None
-        await self._emit_event(self._endpoint, event, f"{event.workflow_id}.ended")
+        """Send `Ended` to whoever waits for the outcome: the endpoint of the process that
+        started the instance."""
+        endpoint = self._owners_endpoint(event.workflow_id)
+        await self._emit_event(endpoint, event, f"{event.workflow_id}.ended")
+
+    def _owners_endpoint(self, workflow_id: str) -> ActorRef[Any]:
+        """The endpoint of the process that started `workflow_id` (this one's, for an id
+        that names none)."""
+        endpoint = self._endpoint
+        assert endpoint is not None
+        owner = owner_of(workflow_id)
+        if owner is None or owner == self.system.node:
+            return endpoint
+        ref = self._endpoints.get(owner)
+        if ref is None:
+            if len(self._endpoints) > 1024:  # processes come and go: keep the table bounded
+                self._endpoints.clear()
+            ref = self._endpoints[owner] = self.system.ref(
+                self._endpoint_class, self._endpoint_name, node=owner
+            )
+        return ref
 
     def _acknowledge(self, ack: str) -> None:
         """An acknowledged event was handled here: tell its sender (in a batch)."""

@@ -63,6 +63,10 @@ class EventSourced(Choreography[In]):
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []
 
+    @property
+    def _durable(self) -> bool:  # type: ignore[override]
+        return type(self.store) is not MemoryEventStore
+
     async def _open(self) -> None:
         # Events go to the services (sidecars), to adapters of their own, and to the client.
         subjects = {ref.subject for ref in self._adapters.values()}

@@ -83,10 +83,13 @@ class FrontController(Choreography[In]):
     """Runs a workflow by choreography behind a front controller that keeps its record.
 
     `store` keeps the records (memory by default); with `callbacks` the services report each
-    step they start, so `status` knows the current step too.
+    step they start, so `status` knows the current step too. Each process that starts
+    instances has a front controller of its own, which hears the ends (and call backs) of
+    the instances it started.
     """
 
     strategy = "front_controller"
+    _endpoint_class = _Front
 
     def __init__(
         self,
@@ -117,6 +120,10 @@ class FrontController(Choreography[In]):
     @property
     def _endpoint_name(self) -> str:
         return f"{self._route}.front"
+
+    @property
+    def _durable(self) -> bool:  # type: ignore[override]
+        return type(self.store) is not MemoryStateStore
 
     def _make_endpoint(self) -> Actor:
         return _Front(self)
@@ -150,8 +157,8 @@ class FrontController(Choreography[In]):
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None:
         if self.callbacks:
-            assert self._endpoint is not None
-            await self._endpoint.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
+            front = self._owners_endpoint(workflow_id)
+            await front.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the

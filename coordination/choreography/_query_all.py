@@ -27,6 +27,7 @@ from brokers import (
 )
 
 from .._outcomes import DEFAULT_KEEP
+from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
 from ..definition._workflow import Failure, Workflow
 from ._adapter import Adapter
@@ -104,15 +105,17 @@ class QueryAll(Choreography[In]):
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
 
-    def _records_subject(self, service: str) -> str:
-        return f"{self.system.prefix}.{self._adapter_name(service)}.records"
+    def _records_subject(self, service: str, node: str) -> str:
+        """Where `service`'s records are asked for, in the process `node`: each process keeps
+        the records of the instances it started (their adapters are its own)."""
+        return f"{self.system.prefix}.{self._adapter_name(service)}.records.@{node}"
 
     async def _open(self) -> None:
         for service in self._adapters:
             records: OrderedDict[str, _Record] = OrderedDict()
             self._records[service] = records
             subscription = await self.system.bus.subscribe(
-                self._records_subject(service), self._answerer(records)
+                self._records_subject(service, self.system.node), self._answerer(records)
             )
             self._subscriptions.append(subscription)
 
@@ -201,16 +204,17 @@ class QueryAll(Choreography[In]):
             for service in services:
                 link = Link(asker, self._adapter_name(service), "RecordQuery", request=True)
                 links.record(link, workflow_id)
+        node = owner_of(workflow_id) or self.system.node
         if len(services) == 1:  # the common case: no task for a gather of one
-            replies = [await self._ask(services[0], query, persist)]
+            replies = [await self._ask(services[0], node, query, persist)]
         else:
             replies = await asyncio.gather(
-                *(self._ask(service, query, persist) for service in services)
+                *(self._ask(service, node, query, persist) for service in services)
             )
         return [_reply_decoder.decode(reply.data) for reply in replies]
 
-    async def _ask(self, service: str, query: bytes, persist: bool) -> Msg:
-        subject = self._records_subject(service)
+    async def _ask(self, service: str, node: str, query: bytes, persist: bool) -> Msg:
+        subject = self._records_subject(service, node)
         attempt = 1
         while True:
             try:

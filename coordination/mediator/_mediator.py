@@ -3,9 +3,12 @@
 The Mediator keeps every instance's state in its store and moves each instance on as the
 answers of its services land: a command goes out with the mediator's reply subject, and the
 reply (or its timeout, or its error) advances the instance; no task waits per instance, so
-one mediator keeps thousands in flight. Its actor, `mediator.<workflow>` on the bus, answers
-status queries, so anyone on the bus can ask where an instance stands. It knows the exact
-step of every instance.
+one mediator keeps thousands in flight. It knows the exact step of every instance.
+
+Several processes may run a Mediator for one workflow: each moves on the instances it
+started (their ids name it), and answers for them the others' `status`, `result`, `cancel`,
+`pause` and `resume` (see `_remote`). On a shared durable store (SQLite on one machine, NATS
+key-value across machines) a mediator reads any instance's status from the store itself.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from typing import Any, Generic, Self, TypeVar
 import msgspec
 
 from actors import Actor, ActorRef, ActorSystem, acting_as
-from brokers import new_id
 
 from .. import core
 from .._errors import UnknownWorkflowError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
+from .._remote import Remote, new_workflow_ids
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ..core import (
@@ -141,6 +144,16 @@ class Mediator(Generic[In]):
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
         self.name = f"mediator.{workflow.name}"
+        self._new_id = new_workflow_ids(workflow, system)
+        self._remote = Remote(
+            system,
+            workflow,
+            self.name,
+            self.outcomes,
+            self._local_status,
+            self,
+            durable=lambda: type(self.store) is not MemoryStateStore,
+        )
         self._runs: dict[str, _Run] = {}
         self._refs: dict[str, ActorRef[Any]] = {}
         self._port: CommandPort[_Sent] | None = None
@@ -154,7 +167,10 @@ class Mediator(Generic[In]):
             name: self.system.ref(cls, name) for name, cls in self.workflow.services.items()
         }
         store = self.store
-        self._actor = await self.system.spawn(lambda: _MediatorActor(store), name=self.name)
+        self._actor = await self.system.spawn(
+            lambda: _MediatorActor(store), name=self.name, private=True
+        )
+        await self._remote.open()
         self._port = CommandPort(
             self.system, self.name, self._replied, self._command_failed, self.metrics
         )
@@ -171,6 +187,7 @@ class Mediator(Generic[In]):
         port, self._port = self._port, None
         if port is not None:
             await port.close()
+        await self._remote.close()
         workers, self._workers = self._workers, set()
         for worker in workers:
             worker.cancel()
@@ -192,7 +209,7 @@ class Mediator(Generic[In]):
         if self._port is None:
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
         check_input(self.workflow, workflow_input)
-        workflow_id = f"{self.workflow.name}-{new_id()}"
+        workflow_id = self._new_id()
         state = InstanceState(workflow_id, workflow_input, dict(results or {}))
         run = _Run(state, WorkflowContext(workflow_id, workflow_input, state.results))
         self._runs[workflow_id] = run
@@ -232,8 +249,17 @@ class Mediator(Generic[In]):
         return [wid for wid, run in self._runs.items() if now - run.sent_at > limit]
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
-        """The exact state of an instance, asked of the mediator actor over the bus; with
-        how long it has been waiting, for a running instance of this mediator."""
+        """The exact state of an instance: read from the store (by this mediator's actor, over
+        the bus), or, for one another process started on a memory store, asked of that
+        process; with how long it has been waiting, for a running instance of this
+        mediator."""
+        if type(self.store) is MemoryStateStore:
+            status = await self._remote.status(workflow_id)
+            if status is not None:
+                return status
+        return await self._local_status(workflow_id)
+
+    async def _local_status(self, workflow_id: str) -> WorkflowStatus:
         assert self._actor is not None
         began = perf_counter()
         reply = await self._actor.ask(GetStatus(workflow_id))
@@ -248,13 +274,20 @@ class Mediator(Generic[In]):
         return status
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
-        """Wait for the instance to end and return its outcome."""
+        """Wait for the instance to end and return its outcome (of one another process
+        started, as that process tells it)."""
+        result = await self._remote.result(workflow_id, timeout)
+        if result is not None:
+            return result
         return await self.outcomes.wait(workflow_id, timeout)
 
     async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Ask a running instance to stop: the step under way finishes, then what it completed
         is compensated (a paused one at once). False when it had already ended. `by` names who
         asked, in the instance's history."""
+        done = await self._remote.control(workflow_id, "cancel", by)
+        if done is not None:
+            return done
         run = self._running_run(workflow_id)
         if run is None:
             return False
@@ -268,6 +301,9 @@ class Mediator(Generic[In]):
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold a running instance: the step under way finishes, and no further step starts
         until `resume`. False when it had ended (or was paused already)."""
+        done = await self._remote.control(workflow_id, "pause", by)
+        if done is not None:
+            return done
         run = self._running_run(workflow_id)
         if run is None or run.state.progress.paused:
             return False
@@ -277,6 +313,9 @@ class Mediator(Generic[In]):
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
         """Let a paused instance go on. False when it was not paused."""
+        done = await self._remote.control(workflow_id, "resume", by)
+        if done is not None:
+            return done
         run = self._running_run(workflow_id)
         if run is None or not run.state.progress.paused:
             return False

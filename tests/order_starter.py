@@ -1,0 +1,60 @@
+"""A process that starts orders under one strategy on a NATS server, for the tests of several
+starter processes sharing one workflow.
+
+    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG
+
+It starts COUNT orders (every fifth customer declined, some items backordered), waits for
+their results and checks each one's status, then prints one JSON line: its node and
+`{workflow id: outcome}`. It then reads one JSON line on stdin, another starter's
+`{workflow id: outcome}`, asks status and result of each of those instances (started by the
+other process), prints `{"checked": n, "wrong": [...]}`, and exits at the next line on stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from actors import ActorSystem
+from benchmarks._strategy_cases import STRATEGIES
+from brokers import NatsBus
+from coordination.scenarios.order_placement import PlaceOrder, order_workflow
+
+
+def order(tag: str, number: int) -> PlaceOrder:
+    customer = "mallory" if number % 5 == 0 else "ann"
+    item = "rare" if number % 7 == 3 else "book"
+    return PlaceOrder(f"{tag}-{number}", customer, item, 1, amount=1000)
+
+
+async def main(url: str, strategy: str, count: int, tag: str) -> None:
+    async with (
+        NatsBus(url) as bus,
+        ActorSystem(bus) as system,
+        STRATEGIES[strategy](system, order_workflow) as coordinator,
+    ):
+        ids = [await coordinator.start(order(tag, n)) for n in range(count)]
+        results = await asyncio.gather(*(coordinator.result(i, timeout=60) for i in ids))
+        wrong = []
+        for workflow_id, result in zip(ids, results, strict=True):
+            status = await coordinator.status(workflow_id)
+            if status.outcome is not result.outcome:
+                wrong.append(f"{workflow_id}: status {status.outcome}, result {result.outcome}")
+        outcomes = {r.workflow_id: r.outcome.value for r in results}
+        print(json.dumps({"node": system.node, "ids": outcomes, "wrong": wrong}), flush=True)
+        theirs: dict[str, str] = json.loads(await asyncio.to_thread(sys.stdin.readline))
+        for workflow_id, outcome in theirs.items():
+            status = await coordinator.status(workflow_id)
+            result = await coordinator.result(workflow_id, timeout=10)
+            if status.outcome is None or status.outcome.value != outcome:
+                wrong.append(f"{workflow_id}: status {status.outcome}, expected {outcome}")
+            if result.outcome.value != outcome:
+                wrong.append(f"{workflow_id}: result {result.outcome}, expected {outcome}")
+        print(json.dumps({"checked": len(theirs), "wrong": wrong}), flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the other may still ask: stay till told
+
+
+if __name__ == "__main__":
+    url, strategy, count, tag = sys.argv[1:]
+    asyncio.run(main(url, strategy, int(count), tag))
