@@ -28,6 +28,7 @@ EXPECTED = [
     ),
     "b'HELLO'",
     "pong",
+    "inbox of one\ninbox of two",
     "\n".join(
         f"{strategy} {line}"
         for strategy in ("mediator", "stamp_coupled")
