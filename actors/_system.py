@@ -334,6 +334,10 @@ class ActorSystem:
             self.prefix,
         )
 
+    def local_names(self) -> list[str]:
+        """The names of the actors running in this system."""
+        return list(self._groups)
+
     def is_local(self, name: str) -> bool:
         """Whether an actor named `name` runs in this system."""
         return name in self._groups
