@@ -1,7 +1,11 @@
 """A process that starts orders under one strategy on a NATS server, for the tests of several
 starter processes sharing one workflow.
 
-    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG
+    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG [hosted]
+
+With `hosted`, a choreography's adapters run beside the services in their hosts
+(`remote_sidecars=True`, see `tests.served.take_part`): this process keeps the start and the
+end.
 
 It starts COUNT orders (every fifth customer declined, some items backordered), waits for
 their results and checks each one's status, then prints one JSON line: its node and
@@ -19,7 +23,10 @@ import sys
 from actors import ActorSystem
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus
+from coordination import Strategy
 from coordination.scenarios.order_placement import PlaceOrder, order_workflow
+
+from .served import CHOREOGRAPHIES
 
 
 def order(tag: str, number: int) -> PlaceOrder:
@@ -28,12 +35,21 @@ def order(tag: str, number: int) -> PlaceOrder:
     return PlaceOrder(f"{tag}-{number}", customer, item, 1, amount=1000)
 
 
-async def main(url: str, strategy: str, count: int, tag: str) -> None:
+def coordinator_for(system: ActorSystem, strategy: str, hosted: bool) -> Strategy[PlaceOrder]:
+    if hosted and strategy in CHOREOGRAPHIES:
+        return CHOREOGRAPHIES[strategy](system, order_workflow, remote_sidecars=True)
+    return STRATEGIES[strategy](system, order_workflow)
+
+
+async def main(url: str, strategy: str, count: int, tag: str, hosted: bool) -> None:
     async with (
         NatsBus(url) as bus,
         ActorSystem(bus) as system,
-        STRATEGIES[strategy](system, order_workflow) as coordinator,
+        coordinator_for(system, strategy, hosted) as coordinator,
     ):
+        adapters = [name for name in system.local_names() if name.endswith(".payment")]
+        if hosted and adapters:
+            raise AssertionError(f"adapters run in the starter: {adapters}")
         ids = [await coordinator.start(order(tag, n)) for n in range(count)]
         results = await asyncio.gather(*(coordinator.result(i, timeout=60) for i in ids))
         wrong = []
@@ -56,5 +72,5 @@ async def main(url: str, strategy: str, count: int, tag: str) -> None:
 
 
 if __name__ == "__main__":
-    url, strategy, count, tag = sys.argv[1:]
-    asyncio.run(main(url, strategy, int(count), tag))
+    url, strategy, count, tag, *hosted = sys.argv[1:]
+    asyncio.run(main(url, strategy, int(count), tag, hosted == ["hosted"]))

@@ -4,10 +4,22 @@ handler takes a while, to see shutdown drain it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
 
 from actors import Actor, ActorSystem, Message, Request
+from coordination import EventSourced, FrontController, QueryAll, StampCoupled, Strategy
+from coordination.scenarios.order_placement import order_workflow
 
 from .service_host import open_shop
+
+CHOREOGRAPHIES: dict[str, Callable[..., Strategy[Any]]] = {
+    "event_sourced": EventSourced,
+    "front_controller": FrontController,
+    "query_all": QueryAll,
+    "stamp_coupled": StampCoupled,
+}
 
 
 class Nap(Request[str]):
@@ -41,6 +53,16 @@ class Sleeper(Actor):
 async def build(system: ActorSystem) -> None:
     await open_shop(system)
     await system.spawn(lambda: Sleeper(system), name="sleeper")
+
+
+async def take_part(system: ActorSystem) -> contextlib.AsyncExitStack:
+    """The order services, taking part in order placement under every choreography: their
+    adapters run here, beside them, for the starters that say `remote_sidecars=True`."""
+    await open_shop(system)
+    strategies = contextlib.AsyncExitStack()
+    for strategy in CHOREOGRAPHIES.values():
+        await strategies.enter_async_context(strategy(system, order_workflow, remote_sidecars=True))
+    return strategies
 
 
 NOT_A_FUNCTION = 3

@@ -149,8 +149,12 @@ class Starter:
     """`python -m tests.order_starter` in a child process: starts orders, then checks another
     starter's."""
 
-    def __init__(self, url: str, strategy: str, count: int, tag: str) -> None:
+    def __init__(
+        self, url: str, strategy: str, count: int, tag: str, *, hosted: bool = False
+    ) -> None:
         args = [sys.executable, "-m", "tests.order_starter", url, strategy, str(count), tag]
+        if hosted:
+            args.append("hosted")
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             args,
@@ -194,23 +198,82 @@ async def test_two_starters_run_one_workflow_without_renaming_it(
     """Two processes start orders of one workflow under one strategy, the services in a third:
     every result reaches the process that started it, and each process answers status and
     result for the other's instances too."""
-    url = nats_server.url
-    with ServiceProcess(url, "shop", "-"):
-        starters = [Starter(url, strategy, 50, tag) for tag in ("a", "b")]
-        try:
-            with anyio.fail_after(120):
-                first = [await starter.line() for starter in starters]
-                for starter, other in zip(starters, reversed(first), strict=True):
-                    starter.tell(other["ids"])
-                second = [await starter.line() for starter in starters]
-                for starter in starters:
-                    starter.tell("done")
-        finally:
-            for starter in starters:
-                starter.close()
+    with ServiceProcess(nats_server.url, "shop", "-"):
+        first, second = await run_starters(nats_server.url, strategy, hosted=False)
     assert first[0]["node"] != first[1]["node"]
+    check_orders(first, second)
+
+
+def check_orders(first: list[Any], second: list[Any]) -> None:
+    """Each starter's orders ended as their customers and items say, its statuses agree,
+    and its check of the other's instances found nothing wrong."""
     for started, checked in zip(first, second, strict=True):
         assert started["wrong"] == []
         outcomes = Counter(started["ids"].values())
         assert outcomes == {"completed": 35, "failed": 10, "compensated": 5}, outcomes
         assert checked == {"checked": 50, "wrong": []}
+
+
+class ServedHost:
+    """`corps serve tests.served:take_part` in a child process: the order services, with
+    every choreography's adapters beside them."""
+
+    def __init__(self, url: str) -> None:
+        corps = str(Path(sys.executable).parent / "corps")
+        self.process = subprocess.Popen(
+            [corps, "serve", "tests.served:take_part", "--nats", url],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    async def ready(self) -> None:
+        assert self.process.stderr is not None
+        read = self.process.stderr.readline
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+        if not line.startswith("corps: serving"):
+            self.process.kill()
+            raise RuntimeError(f"the host did not start: {line}{self.process.communicate()[1]}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+
+async def run_starters(url: str, strategy: str, *, hosted: bool) -> tuple[list[Any], list[Any]]:
+    """Two starters of 50 orders each; what each printed: its own, then its check of the
+    other's."""
+    starters = [Starter(url, strategy, 50, tag, hosted=hosted) for tag in ("a", "b")]
+    try:
+        with anyio.fail_after(120):
+            first = [await starter.line() for starter in starters]
+            for starter, other in zip(starters, reversed(first), strict=True):
+                starter.tell(other["ids"])
+            second = [await starter.line() for starter in starters]
+            for starter in starters:
+                starter.tell("done")
+    finally:
+        for starter in starters:
+            starter.close()
+    return first, second
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+async def test_choreographies_run_beside_services_in_two_hosts(
+    nats_server: NatsServer, strategy: str
+) -> None:
+    """Two hosts (`corps serve`) each run every order service with the choreographies'
+    adapters beside them; two starters keep only the start and the end of their orders."""
+    url = nats_server.url
+    hosts = [ServedHost(url) for _ in range(2)]
+    try:
+        for host in hosts:
+            await host.ready()
+        first, second = await run_starters(url, strategy, hosted=True)
+    finally:
+        for host in hosts:
+            host.close()
+    check_orders(first, second)

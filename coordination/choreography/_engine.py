@@ -96,6 +96,27 @@ class _Client(Actor):
             self.engine._acks_out.acknowledge(self.engine._route, event.ack)
 
 
+class _Sidecars(Actor):
+    """What a service hosted elsewhere with this workflow's adapters beside it takes (the
+    class of the refs that send it events: its own handlers are its host's business)."""
+
+    async def advance(self, event: Advance) -> None:
+        raise NotImplementedError
+
+    async def unwind(self, event: Unwind) -> None:
+        raise NotImplementedError
+
+    async def cancel(self, event: Cancel) -> None:
+        raise NotImplementedError
+
+    async def hold(self, event: Hold) -> None:
+        raise NotImplementedError
+
+
+_control_decoder = msgspec.msgpack.Decoder(Cancel | Hold)
+_encode = msgspec.msgpack.Encoder().encode
+
+
 class Choreography(Generic[In]):
     """Base of the choreographed strategies: the strategy API over adapters and events.
 
@@ -105,6 +126,13 @@ class Choreography(Generic[In]):
     mailbox; without, or for a service elsewhere on the bus, it is an actor of its own that
     reaches the service over the bus. `acknowledged` events are sent until their receivers
     acknowledge them: by default on any bus but a MemoryBus.
+
+    With `remote_sidecars`, the services this process does not run have this workflow's
+    adapters beside them in the processes that host them, as sidecars there: events go to
+    the services themselves, and this process keeps only the start, the end and the
+    questions about its instances. Every host of such a service must take part in the
+    workflow under this strategy: it enters the same strategy with `remote_sidecars=True`
+    (for `corps serve`, its build function returns it).
     """
 
     strategy: str
@@ -123,9 +151,11 @@ class Choreography(Generic[In]):
         sidecars: bool = True,
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
+        remote_sidecars: bool = False,
     ) -> None:
         self.system = system
         self.sidecars = sidecars
+        self.remote_sidecars = remote_sidecars
         self._tracks_starts = type(self)._step_started is not Choreography._step_started
         """Whether adapters call `step_started`: only strategies that override it (saving an
         await per step for the others)."""
@@ -138,6 +168,8 @@ class Choreography(Generic[In]):
         self._adapters: dict[str, ActorRef[Any]] = {}
         """Where each service's events go: the service itself (a sidecar) or its adapter."""
         self._local_adapters: dict[str, Adapter[In]] = {}
+        self._spawned: list[ActorRef[Any]] = []
+        """The adapters of their own this choreography spawned (to stop on leaving)."""
         self._endpoint: ActorRef[Any] | None = None
         self._endpoints: dict[str, ActorRef[Any]] = {}
         """The endpoints of the other processes that start instances, by node."""
@@ -173,6 +205,8 @@ class Choreography(Generic[In]):
         """Where receivers acknowledge this choreography's events ("": not acknowledged);
         the events are made with it."""
         self._acks: Subscription | None = None
+        self._control: Subscription | None = None
+        """With remote sidecars: where cancels and pauses reach every host's adapters."""
         self.acknowledged = acknowledged
         """Whether events are acknowledged and sent again until they are (see the module's
         docstring); None, the default: when the bus is not a MemoryBus (decided on
@@ -202,16 +236,21 @@ class Choreography(Generic[In]):
                 if local:
                     self._local_adapters[service] = adapter
                     self._adapters[service] = attach(system, service, self._route, adapter)
+                elif self.remote_sidecars:  # its host runs the adapter: send it the events
+                    self._adapters[service] = system.ref(_Sidecars, service)
                 else:
                     # Private: this process's adapters carry the instances it starts, and
                     # those only (a process that starts instances keeps its own state).
                     self._adapters[service] = await system.spawn(
                         _always(adapter), name=self._adapter_name(service), private=True
                     )
+                    self._spawned.append(self._adapters[service])
             self._endpoint = await system.spawn(
                 self._make_endpoint, name=self._endpoint_name, private=True
             )
             await self._remote.open()
+            if self.remote_sidecars:
+                self._control = await system.bus.subscribe(self._control_subject, self._on_control)
             if self.acknowledged is None:
                 self.acknowledged = not isinstance(system.bus, MemoryBus)
             if self.acknowledged:
@@ -237,6 +276,9 @@ class Choreography(Generic[In]):
     async def _stop_actors(self) -> None:
         await self._close()
         await self._remote.close()
+        control, self._control = self._control, None
+        if control is not None:
+            await control.unsubscribe()
         events, self._events = self._events, None
         if events is not None:
             await events.close()
@@ -247,7 +289,7 @@ class Choreography(Generic[In]):
         for service, adapter in self._local_adapters.items():
             detach(self.system, service, self._route)
             await adapter.close()
-        refs = [ref for s, ref in self._adapters.items() if s not in self._local_adapters]
+        refs, self._spawned = self._spawned, []
         if self._endpoint is not None:
             refs.append(self._endpoint)
         for ref in refs:
@@ -335,10 +377,33 @@ class Choreography(Generic[In]):
         await self._known(workflow_id)
         return self.outcomes.is_running(workflow_id)
 
+    @functools.cached_property
+    def _control_subject(self) -> str:
+        return f"{self.system.prefix}.{self._route}.control"
+
+    async def _on_control(self, msg: Msg) -> None:
+        """A cancel or a pause, for every host's adapters of this workflow."""
+        try:
+            event = _control_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            logger.warning("%s: an undecodable control message refused", self._route)
+            return
+        if event.route != self._route:
+            return
+        if isinstance(event, Cancel):
+            self._cancel_seen(event.workflow_id)
+            return
+        for adapter in self._local_adapters.values():
+            await adapter.hold(event)
+
     async def _broadcast(self, event: Cancel | Hold) -> None:
         """Tell every adapter. A cancel is acknowledged like the events (taking it twice is
         harmless); a hold is told once, since a resent pause could land after the resume
-        that followed it."""
+        that followed it. With remote sidecars, a service hosted twice has an adapter in each
+        host: each hears it on the workflow's control subject too (the acknowledged cancel
+        reaches one of them for sure)."""
+        if self.remote_sidecars:
+            await self.system.bus.publish(self._control_subject, _encode(event))
         for service, adapter in self._adapters.items():
             if isinstance(event, Cancel):
                 await self._emit_event(adapter, event, f"{event.workflow_id}.cancel.{service}")

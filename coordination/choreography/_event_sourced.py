@@ -18,6 +18,7 @@ from actors import ActorSystem
 from brokers import Msg, Subscription
 
 from .._outcomes import DEFAULT_KEEP
+from .._remote import owner_of
 from .._status import Outcome, WorkflowStatus
 from ..definition._workflow import Failure, Workflow
 from ..stores._event_store import EventStore, MemoryEventStore
@@ -51,6 +52,7 @@ class EventSourced(Choreography[In]):
         sidecars: bool = True,
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
+        remote_sidecars: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -59,6 +61,7 @@ class EventSourced(Choreography[In]):
             sidecars=sidecars,
             stuck_after=stuck_after,
             acknowledged=acknowledged,
+            remote_sidecars=remote_sidecars,
         )
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []
@@ -87,6 +90,9 @@ class EventSourced(Choreography[In]):
             return  # a service's own message (another workflow's command, a notice)
         if getattr(event, "route", self._route) != self._route:
             return  # another choreography's event, in a service they share
+        owner = owner_of(event.workflow_id)
+        if owner is not None and owner != self.system.node:
+            return  # another process started it: its log is that process's
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
         await self.store.append(event.workflow_id, event)

@@ -143,9 +143,13 @@ class StepStarted(Message, tag="corps.StepStarted"):
 
 
 class RecordQuery(msgspec.Struct, frozen=True, gc=False):
-    """Query-all: what do you know of `workflow_id`?"""
+    """Query-all: what do you know of `workflow_id`? With `wanted` (step names) or
+    `want_input`, a participant that holds none of that stays silent, where a service runs
+    in several processes and each holds the records of the steps it ran."""
 
     workflow_id: str
+    wanted: list[str] = []
+    want_input: bool = False
 
 
 class RecordReply(msgspec.Struct, frozen=True, gc=False):

@@ -102,6 +102,7 @@ class FrontController(Choreography[In]):
         sidecars: bool = True,
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
+        remote_sidecars: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -110,6 +111,7 @@ class FrontController(Choreography[In]):
             sidecars=sidecars,
             stuck_after=stuck_after,
             acknowledged=acknowledged,
+            remote_sidecars=remote_sidecars,
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks

@@ -24,6 +24,7 @@ from brokers import (
     Msg,
     NoRespondersError,
     Subscription,
+    new_id,
 )
 
 from .._outcomes import DEFAULT_KEEP
@@ -40,6 +41,10 @@ In = TypeVar("In", bound=msgspec.Struct)
 
 STARTED, DONE, FAILED, COMPENSATED = "started", "done", "failed", "compensated"
 
+GATHER_QUIET = 0.05
+"""With remote sidecars, a status gathers the records of every copy of each service: it
+stops waiting once none has answered for this long."""
+
 _encode = msgspec.msgpack.Encoder().encode
 _reply_decoder = msgspec.msgpack.Decoder(RecordReply)
 _query_decoder = msgspec.msgpack.Decoder(RecordQuery)
@@ -55,6 +60,15 @@ class _Record:
     failure: Failure | None = None
     outcome: str | None = None
     attention: list[str] = field(default_factory=list)
+
+    def holds(self, query: RecordQuery) -> bool:
+        """Whether this record has something `query` asks for (anything, if it names
+        nothing)."""
+        if query.want_input and self.input is not None:
+            return True
+        if query.wanted:
+            return any(name in self.results for name in query.wanted)
+        return not query.want_input
 
     def reply(self) -> RecordReply:
         failure = self.failure
@@ -91,6 +105,7 @@ class QueryAll(Choreography[In]):
         sidecars: bool = True,
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
+        remote_sidecars: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -99,23 +114,28 @@ class QueryAll(Choreography[In]):
             sidecars=sidecars,
             stuck_after=stuck_after,
             acknowledged=acknowledged,
+            remote_sidecars=remote_sidecars,
         )
         self.remember = remember
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
 
-    def _records_subject(self, service: str, node: str) -> str:
-        """Where `service`'s records are asked for, in the process `node`: each process keeps
-        the records of the instances it started (their adapters are its own)."""
-        return f"{self.system.prefix}.{self._adapter_name(service)}.records.@{node}"
+    def _records_subject(self, service: str, node: str | None) -> str:
+        """Where `service`'s records are asked for: in the process `node`, which started the
+        instances its adapters carry; or, with remote sidecars (`node` None), in every
+        process that hosts the service, each holding the records of the steps it ran."""
+        subject = f"{self.system.prefix}.{self._adapter_name(service)}.records"
+        return subject if node is None else f"{subject}.@{node}"
 
     async def _open(self) -> None:
-        for service in self._adapters:
+        hosted = self.remote_sidecars
+        node = None if hosted else self.system.node
+        for service in self._local_adapters if hosted else self._adapters:
             records: OrderedDict[str, _Record] = OrderedDict()
             self._records[service] = records
             subscription = await self.system.bus.subscribe(
-                self._records_subject(service, self.system.node), self._answerer(records)
+                self._records_subject(service, node), self._answerer(records, silent=hosted)
             )
             self._subscriptions.append(subscription)
 
@@ -124,7 +144,10 @@ class QueryAll(Choreography[In]):
             await subscription.unsubscribe()
         self._subscriptions.clear()
 
-    def _answerer(self, records: OrderedDict[str, _Record]) -> Any:
+    def _answerer(self, records: OrderedDict[str, _Record], *, silent: bool) -> Any:
+        """Answer queries from `records`; `silent`: a query for some replies (or the input)
+        only with a record that has some (other copies of the service may have them). A
+        query for everything is always answered, so that its asker hears every copy."""
         bus = self.system.bus
 
         async def answer(msg: Msg) -> None:
@@ -135,6 +158,9 @@ class QueryAll(Choreography[In]):
             except msgspec.DecodeError:
                 return  # not a query: nothing to answer
             record = records.get(query.workflow_id)
+            asks_some = query.wanted or query.want_input
+            if silent and asks_some and (record is None or not record.holds(query)):
+                return  # another copy of the service may have it: it answers
             reply = record.reply() if record is not None else RecordReply(found=False)
             await bus.publish(msg.reply, _encode(reply))
 
@@ -193,18 +219,32 @@ class QueryAll(Choreography[In]):
     # -- asking around ------------------------------------------------------------------
 
     async def _gather(
-        self, asker: str, services: list[str], workflow_id: str, *, persist: bool = False
+        self,
+        asker: str,
+        services: list[str],
+        workflow_id: str,
+        *,
+        persist: bool = False,
+        wanted: list[str] | None = None,
+        want_input: bool = False,
     ) -> list[RecordReply]:
-        """Every record of `workflow_id` among `services`, asked in parallel; with `persist`,
+        """The records of `workflow_id` among `services`, asked in parallel; with `persist`,
         a participant that does not answer (a connection cut, a server restart) is asked
-        again per `EVENT_RETRY` before this gives up."""
-        query = _encode(RecordQuery(workflow_id))
+        again per `EVENT_RETRY` before this gives up.
+
+        With remote sidecars, a service may run in several processes, each holding the
+        records of the steps it ran: a query for `wanted` replies (or the input) takes the
+        first copy that has some; one for everything gathers every copy's record."""
+        query = _encode(RecordQuery(workflow_id, wanted or [], want_input))
         links = self.system.links
         if links is not None:
             for service in services:
                 link = Link(asker, self._adapter_name(service), "RecordQuery", request=True)
                 links.record(link, workflow_id)
-        node = owner_of(workflow_id) or self.system.node
+        if self.remote_sidecars and not (wanted or want_input):
+            everyone = await asyncio.gather(*(self._everyone(s, query) for s in services))
+            return [reply for replies in everyone for reply in replies]
+        node = None if self.remote_sidecars else owner_of(workflow_id) or self.system.node
         if len(services) == 1:  # the common case: no task for a gather of one
             replies = [await self._ask(services[0], node, query, persist)]
         else:
@@ -213,7 +253,7 @@ class QueryAll(Choreography[In]):
             )
         return [_reply_decoder.decode(reply.data) for reply in replies]
 
-    async def _ask(self, service: str, node: str, query: bytes, persist: bool) -> Msg:
+    async def _ask(self, service: str, node: str | None, query: bytes, persist: bool) -> Msg:
         subject = self._records_subject(service, node)
         attempt = 1
         while True:
@@ -224,6 +264,38 @@ class QueryAll(Choreography[In]):
                     raise
             await asyncio.sleep(EVENT_RETRY.delay(attempt))
             attempt += 1
+
+    async def _everyone(self, service: str, query: bytes) -> list[RecordReply]:
+        """Every record the copies of `service` hold: each copy answers, and the replies are
+        taken until none has come for `GATHER_QUIET` seconds (or `query_timeout` passed)."""
+        bus = self.system.bus
+        inbox = f"{self._records_subject(service, None)}.inbox.{new_id()}"
+        replies: list[RecordReply] = []
+        came = asyncio.Event()
+
+        async def collect(msg: Msg) -> None:
+            try:
+                replies.append(_reply_decoder.decode(msg.data))
+            except msgspec.DecodeError:
+                return
+            came.set()
+
+        subscription = await bus.subscribe(inbox, collect)
+        try:
+            await bus.publish(self._records_subject(service, None), query, reply=inbox)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.query_timeout
+            wait = self.query_timeout
+            while wait > 0:
+                came.clear()
+                try:
+                    await asyncio.wait_for(came.wait(), wait)
+                except TimeoutError:
+                    break
+                wait = min(GATHER_QUIET, deadline - loop.time())
+        finally:
+            await subscription.unsubscribe()
+        return replies
 
     async def _fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
@@ -238,8 +310,20 @@ class QueryAll(Choreography[In]):
         wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
+        if self.remote_sidecars:  # the service's other copies may hold what this one lacks
+            missing = [name for name in reads if name not in mine.results]
+            others = list(dict.fromkeys(services[name] for name in missing))
+            if mine.input is None and self.workflow.steps[0].service not in others:
+                others.append(self.workflow.steps[0].service)
         records = (
-            await self._gather(adapter._adapter_name, others, workflow_id, persist=True)
+            await self._gather(
+                adapter._adapter_name,
+                others,
+                workflow_id,
+                persist=True,
+                wanted=list(reads) if self.remote_sidecars else None,
+                want_input=self.remote_sidecars and mine.input is None,
+            )
             if others
             else []
         )
