@@ -745,3 +745,58 @@ async def test_a_process_answers_for_the_instances_another_started(
     async with ActorSystem(bus) as alone, STRATEGIES[strategy_name](alone, order_workflow) as it:
         with anyio.fail_after(5), pytest.raises(UnknownWorkflowError, match="does not answer"):
             await it.status(stranger)
+
+
+CHOREOGRAPHY_CLASSES = {
+    "event_sourced": EventSourced,
+    "front_controller": FrontController,
+    "query_all": QueryAll,
+    "stamp_coupled": StampCoupled,
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(CHOREOGRAPHY_CLASSES))
+async def test_adapters_beside_services_in_two_hosts(bus: Bus, strategy: str) -> None:
+    """Two hosts run every service, with the choreography's adapters beside them
+    (`remote_sidecars`); a starter with no service of its own keeps the start and the end.
+    Orders end as they should, the starter sees their status, and a pause, a resume and a
+    cancel reach the instance wherever its next step lands."""
+    choreography = CHOREOGRAPHY_CLASSES[strategy]
+    gates = [GatedFulfillment(), GatedFulfillment()]
+    async with contextlib.AsyncExitStack() as stack:
+        for gate in gates:
+            host = await stack.enter_async_context(ActorSystem(bus))
+            for name, service in [
+                ("order", OrderService()),
+                ("payment", PaymentService(declined=frozenset({"mallory"}))),
+                ("fulfillment", gate),
+                ("email", EmailService()),
+            ]:
+                await host.spawn(lambda service=service: service, name=name)
+            await stack.enter_async_context(
+                choreography(host, order_workflow, remote_sidecars=True)
+            )
+        starter = await stack.enter_async_context(ActorSystem(bus))
+        runs = await stack.enter_async_context(
+            choreography(starter, order_workflow, remote_sidecars=True)
+        )
+        assert not [name for name in starter.local_names() if name.endswith(".payment")]
+        held = await runs.start(order(1))
+        with anyio.fail_after(5):
+            while not any(gate.entered.is_set() for gate in gates):
+                await anyio.sleep(0.005)
+        assert await runs.pause(held, by="ops")
+        assert (await runs.status(held)).paused
+        assert await runs.resume(held, by="ops")
+        assert await runs.cancel(held, by="ops")
+        for gate in gates:
+            gate.gate.set()
+        assert (await runs.result(held, timeout=5)).outcome is Outcome.CANCELLED
+        ids = [
+            await runs.start(order(n, customer))
+            for n, customer in [(2, "ann"), (3, "mallory"), (4, "ann")]
+        ]
+        outcomes = [(await runs.result(i, timeout=5)).outcome for i in ids]
+        assert outcomes == [Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPLETED]
+        for workflow_id, outcome in zip(ids, outcomes, strict=True):
+            assert (await runs.status(workflow_id)).outcome is outcome

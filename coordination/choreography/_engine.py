@@ -400,10 +400,13 @@ class Choreography(Generic[In]):
         """Tell every adapter. A cancel is acknowledged like the events (taking it twice is
         harmless); a hold is told once, since a resent pause could land after the resume
         that followed it. With remote sidecars, a service hosted twice has an adapter in each
-        host: each hears it on the workflow's control subject too (the acknowledged cancel
-        reaches one of them for sure)."""
+        host: each hears it on the workflow's control subject (a cancel also goes to each
+        service acknowledged, which reaches one copy for sure; a hold goes on the control
+        subject alone, so that a pause and its resume arrive in the order they were made)."""
         if self.remote_sidecars:
             await self.system.bus.publish(self._control_subject, _encode(event))
+            if isinstance(event, Hold):  # on one subject only: a pause and its resume in order
+                return
         for service, adapter in self._adapters.items():
             if isinstance(event, Cancel):
                 await self._emit_event(adapter, event, f"{event.workflow_id}.cancel.{service}")
