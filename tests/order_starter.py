@@ -7,7 +7,8 @@ With `hosted`, a choreography's adapters run beside the services in their hosts
 (`remote_sidecars=True`, see `tests.served.take_part`): this process keeps the start and the
 end.
 
-It starts COUNT orders (every fifth customer declined, some items backordered), waits for
+It starts COUNT orders (every fifth customer declined, some items backordered), saying
+`{"started": n}` once the first fifth are started, waits for
 their results and checks each one's status, then prints one JSON line: its node and
 `{workflow id: outcome}`. It then reads one JSON line on stdin, another starter's
 `{workflow id: outcome}`, asks status and result of each of those instances (started by the
@@ -23,7 +24,7 @@ import sys
 from actors import ActorSystem
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus
-from coordination import Strategy
+from coordination import Outcome, Strategy
 from coordination.scenarios.order_placement import PlaceOrder, order_workflow
 
 from .served import CHOREOGRAPHIES
@@ -50,8 +51,17 @@ async def main(url: str, strategy: str, count: int, tag: str, hosted: bool) -> N
         adapters = [name for name in system.local_names() if name.endswith(".payment")]
         if hosted and adapters:
             raise AssertionError(f"adapters run in the starter: {adapters}")
-        ids = [await coordinator.start(order(tag, n)) for n in range(count)]
-        results = await asyncio.gather(*(coordinator.result(i, timeout=60) for i in ids))
+        ids = [await coordinator.start(order(tag, n)) for n in range(count // 5)]
+        print(json.dumps({"started": len(ids)}), flush=True)  # a moment to strike at
+        ids += [await coordinator.start(order(tag, n)) for n in range(len(ids), count)]
+        try:
+            results = await asyncio.gather(*(coordinator.result(i, timeout=60) for i in ids))
+        except TimeoutError:
+            for workflow_id in ids:  # where the instances that did not end stand
+                status = await coordinator.status(workflow_id)
+                if status.outcome is Outcome.RUNNING:
+                    print(f"{workflow_id} has not ended: {status}", file=sys.stderr)
+            raise
         wrong = []
         for workflow_id, result in zip(ids, results, strict=True):
             status = await coordinator.status(workflow_id)

@@ -6,7 +6,9 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -215,39 +217,55 @@ def check_orders(first: list[Any], second: list[Any]) -> None:
 
 
 class ServedHost:
-    """`corps serve tests.served:take_part` in a child process: the order services, with
-    every choreography's adapters beside them."""
+    """`corps serve TARGET` in a child process: by default `tests.served:take_part`, the
+    order services with every choreography's adapters beside them. Its stderr is read as it
+    comes (a host that logs more than a pipe holds would otherwise block on writing)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, target: str = "tests.served:take_part") -> None:
         corps = str(Path(sys.executable).parent / "corps")
         self.process = subprocess.Popen(
-            [corps, "serve", "tests.served:take_part", "--nats", url],
+            [corps, "serve", target, "--nats", url],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.lines: list[str] = []
+        self.serving = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+            if line.startswith("corps: serving"):
+                self.serving.set()
 
     async def ready(self) -> None:
-        assert self.process.stderr is not None
-        read = self.process.stderr.readline
-        with anyio.fail_after(30):
-            line = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
-        if not line.startswith("corps: serving"):
+        if not await anyio.to_thread.run_sync(self.serving.wait, 30, abandon_on_cancel=True):
             self.process.kill()
-            raise RuntimeError(f"the host did not start: {line}{self.process.communicate()[1]}")
+            raise RuntimeError(f"the host did not start: {''.join(self.lines)}")
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-        self.process.communicate()
+        self.process.wait(timeout=10)
+        self.reader.join(timeout=10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
-async def run_starters(url: str, strategy: str, *, hosted: bool) -> tuple[list[Any], list[Any]]:
+async def run_starters(
+    url: str, strategy: str, *, hosted: bool, meanwhile: Callable[[], None] = lambda: None
+) -> tuple[list[Any], list[Any]]:
     """Two starters of 50 orders each; what each printed: its own, then its check of the
-    other's."""
+    other's. `meanwhile` runs once both have started their first orders."""
     starters = [Starter(url, strategy, 50, tag, hosted=hosted) for tag in ("a", "b")]
     try:
-        with anyio.fail_after(120):
+        with anyio.fail_after(150):
+            for starter in starters:
+                assert "started" in await starter.line()
+            meanwhile()
             first = [await starter.line() for starter in starters]
             for starter, other in zip(starters, reversed(first), strict=True):
                 starter.tell(other["ids"])
@@ -273,6 +291,29 @@ async def test_choreographies_run_beside_services_in_two_hosts(
         for host in hosts:
             await host.ready()
         first, second = await run_starters(url, strategy, hosted=True)
+    finally:
+        for host in hosts:
+            host.close()
+    check_orders(first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+async def test_a_service_host_killed_mid_run_loses_no_order(
+    nats_server: NatsServer, strategy: str
+) -> None:
+    """Two hosts (`corps serve`) run the order services; two starters run the orders, the
+    choreographies' adapters in the starters. One host is killed (SIGKILL) while the orders
+    run: every command it took and never answered is sent again (same message id) and the
+    other host answers it, so every order ends as it should."""
+    url = nats_server.url
+    hosts = [ServedHost(url, "tests.served:build") for _ in range(2)]
+    try:
+        for host in hosts:
+            await host.ready()
+        first, second = await run_starters(
+            url, strategy, hosted=False, meanwhile=hosts[0].process.kill
+        )
     finally:
         for host in hosts:
             host.close()

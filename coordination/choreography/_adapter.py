@@ -217,29 +217,35 @@ class Adapter(Actor, Generic[In]):
     # rather than layered, a coroutine frame costing about as much as the checks themselves.
 
     async def advance(self, event: Advance) -> None:
-        if not self._deferred(event):
-            try:
-                await self._advance(event)
-            except Exception as exc:
-                await self._broke(event, exc)
-        if event.ack:  # handled (or parked, or handed to a fetch): its sender may stop
+        if self._deferred(event):
+            return
+        try:
+            await self._advance(event)
+        except Exception as exc:
+            await self._broke(event, exc)
+        if event.ack:  # handled: its sender may stop sending it
             self.engine._acknowledge(event.ack)
 
     async def unwind(self, event: Unwind) -> None:
-        if not self._deferred(event):
-            try:
-                await self._unwind(event)
-            except Exception as exc:
-                await self._broke(event, exc)
+        if self._deferred(event):
+            return
+        try:
+            await self._unwind(event)
+        except Exception as exc:
+            await self._broke(event, exc)
         if event.ack:
             self.engine._acknowledge(event.ack)
 
     def _deferred(self, event: Advance | Unwind) -> bool:
-        """Park the event of a paused instance, or, where events carry ids only (query-all),
-        fetch its data first in a task of its own: True when the event is not for now."""
+        """Park the event of a paused instance (acknowledged: it is in hand), or, where events
+        carry ids only (query-all), fetch its data first in a task of its own (acknowledged
+        once the event goes on with its data, so that a process that dies while fetching
+        has it sent again): True when the event is not for now."""
         held = self.held
         if held and event.workflow_id in held:
             held[event.workflow_id].append(event)
+            if event.ack:
+                self.engine._acknowledge(event.ack)
             return True
         if event.data is None and not self.engine._carries_data:
             self._in_own_task(self._guarded(self._fetch_then_handle(event), event))
@@ -265,11 +271,14 @@ class Adapter(Actor, Generic[In]):
             await self._advance(fetched)
 
     async def _guarded(self, handling: Coroutine[Any, Any, None], event: Advance | Unwind) -> None:
-        """Handle an event; a bug on the way ends its workflow rather than losing it."""
+        """Handle an event, then acknowledge it; a bug on the way ends its workflow rather
+        than losing it."""
         try:
             await handling
         except Exception as exc:
             await self._broke(event, exc)
+        if event.ack:
+            self.engine._acknowledge(event.ack)
 
     async def _broke(self, event: Advance | Unwind, exc: Exception) -> None:
         logger.error("%s: %r failed", self._adapter_name, event, exc_info=exc)

@@ -120,6 +120,9 @@ class QueryAll(Choreography[In]):
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
+        self._inputs: dict[str, msgspec.Raw] = {}
+        """With remote sidecars: the request of each running instance this process started,
+        for the adapters elsewhere (the copy of the service that took it may be gone)."""
 
     def _records_subject(self, service: str, node: str | None) -> str:
         """Where `service`'s records are asked for: in the process `node`, which started the
@@ -138,6 +141,50 @@ class QueryAll(Choreography[In]):
                 self._records_subject(service, node), self._answerer(records, silent=hosted)
             )
             self._subscriptions.append(subscription)
+
+        if hosted:
+            self._subscriptions.append(
+                await self.system.bus.subscribe(
+                    self._input_subject(self.system.node), self._input_answerer
+                )
+            )
+
+    def _input_subject(self, node: str) -> str:
+        return f"{self.system.prefix}.{self._route}.input.@{node}"
+
+    async def _input_answerer(self, msg: Msg) -> None:
+        if msg.reply is None:
+            return
+        try:
+            query = _query_decoder.decode(msg.data)
+        except msgspec.DecodeError:
+            return
+        raw = self._inputs.get(query.workflow_id)
+        reply = RecordReply(found=False) if raw is None else RecordReply(True, request=[raw])
+        await self.system.bus.publish(msg.reply, _encode(reply))
+
+    async def _begin(self, workflow_id: str, data: Carried) -> None:
+        if self.remote_sidecars:
+            self._inputs[workflow_id] = data.input
+        await super()._begin(workflow_id, data)
+
+    def _finish(self, event: Ended) -> None:
+        self._inputs.pop(event.workflow_id, None)
+        super()._finish(event)
+
+    async def _starters_input(self, workflow_id: str) -> msgspec.Raw | None:
+        """The request of `workflow_id`, from the process that started it (remote sidecars)."""
+        owner = owner_of(workflow_id)
+        if owner is None:
+            return None
+        query = _encode(RecordQuery(workflow_id, want_input=True))
+        subject = self._input_subject(owner)
+        try:
+            msg = await self.system.bus.request(subject, query, self.query_timeout)
+        except (BusTimeoutError, NoRespondersError, BusConnectionError):
+            return None
+        reply = _reply_decoder.decode(msg.data)
+        return reply.request[0] if reply.request else None
 
     async def _close(self) -> None:
         for subscription in self._subscriptions:
@@ -245,21 +292,30 @@ class QueryAll(Choreography[In]):
             everyone = await asyncio.gather(*(self._everyone(s, query) for s in services))
             return [reply for replies in everyone for reply in replies]
         node = None if self.remote_sidecars else owner_of(workflow_id) or self.system.node
+        # A copy asked for some replies stays silent without them: silence is "not found".
+        silence_ok = self.remote_sidecars and not persist
         if len(services) == 1:  # the common case: no task for a gather of one
-            replies = [await self._ask(services[0], node, query, persist)]
+            replies = [await self._ask(services[0], node, query, persist, silence_ok)]
         else:
             replies = await asyncio.gather(
-                *(self._ask(service, node, query, persist) for service in services)
+                *(self._ask(service, node, query, persist, silence_ok) for service in services)
             )
-        return [_reply_decoder.decode(reply.data) for reply in replies]
+        return [
+            _reply_decoder.decode(reply.data) if reply is not None else RecordReply(found=False)
+            for reply in replies
+        ]
 
-    async def _ask(self, service: str, node: str | None, query: bytes, persist: bool) -> Msg:
+    async def _ask(
+        self, service: str, node: str | None, query: bytes, persist: bool, silence_ok: bool
+    ) -> Msg | None:
         subject = self._records_subject(service, node)
         attempt = 1
         while True:
             try:
                 return await self.system.bus.request(subject, query, self.query_timeout)
             except (BusTimeoutError, NoRespondersError, BusConnectionError):
+                if silence_ok:
+                    return None
                 if not persist or attempt >= EVENT_RETRY.attempts:
                     raise
             await asyncio.sleep(EVENT_RETRY.delay(attempt))
@@ -310,24 +366,29 @@ class QueryAll(Choreography[In]):
         wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
+        raw_input = mine.input
         if self.remote_sidecars:  # the service's other copies may hold what this one lacks
+            if raw_input is None:
+                raw_input = await self._starters_input(workflow_id)
             missing = [name for name in reads if name not in mine.results]
             others = list(dict.fromkeys(services[name] for name in missing))
-            if mine.input is None and self.workflow.steps[0].service not in others:
+            if raw_input is None and self.workflow.steps[0].service not in others:
                 others.append(self.workflow.steps[0].service)
+        # With remote sidecars, a reply is asked once, not again and again: the copy that
+        # holds it may have died with it, and then the builder goes on without it (and fails
+        # saying so, if it reads it). The request is asked until found: it is needed.
         records = (
             await self._gather(
                 adapter._adapter_name,
                 others,
                 workflow_id,
-                persist=True,
+                persist=not self.remote_sidecars or raw_input is None,
                 wanted=list(reads) if self.remote_sidecars else None,
-                want_input=self.remote_sidecars and mine.input is None,
+                want_input=self.remote_sidecars and raw_input is None,
             )
             if others
             else []
         )
-        raw_input = mine.input
         results = {name: mine.results[name] for name in reads if name in mine.results}
         for record in records:
             if raw_input is None and record.request:
@@ -363,6 +424,12 @@ class QueryAll(Choreography[In]):
                 outcome = Outcome(record.outcome)
             if record.failed_step is not None:
                 failure = Failure(record.failed_step, record.reason or "", record.technical)
+        if outcome is Outcome.RUNNING and not self.outcomes.is_running(workflow_id):
+            # Ended, as this process (its starter) heard; the record that says so may have
+            # been lost with a copy of a service that ran elsewhere.
+            ended = self.outcomes.finished_result(workflow_id)
+            outcome, failure = ended.outcome, ended.failure or failure
+            attention = list(ended.attention) or attention
         names = [step.name for step in self.workflow.steps]
         completed = [n for n in names if states.get(n) in (DONE, COMPENSATED)]
         compensated = [n for n in reversed(names) if states.get(n) == COMPENSATED]
