@@ -17,6 +17,8 @@ import anyio
 import pytest
 
 from actors import ActorNotFoundError, ActorSystem, AskTimeoutError
+from benchmarks._chaos import _cluster_formed
+from benchmarks._chaos_faults import cluster
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus, NatsServer
 
@@ -256,11 +258,20 @@ class ServedHost:
 
 
 async def run_starters(
-    url: str, strategy: str, *, hosted: bool, meanwhile: Callable[[], None] = lambda: None
+    url: str | list[str],
+    strategy: str,
+    *,
+    hosted: bool,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> tuple[list[Any], list[Any]]:
-    """Two starters of 50 orders each; what each printed: its own, then its check of the
-    other's. `meanwhile` runs once both have started their first orders."""
-    starters = [Starter(url, strategy, 50, tag, hosted=hosted) for tag in ("a", "b")]
+    """Two starters of 50 orders each (connected to `url`, or the first and the second of
+    a list); what each printed: its own, then its check of the other's. `meanwhile` runs
+    once both have started their first orders."""
+    urls = [url, url] if isinstance(url, str) else url
+    starters = [
+        Starter(at, strategy, 50, tag, hosted=hosted)
+        for at, tag in zip(urls, ("a", "b"), strict=False)
+    ]
     try:
         with anyio.fail_after(150):
             for starter in starters:
@@ -317,4 +328,23 @@ async def test_a_service_host_killed_mid_run_loses_no_order(
     finally:
         for host in hosts:
             host.close()
+    check_orders(first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+async def test_one_host_per_node_of_a_three_node_cluster(strategy: str) -> None:
+    """Three nats-servers routed as one cluster on loopback, a host (`corps serve`) on each
+    node with the adapters beside the services, and two starters on two of the nodes: the
+    events and replies cross the routes, and every order ends as it should."""
+    with cluster(3) as nodes:
+        await _cluster_formed(nodes)
+        hosts = [ServedHost(node.url) for node in nodes]
+        try:
+            for host in hosts:
+                await host.ready()
+            first, second = await run_starters([nodes[0].url, nodes[1].url], strategy, hosted=True)
+        finally:
+            for host in hosts:
+                host.close()
     check_orders(first, second)
