@@ -37,6 +37,7 @@ from ._nats_workflows import compare_on_nats, print_nats
 from ._peers import PEERS_HINT, pykka_available
 from ._plots import write_plots
 from ._report import markdown_report
+from ._scale_out import scale_main
 from ._scaling import measure_scaling, print_scaling
 from ._scenarios import SCENARIOS, Scenario, chain
 from ._stats import Sample
@@ -522,11 +523,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; the exit status is 0 even when a target is missed (it is a report).
 
     `compare A.json B.json` prints the change of every figure two `--json` reports share;
-    `chaos` runs the fault-injection suite (`python -m benchmarks chaos --help`).
+    `chaos` runs the fault-injection suite (`python -m benchmarks chaos --help`); `scale`
+    the scale-out benchmark across processes (`python -m benchmarks scale --help`).
     """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["chaos"]:
         return chaos_main(argv[1:])
+    if argv[:1] == ["scale"]:
+        return scale_main(argv[1:])
     if argv[:1] == ["compare"]:
         if len(argv) != 3:
             print("usage: python -m benchmarks compare BEFORE.json AFTER.json", file=sys.stderr)

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
 
 from actors import Actor, ActorSystem, Message, Request
-from coordination import EventSourced, FrontController, QueryAll, StampCoupled, Strategy
+from benchmarks._scale_roles import CHOREOGRAPHIES
 from coordination.scenarios.order_placement import order_workflow
 
 from .service_host import open_shop
 
-CHOREOGRAPHIES: dict[str, Callable[..., Strategy[Any]]] = {
-    "event_sourced": EventSourced,
-    "front_controller": FrontController,
-    "query_all": QueryAll,
-    "stamp_coupled": StampCoupled,
-}
+__all__ = ("CHOREOGRAPHIES", "Begun", "Nap", "Sleeper", "Witness", "build", "take_part")
 
 
 class Nap(Request[str]):

@@ -293,3 +293,38 @@ def test_a_synthetic_chain_runs_with_the_load_asked_for(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "chain-N" in bad.stderr
+
+
+@pytest.mark.nats
+def test_scale_out_measures_every_strategy_beside_raw_nats(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "scale",
+            "--points",
+            "1",
+            "--seconds",
+            "0.5",
+            "--clients",
+            "5",
+            "--strategies",
+            "mediator",
+            "stamp_coupled",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    (point,) = figures["points"]
+    assert point["processes"] == 1
+    assert set(point["workflows_per_s"]) == {"raw nats-py", "mediator", "stamp_coupled"}
+    assert all(rate > 0 for rate in point["workflows_per_s"].values())
+    assert "| mediator | " in done.stdout  # the table, each strategy beside the floor
