@@ -174,6 +174,8 @@ class Choreography(Generic[In]):
         self._endpoints: dict[str, ActorRef[Any]] = {}
         """The endpoints of the other processes that start instances, by node."""
         self._new_id = new_workflow_ids(workflow, system)
+        self._own_ids = f"{workflow.name}-{system.node}-"
+        """How the ids of the instances this process starts begin (a check per event)."""
         self.metrics = WorkflowMetrics.of(system, workflow.name, self.strategy)
         self.outcomes = Outcomes(workflow.name, keep_finished, self.metrics)
         """Whose results `result` gives: the latest `keep_finished` finished are kept."""
@@ -524,6 +526,8 @@ class Choreography(Generic[In]):
         that names none)."""
         endpoint = self._endpoint
         assert endpoint is not None
+        if workflow_id.startswith(self._own_ids):
+            return endpoint
         owner = owner_of(workflow_id)
         if owner is None or owner == self.system.node:
             return endpoint

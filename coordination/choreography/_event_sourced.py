@@ -90,8 +90,8 @@ class EventSourced(Choreography[In]):
             return  # a service's own message (another workflow's command, a notice)
         if getattr(event, "route", self._route) != self._route:
             return  # another choreography's event, in a service they share
-        owner = owner_of(event.workflow_id)
-        if owner is not None and owner != self.system.node:
+        workflow_id = event.workflow_id
+        if not workflow_id.startswith(self._own_ids) and owner_of(workflow_id) is not None:
             return  # another process started it: its log is that process's
         if not isinstance(event, Cancel):
             event = msgspec.structs.replace(event, data=None)  # the log keeps what happened
