@@ -505,3 +505,33 @@ async def test_a_save_that_hangs_holds_its_instance_and_no_other(bus: Bus) -> No
         store.let_go.set()
         assert (await mediator.result(stalled, timeout=5)).outcome is Outcome.COMPLETED
     assert shop.payment.charges == {f"o{n}": 1000 for n in range(1, 5)}
+
+
+async def test_any_mediator_on_a_shared_store_answers_for_any_instance(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """Two mediators (processes, say) on one SQLite file: each answers status and result for
+    the other's instances, from the store once the one that started them has stopped."""
+    path = tmp_path / "shared.db"
+    async with (
+        open_shop(bus, strategy="stamp_coupled") as shop,
+        ActorSystem(bus) as here,
+        Mediator(here, order_workflow, store=SqliteStateStore(path, order_workflow)) as ours,
+    ):
+        async with (
+            ActorSystem(bus) as there,
+            Mediator(there, order_workflow, store=SqliteStateStore(path, order_workflow)) as theirs,
+        ):
+            done = await theirs.start(order(1))
+            declined = await theirs.start(order(2, customer="mallory"))
+            assert (await ours.result(done, timeout=5)).outcome is Outcome.COMPLETED
+            assert (await ours.status(declined)).outcome in (Outcome.RUNNING, Outcome.FAILED)
+            await theirs.result(declined, timeout=5)
+        # the starter has stopped: the store answers
+        assert (await ours.status(done)).outcome is Outcome.COMPLETED
+        ended = await ours.result(declined)
+        assert ended.outcome is Outcome.FAILED
+        assert ended.failure is not None
+        assert ended.failure.step == "payment"
+        assert "create_order" in ended.results
+    assert shop.payment.charges == {"o1": 1000}

@@ -275,11 +275,25 @@ class Mediator(Generic[In]):
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the instance to end and return its outcome (of one another process
-        started, as that process tells it)."""
+        started, as that process tells it, or, when it is gone, as a shared durable store
+        says)."""
         result = await self._remote.result(workflow_id, timeout)
         if result is not None:
             return result
-        return await self.outcomes.wait(workflow_id, timeout)
+        if self.outcomes.knows(workflow_id) or type(self.store) is MemoryStateStore:
+            return await self.outcomes.wait(workflow_id, timeout)
+        state = await self.store.load(workflow_id)  # its starter is gone: ask the store
+        if state is None:
+            raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
+        progress = state.progress
+        if progress.running:
+            raise UnknownWorkflowError(
+                f"{workflow_id} is running, and the process that started it does not answer: "
+                "a Mediator started on the same store takes it up and gives its result"
+            )
+        return WorkflowResult(
+            workflow_id, progress.outcome, dict(state.results), progress.failure, progress.attention
+        )
 
     async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Ask a running instance to stop: the step under way finishes, then what it completed
