@@ -26,7 +26,7 @@ from brokers import NatsServer
 
 from ._scale_roles import STRATEGIES
 
-__all__ = ("ScalePoint", "scale_main")
+__all__ = ("ReadyProcess", "ScalePoint", "scale_main")
 
 RATIO_TARGET = 0.7
 GROWTH_TARGET = 0.8
@@ -42,8 +42,10 @@ class ScalePoint:
     rates: dict[str, float] = field(default_factory=dict)
 
 
-class _Process:
-    """A child process that says it is ready on a line of its own."""
+class ReadyProcess:
+    """A child process that says it is ready on a line of its own ("ready", or `corps
+    serve`'s readiness line). Its output is read as it comes, by threads: a process that
+    writes more than a pipe holds would otherwise block."""
 
     def __init__(self, args: list[str], *, ready_on_stderr: bool = False) -> None:
         self.args = args
@@ -60,8 +62,12 @@ class _Process:
         self.errors: list[str] = []
         stream = self.process.stderr if ready_on_stderr else self.process.stdout
         other = self.process.stdout if ready_on_stderr else self.process.stderr
-        for source, into in ((stream, self.lines), (other, self.errors)):
-            threading.Thread(target=self._read, args=(source, into), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._read, args=(source, into), daemon=True)
+            for source, into in ((stream, self.lines), (other, self.errors))
+        ]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self, source: object, into: list[str]) -> None:
         for line in source:  # type: ignore[attr-defined]
@@ -87,14 +93,22 @@ class _Process:
                 return parsed
         raise RuntimeError(f"{' '.join(self.args)} printed no result: {''.join(self.errors)}")
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = True) -> None:
+        """SIGTERM and a wait (SIGKILL after 20 s), or, not `graceful`, SIGKILL at once."""
+        if self.process.poll() is None and not graceful:
+            self.process.kill()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(10)
+        self.process.wait(10)
+        for reader in self.readers:  # at the end of what the process wrote
+            reader.join(10)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def _corps() -> str:
@@ -108,7 +122,7 @@ def _run_case(url: str, case: str, processes: int, clients: int, seconds: float)
         args = [*role, "raw-start", url, str(clients), str(seconds)]
     else:
         args = [*role, "start", url, case, str(clients), str(seconds)]
-    starters = [_Process(args) for _ in range(processes)]
+    starters = [ReadyProcess(args) for _ in range(processes)]
     try:
         for starter in starters:
             starter.wait_ready()
@@ -121,13 +135,13 @@ def _run_case(url: str, case: str, processes: int, clients: int, seconds: float)
     return sum(r["completed"] for r in results) / max(r["seconds"] for r in results)
 
 
-def _hosts(url: str, processes: int, *, raw: bool) -> list[_Process]:
+def _hosts(url: str, processes: int, *, raw: bool) -> list[ReadyProcess]:
     if raw:
         role = [sys.executable, "-m", "benchmarks._scale_roles", "raw-host", url]
-        hosts = [_Process(role) for _ in range(processes)]
+        hosts = [ReadyProcess(role) for _ in range(processes)]
     else:
         serve = [_corps(), "serve", "benchmarks._scale_roles:host", "--nats", url]
-        hosts = [_Process(serve, ready_on_stderr=True) for _ in range(processes)]
+        hosts = [ReadyProcess(serve, ready_on_stderr=True) for _ in range(processes)]
     try:
         for host in hosts:
             host.wait_ready()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -139,11 +140,7 @@ async def raw_host(url: str) -> None:
     await nc.flush()
     print("ready", flush=True)
     stop = asyncio.Event()
-    with contextlib.suppress(NotImplementedError):
-        import signal
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await nc.drain()
 

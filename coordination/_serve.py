@@ -20,7 +20,7 @@ import inspect
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +87,7 @@ def load_target(target: str) -> Callable[[ActorSystem], Any]:
     return found  # type: ignore[no-any-return]
 
 
-def nats_options(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def nats_options(environ: Mapping[str, str]) -> dict[str, Any]:
     """nats-py's credential options from the environment (see `CREDENTIALS`)."""
     return {option: environ[name] for name, option in CREDENTIALS.items() if environ.get(name)}
 

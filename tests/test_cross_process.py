@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,6 +19,7 @@ import pytest
 from actors import ActorNotFoundError, ActorSystem, AskTimeoutError
 from benchmarks._chaos import _cluster_formed
 from benchmarks._chaos_faults import cluster
+from benchmarks._scale_out import ReadyProcess
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus, NatsServer
 
@@ -218,43 +219,23 @@ def check_orders(first: list[Any], second: list[Any]) -> None:
         assert checked == {"checked": 50, "wrong": []}
 
 
-class ServedHost:
-    """`corps serve TARGET` in a child process: by default `tests.served:take_part`, the
-    order services with every choreography's adapters beside them. Its stderr is read as it
-    comes (a host that logs more than a pipe holds would otherwise block on writing)."""
-
-    def __init__(self, url: str, target: str = "tests.served:take_part") -> None:
-        corps = str(Path(sys.executable).parent / "corps")
-        self.process = subprocess.Popen(
-            [corps, "serve", target, "--nats", url],
-            cwd=ROOT,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self.serving = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            if line.startswith("corps: serving"):
-                self.serving.set()
-
-    async def ready(self) -> None:
-        if not await anyio.to_thread.run_sync(self.serving.wait, 30, abandon_on_cancel=True):
-            self.process.kill()
-            raise RuntimeError(f"the host did not start: {''.join(self.lines)}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        self.reader.join(timeout=10)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+@contextlib.asynccontextmanager
+async def served_hosts(
+    urls: list[str], target: str = "tests.served:take_part"
+) -> AsyncIterator[list[ReadyProcess]]:
+    """A `corps serve TARGET` process on each URL, ready; by default `tests.served:take_part`,
+    the order services with every choreography's adapters beside them."""
+    corps = str(Path(sys.executable).parent / "corps")
+    hosts = [
+        ReadyProcess([corps, "serve", target, "--nats", url], ready_on_stderr=True) for url in urls
+    ]
+    try:
+        for host in hosts:
+            await anyio.to_thread.run_sync(host.wait_ready)
+        yield hosts
+    finally:
+        for host in hosts:
+            host.stop(graceful=False)
 
 
 async def run_starters(
@@ -297,14 +278,8 @@ async def test_choreographies_run_beside_services_in_two_hosts(
     """Two hosts (`corps serve`) each run every order service with the choreographies'
     adapters beside them; two starters keep only the start and the end of their orders."""
     url = nats_server.url
-    hosts = [ServedHost(url) for _ in range(2)]
-    try:
-        for host in hosts:
-            await host.ready()
+    async with served_hosts([url, url]):
         first, second = await run_starters(url, strategy, hosted=True)
-    finally:
-        for host in hosts:
-            host.close()
     check_orders(first, second)
 
 
@@ -318,16 +293,10 @@ async def test_a_service_host_killed_mid_run_loses_no_order(
     run: every command it took and never answered is sent again (same message id) and the
     other host answers it, so every order ends as it should."""
     url = nats_server.url
-    hosts = [ServedHost(url, "tests.served:build") for _ in range(2)]
-    try:
-        for host in hosts:
-            await host.ready()
+    async with served_hosts([url, url], "tests.served:build") as hosts:
         first, second = await run_starters(
             url, strategy, hosted=False, meanwhile=hosts[0].process.kill
         )
-    finally:
-        for host in hosts:
-            host.close()
     check_orders(first, second)
 
 
@@ -339,12 +308,6 @@ async def test_one_host_per_node_of_a_three_node_cluster(strategy: str) -> None:
     events and replies cross the routes, and every order ends as it should."""
     with cluster(3) as nodes:
         await _cluster_formed(nodes)
-        hosts = [ServedHost(node.url) for node in nodes]
-        try:
-            for host in hosts:
-                await host.ready()
+        async with served_hosts([node.url for node in nodes]):
             first, second = await run_starters([nodes[0].url, nodes[1].url], strategy, hosted=True)
-        finally:
-            for host in hosts:
-                host.close()
     check_orders(first, second)
