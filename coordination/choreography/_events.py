@@ -142,7 +142,7 @@ class StepStarted(Message, tag="corps.StepStarted"):
     step: int
 
 
-class RecordQuery(msgspec.Struct, frozen=True, gc=False):
+class RecordQuery(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """Query-all: what do you know of `workflow_id`? With `wanted` (step names) or
     `want_input`, a participant that holds none of that stays silent, where a service runs
     in several processes and each holds the records of the steps it ran."""
