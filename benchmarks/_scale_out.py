@@ -58,6 +58,7 @@ class ReadyProcess:
             text=True,
         )
         self.ready = threading.Event()
+        self.started = False
         self.lines: list[str] = []
         self.errors: list[str] = []
         stream = self.process.stderr if ready_on_stderr else self.process.stdout
@@ -73,12 +74,17 @@ class ReadyProcess:
         for line in source:  # type: ignore[attr-defined]
             into.append(line)
             if line.startswith(("ready", "corps: serving")):
+                self.started = True
                 self.ready.set()
+        self.ready.set()  # the stream ended: ready or not, nothing more will come
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        if not self.ready.wait(timeout):
+        if not self.ready.wait(timeout) or not self.started:
             self.stop()
-            raise RuntimeError(f"{' '.join(self.args)} did not start: {''.join(self.errors)}")
+            for reader in self.readers:
+                reader.join(5)
+            output = "".join(self.lines + self.errors)
+            raise RuntimeError(f"{' '.join(self.args)} did not start:\n{output}")
 
     def go(self) -> None:
         assert self.process.stdin is not None

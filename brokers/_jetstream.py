@@ -5,9 +5,12 @@
   `Nats-Msg-Id` header it saw within the stream's duplicate window, and every corps message
   carries one, so a retried publish is stored once.
 - `subscribe` runs a durable push consumer. A message is acked only after the callback returns.
-  A callback that raises gets its message redelivered (nak), as does one that does not finish
-  within `ack_wait`. After `max_deliver` deliveries the message goes to a dead-letter subject
-  with the error and is terminated.
+  A callback that raises gets its message redelivered (nak, after `retry_delay`), as does one
+  that does not finish within `ack_wait`. After `max_deliver` deliveries the message goes to a
+  dead-letter subject with the error and is terminated. With `concurrency` above 1, that many
+  messages are handled at once, each in a task of its own (and acked as it finishes).
+- A `work_queue` stream keeps a message only until a consumer acks it: the stream holds what is
+  still to be done, not a history.
 
 Push consumers with file storage keep working across a server restart: the consumer lives on
 the server, and nats-py re-subscribes its delivery subject on reconnect. Pull consumers do not
@@ -45,6 +48,9 @@ __all__ = ("DeadLetterNotice", "DurableSubscription", "JetStream", "JetStreamErr
 logger = logging.getLogger("brokers.jetstream")
 
 DEAD_LETTER_PREFIX = "corps.dead-letters"
+_CONSUMER_NAME_IN_USE = 10013
+"""JetStream's error code for a consumer created meanwhile by someone else."""
+_CREATE_ATTEMPTS = 3
 
 
 class _MaxDeliveries(msgspec.Struct):
@@ -96,6 +102,8 @@ class DurableSubscription:
         ack_wait: float,
         dead_letter_subject: str,
         on_dead_letter: Callable[[DeadLetterNotice], None] | None,
+        concurrency: int = 1,
+        retry_delay: float | None = None,
     ) -> None:
         self._jetstream = jetstream
         self.subject = subject
@@ -107,6 +115,10 @@ class DurableSubscription:
         self.ack_wait = ack_wait
         self.dead_letter_subject = dead_letter_subject
         self.on_dead_letter = on_dead_letter
+        self.retry_delay = retry_delay
+        self._slots = asyncio.Semaphore(concurrency) if concurrency > 1 else None
+        """With concurrency: how many more messages may be handled at once."""
+        self._handling: set[asyncio.Task[None]] = set()
         self._raw: RawSubscription | None = None
         self._advisories: RawSubscription | None = None
         self.acked = 0
@@ -119,6 +131,25 @@ class DurableSubscription:
         return f"<DurableSubscription {self.subject!r} durable={self.durable!r}>"
 
     async def _deliver(self, raw: NatsMsg) -> None:
+        slots = self._slots
+        if slots is None:
+            await self._handle(raw)
+            return
+        await slots.acquire()  # the delivery task waits here: back-pressure on the consumer
+        task = asyncio.get_running_loop().create_task(self._handle(raw))
+        self._handling.add(task)
+        task.add_done_callback(self._handled)
+
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._handling.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+
+    async def _join_handling(self) -> None:
+        if self._handling:
+            await asyncio.gather(*self._handling, return_exceptions=True)
+
+    async def _handle(self, raw: NatsMsg) -> None:
         deliveries = raw.metadata.num_delivered
         if deliveries > 1:
             self.redelivered += 1
@@ -137,7 +168,7 @@ class DurableSubscription:
                     raw.subject,
                     exc,
                 )
-                await _quietly(raw.nak())
+                await _quietly(raw.nak(self.retry_delay))
             return
         await _quietly(raw.ack())
         self.acked += 1
@@ -198,6 +229,9 @@ class DurableSubscription:
         if raw is not None:
             await _quietly(raw.unsubscribe())
             await _join_delivery(raw)
+        for task in self._handling:
+            task.cancel()  # not acked: the server delivers it again
+        await self._join_handling()
         await self._stop_advisories()
 
     async def _stop_advisories(self) -> None:
@@ -212,6 +246,7 @@ class DurableSubscription:
         if raw is not None:
             await _quietly(raw.drain())  # type: ignore[no-untyped-call]
             await _join_delivery(raw)
+        await self._join_handling()
         await self._stop_advisories()
 
     async def delete(self) -> None:
@@ -247,10 +282,14 @@ class JetStream:
         max_msgs: int = -1,
         max_bytes: int = -1,
         max_age: float = 0.0,
+        work_queue: bool = False,
     ) -> None:
         """Create the stream `name` over `subjects` (file storage), or update it to match.
 
         `duplicate_window` is how long, in seconds, a Nats-Msg-Id is remembered for dedup.
+        A `work_queue` stream drops each message once a consumer acks it; when it is full it
+        refuses new messages (the publisher gets an error) rather than dropping old ones,
+        which are work not done yet.
         """
         for subject in subjects:
             validate_pattern(subject)
@@ -262,6 +301,8 @@ class JetStream:
             max_msgs=max_msgs,
             max_bytes=max_bytes,
             max_age=max_age,
+            retention=api.RetentionPolicy.WORK_QUEUE if work_queue else None,
+            discard=api.DiscardPolicy.NEW if work_queue else api.DiscardPolicy.OLD,
         )
         js = self._js()
         try:
@@ -310,15 +351,21 @@ class JetStream:
         dead_letter_subject: str | None = None,
         on_dead_letter: Callable[[DeadLetterNotice], None] | None = None,
         pending_limit: int = 65536,
+        concurrency: int = 1,
+        retry_delay: float | None = None,
     ) -> DurableSubscription:
         """Consume `subject` from its stream through the durable consumer `durable`.
 
         Instances sharing `queue` (and `durable`) split the messages between them. Dead letters
-        go to `dead_letter_subject` (default `corps.dead-letters.<durable>`).
+        go to `dead_letter_subject` (default `corps.dead-letters.<durable>`). Up to
+        `concurrency` messages are handled at once; one whose callback raised is delivered
+        again after `retry_delay` seconds (at once by default).
         """
         validate_pattern(subject)
         if max_deliver < 1 or ack_wait <= 0:
             raise ValueError("max_deliver must be >= 1 and ack_wait > 0")
+        if concurrency < 1 or (retry_delay is not None and retry_delay < 0):
+            raise ValueError("concurrency must be >= 1 and retry_delay >= 0")
         js = self._js()
         try:
             stream = stream or await js.find_stream_name_by_subject(subject)
@@ -335,24 +382,38 @@ class JetStream:
             ack_wait,
             dead_letter_subject or f"{DEAD_LETTER_PREFIX}.{durable}",
             on_dead_letter,
+            concurrency,
+            retry_delay,
         )
         config = api.ConsumerConfig(
-            ack_policy=api.AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=max_deliver
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+            max_ack_pending=max(1000, concurrency),
         )
         options: dict[str, Any] = {"queue": queue} if queue else {}
-        try:
-            sub._raw = await js.subscribe(
-                subject,
-                cb=sub._deliver,
-                durable=durable,
-                stream=stream,
-                config=config,
-                manual_ack=True,
-                pending_msgs_limit=pending_limit,
-                **options,
-            )
-        except nats.js.errors.Error as exc:
-            raise JetStreamError(f"cannot consume {subject!r} as {durable!r}: {exc}") from exc
+        for attempt in range(_CREATE_ATTEMPTS):
+            try:
+                sub._raw = await js.subscribe(
+                    subject,
+                    cb=sub._deliver,
+                    durable=durable,
+                    stream=stream,
+                    config=config,
+                    manual_ack=True,
+                    pending_msgs_limit=pending_limit,
+                    **options,
+                )
+                break
+            except nats.js.errors.BadRequestError as exc:
+                # Hosts that start together race to create their shared consumer: the one
+                # that loses finds it there the next time.
+                if exc.err_code != _CONSUMER_NAME_IN_USE or attempt == _CREATE_ATTEMPTS - 1:
+                    raise JetStreamError(
+                        f"cannot consume {subject!r} as {durable!r}: {exc}"
+                    ) from exc
+            except nats.js.errors.Error as exc:
+                raise JetStreamError(f"cannot consume {subject!r} as {durable!r}: {exc}") from exc
         sub._advisories = await self.bus._client().subscribe(
             f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}",
             queue=queue or "",

@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
             "until shutdown). A line on stderr says when everything listens. SIGTERM or "
             "SIGINT drains: messages already in mailboxes are handled, then the process "
             f"exits 0. Credentials come from the environment: {credentials}. Exit codes: 2 "
-            "for a bad target or URL, 3 when no server can be reached."
+            "for a bad target or URL, 3 when no server can be reached, 4 when the target's "
+            "build function raises (its traceback goes to stderr)."
         ),
     )
     serve_parser.add_argument(

@@ -20,6 +20,7 @@ import inspect
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ EXIT_USAGE = 2
 """A bad target, or a bad URL."""
 EXIT_UNREACHABLE = 3
 """No server of the list could be reached (or the credentials were refused)."""
+EXIT_BUILD = 4
+"""The target's build function (or the context it returned) raised."""
 
 CREDENTIALS = {
     "CORPS_NATS_USER": "user",
@@ -125,11 +128,15 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
             ) as system,
             contextlib.AsyncExitStack() as stack,
         ):
-            built = build(system)
-            if inspect.isawaitable(built):
-                built = await built
-            if built is not None:
-                await stack.enter_async_context(built)
+            try:
+                built = build(system)
+                if inspect.isawaitable(built):
+                    built = await built
+                if built is not None:
+                    await stack.enter_async_context(built)
+            except Exception as exc:
+                traceback.print_exc()
+                raise ServeError(f"{options.target} failed: {exc!r}", EXIT_BUILD) from exc
             await bus.flush()  # the server knows every subscription before we say we are ready
             names = ", ".join(sorted(system.local_names()))
             line = (

@@ -1,11 +1,11 @@
 """A process that starts orders under one strategy on a NATS server, for the tests of several
 starter processes sharing one workflow.
 
-    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG [hosted]
+    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG [hosted|durable]
 
 With `hosted`, a choreography's adapters run beside the services in their hosts
 (`remote_sidecars=True`, see `tests.served.take_part`): this process keeps the start and the
-end.
+end. `durable` is `hosted` with the events kept in JetStream (`durable_events=True`).
 
 It starts COUNT orders (every fifth customer declined, some items backordered), saying
 `{"started": n}` once the first fifth are started, waits for
@@ -36,20 +36,22 @@ def order(tag: str, number: int) -> PlaceOrder:
     return PlaceOrder(f"{tag}-{number}", customer, item, 1, amount=1000)
 
 
-def coordinator_for(system: ActorSystem, strategy: str, hosted: bool) -> Strategy[PlaceOrder]:
-    if hosted and strategy in CHOREOGRAPHIES:
-        return CHOREOGRAPHIES[strategy](system, order_workflow, remote_sidecars=True)
+def coordinator_for(system: ActorSystem, strategy: str, mode: str) -> Strategy[PlaceOrder]:
+    if mode and strategy in CHOREOGRAPHIES:
+        return CHOREOGRAPHIES[strategy](
+            system, order_workflow, remote_sidecars=True, durable_events=mode == "durable"
+        )
     return STRATEGIES[strategy](system, order_workflow)
 
 
-async def main(url: str, strategy: str, count: int, tag: str, hosted: bool) -> None:
+async def main(url: str, strategy: str, count: int, tag: str, mode: str) -> None:
     async with (
         NatsBus(url) as bus,
         ActorSystem(bus) as system,
-        coordinator_for(system, strategy, hosted) as coordinator,
+        coordinator_for(system, strategy, mode) as coordinator,
     ):
         adapters = [name for name in system.local_names() if name.endswith(".payment")]
-        if hosted and adapters:
+        if mode and adapters:
             raise AssertionError(f"adapters run in the starter: {adapters}")
         ids = [await coordinator.start(order(tag, n)) for n in range(count // 5)]
         print(json.dumps({"started": len(ids)}), flush=True)  # a moment to strike at
@@ -82,5 +84,7 @@ async def main(url: str, strategy: str, count: int, tag: str, hosted: bool) -> N
 
 
 if __name__ == "__main__":
-    url, strategy, count, tag, *hosted = sys.argv[1:]
-    asyncio.run(main(url, strategy, int(count), tag, hosted == ["hosted"]))
+    url, strategy, count, tag, *mode = sys.argv[1:]
+    if mode not in ([], ["hosted"], ["durable"]):
+        raise SystemExit(f"unknown mode {mode}: hosted or durable")
+    asyncio.run(main(url, strategy, int(count), tag, mode[0] if mode else ""))

@@ -12,7 +12,18 @@ from coordination.scenarios.order_placement import order_workflow
 
 from .service_host import open_shop
 
-__all__ = ("CHOREOGRAPHIES", "Begun", "Nap", "Sleeper", "Witness", "build", "take_part")
+__all__ = (
+    "CHOREOGRAPHIES",
+    "Begun",
+    "Nap",
+    "Sleeper",
+    "Witness",
+    "broken",
+    "build",
+    "take_part",
+    "take_part_durably",
+    "take_part_slowly",
+)
 
 
 class Nap(Request[str]):
@@ -48,15 +59,38 @@ async def build(system: ActorSystem) -> None:
     await system.spawn(lambda: Sleeper(system), name="sleeper")
 
 
-async def take_part(system: ActorSystem) -> contextlib.AsyncExitStack:
+async def take_part(
+    system: ActorSystem, *, durable_events: bool = False, payment_delay: float = 0.0
+) -> contextlib.AsyncExitStack:
     """The order services, taking part in order placement under every choreography: their
-    adapters run here, beside them, for the starters that say `remote_sidecars=True`."""
-    await open_shop(system)
+    adapters run here, beside them, for the starters that say `remote_sidecars=True` (and
+    `durable_events`, as this host does when told so)."""
+    await open_shop(system, payment_delay=payment_delay)
     strategies = contextlib.AsyncExitStack()
     for strategy in CHOREOGRAPHIES.values():
-        await strategies.enter_async_context(strategy(system, order_workflow, remote_sidecars=True))
+        await strategies.enter_async_context(
+            strategy(system, order_workflow, remote_sidecars=True, durable_events=durable_events)
+        )
     return strategies
+
+
+async def take_part_durably(system: ActorSystem) -> contextlib.AsyncExitStack:
+    """`take_part`, the events kept in JetStream until a host has handled them; each
+    charge takes 20 ms, so that a host killed mid-run has many orders in hand."""
+    return await take_part(system, durable_events=True, payment_delay=SLOW_PAYMENT)
+
+
+SLOW_PAYMENT = 0.02
+
+
+async def broken(system: ActorSystem) -> None:
+    """A build function that fails, as one whose database is down would."""
+    raise RuntimeError("no stock database")
 
 
 NOT_A_FUNCTION = 3
 """For the test of a target that cannot be called."""
+
+
+async def take_part_slowly(system: ActorSystem) -> contextlib.AsyncExitStack:
+    return await take_part(system, payment_delay=SLOW_PAYMENT)

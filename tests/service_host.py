@@ -13,7 +13,10 @@ import sys
 
 from actors import Actor, ActorSystem
 from brokers import NatsBus
+from coordination.definition import Rejected
 from coordination.scenarios.order_placement import (
+    Charge,
+    Charged,
     EmailService,
     FulfillmentService,
     OrderService,
@@ -25,11 +28,24 @@ from .actors_fixtures import Counter, Worker
 SERVICES: dict[str, type[Actor]] = {"counter": Counter, "worker": Worker}
 
 
-async def open_shop(system: ActorSystem) -> None:
+class SlowPayment(PaymentService):
+    """A payment service that takes `delay` seconds over each charge."""
+
+    def __init__(self, declined: frozenset[str], delay: float) -> None:
+        super().__init__(declined)
+        self.delay = delay
+
+    async def charge(self, msg: Charge) -> Charged | Rejected:
+        await asyncio.sleep(self.delay)
+        return await super().charge(msg)
+
+
+async def open_shop(system: ActorSystem, *, payment_delay: float = 0.0) -> None:
     """The order-placement services (kind `shop`): mallory's card is declined, and `rare`
-    items are out of stock."""
+    items are out of stock; a `payment_delay` keeps orders in flight for a while."""
+    declined = frozenset({"mallory"})
     await system.spawn(OrderService, name="order")
-    await system.spawn(lambda: PaymentService(declined=frozenset({"mallory"})), name="payment")
+    await system.spawn(lambda: SlowPayment(declined, payment_delay), name="payment")
     stock = {"book": 10**6, "rare": 0}
     await system.spawn(lambda: FulfillmentService(stock=stock), name="fulfillment")
     await system.spawn(EmailService, name="email")

@@ -20,6 +20,7 @@ from actors import ActorNotFoundError, ActorSystem, AskTimeoutError
 from benchmarks._chaos import _cluster_formed
 from benchmarks._chaos_faults import cluster
 from benchmarks._scale_out import ReadyProcess
+from benchmarks._scale_roles import CHOREOGRAPHIES
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus, NatsServer
 
@@ -154,12 +155,12 @@ class Starter:
     """`python -m tests.order_starter` in a child process: starts orders, then checks another
     starter's."""
 
-    def __init__(
-        self, url: str, strategy: str, count: int, tag: str, *, hosted: bool = False
-    ) -> None:
+    def __init__(self, url: str, strategy: str, count: int, tag: str, *, mode: str = "") -> None:
+        """`mode`: "" (a choreography's adapters here), "hosted" (beside the services) or
+        "durable" (beside the services, the events kept in JetStream)."""
         args = [sys.executable, "-m", "tests.order_starter", url, strategy, str(count), tag]
-        if hosted:
-            args.append("hosted")
+        if mode:
+            args.append(mode)
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in close()
         self.process = subprocess.Popen(
             args,
@@ -204,7 +205,7 @@ async def test_two_starters_run_one_workflow_without_renaming_it(
     every result reaches the process that started it, and each process answers status and
     result for the other's instances too."""
     with ServiceProcess(nats_server.url, "shop", "-"):
-        first, second = await run_starters(nats_server.url, strategy, hosted=False)
+        first, second = await run_starters(nats_server.url, strategy, mode="")
     assert first[0]["node"] != first[1]["node"]
     check_orders(first, second)
 
@@ -242,7 +243,7 @@ async def run_starters(
     url: str | list[str],
     strategy: str,
     *,
-    hosted: bool,
+    mode: str,
     meanwhile: Callable[[], None] = lambda: None,
 ) -> tuple[list[Any], list[Any]]:
     """Two starters of 50 orders each (connected to `url`, or the first and the second of
@@ -250,8 +251,7 @@ async def run_starters(
     once both have started their first orders."""
     urls = [url, url] if isinstance(url, str) else url
     starters = [
-        Starter(at, strategy, 50, tag, hosted=hosted)
-        for at, tag in zip(urls, ("a", "b"), strict=False)
+        Starter(at, strategy, 50, tag, mode=mode) for at, tag in zip(urls, ("a", "b"), strict=False)
     ]
     try:
         with anyio.fail_after(150):
@@ -279,7 +279,7 @@ async def test_choreographies_run_beside_services_in_two_hosts(
     adapters beside them; two starters keep only the start and the end of their orders."""
     url = nats_server.url
     async with served_hosts([url, url]):
-        first, second = await run_starters(url, strategy, hosted=True)
+        first, second = await run_starters(url, strategy, mode="hosted")
     check_orders(first, second)
 
 
@@ -294,8 +294,28 @@ async def test_a_service_host_killed_mid_run_loses_no_order(
     other host answers it, so every order ends as it should."""
     url = nats_server.url
     async with served_hosts([url, url], "tests.served:build") as hosts:
+        first, second = await run_starters(url, strategy, mode="", meanwhile=hosts[0].process.kill)
+    check_orders(first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(set(CHOREOGRAPHIES) - {"query_all"}))
+async def test_a_host_killed_mid_run_loses_no_event_kept_in_jetstream(
+    nats_server: NatsServer, strategy: str
+) -> None:
+    """Two hosts (`corps serve`) run the order services with the choreographies' adapters
+    beside them, the events kept in JetStream (`durable_events`). One host is killed
+    (SIGKILL) while the orders run: the events it held, even those it had sent itself, are
+    delivered to the other host once their acknowledgement is overdue, and every order ends
+    as it should.
+
+    Not query-all: its pattern keeps each step's reply in the service that made it, so a host
+    that dies takes the replies of the steps it ran with it (which no stream of events
+    brings back)."""
+    url = nats_server.url
+    async with served_hosts([url, url], "tests.served:take_part_durably") as hosts:
         first, second = await run_starters(
-            url, strategy, hosted=False, meanwhile=hosts[0].process.kill
+            url, strategy, mode="durable", meanwhile=hosts[0].process.kill
         )
     check_orders(first, second)
 
@@ -309,5 +329,7 @@ async def test_one_host_per_node_of_a_three_node_cluster(strategy: str) -> None:
     with cluster(3) as nodes:
         await _cluster_formed(nodes)
         async with served_hosts([node.url for node in nodes]):
-            first, second = await run_starters([nodes[0].url, nodes[1].url], strategy, hosted=True)
+            first, second = await run_starters(
+                [nodes[0].url, nodes[1].url], strategy, mode="hosted"
+            )
     check_orders(first, second)

@@ -203,3 +203,42 @@ async def test_a_message_never_acked_goes_to_dead_letters_too(
         assert letter.headers["Corps-Dead-Deliveries"] == "2"
         assert "not acknowledged" in letter.headers["Corps-Dead-Error"]
         await sub.unsubscribe()
+
+
+async def test_a_work_queue_consumer_handles_several_at_once_and_keeps_only_the_unacked(
+    nats_server: NatsServer, stream: str
+) -> None:
+    """With `concurrency`, messages are handled at once (each waits here until all four
+    have begun, which one at a time would never see); a work queue holds only what is not
+    acked yet, and a failure comes back after `retry_delay`."""
+    all_begun = anyio.Event()
+    begun: list[bytes] = []
+    failed_once: list[bytes] = []
+
+    async def slow(msg: Msg) -> None:
+        if msg.data == b"flaky" and not failed_once:
+            failed_once.append(msg.data)
+            raise RuntimeError("briefly down")
+        begun.append(msg.data)
+        if len(begun) == 4:
+            all_begun.set()
+        await all_begun.wait()
+
+    async with NatsBus(nats_server.url) as bus:
+        js = bus.jetstream
+        await js.ensure_stream(stream, [f"{stream}.>"], work_queue=True, max_msgs=10)
+        sub = await js.subscribe(f"{stream}.w", slow, durable="w", concurrency=4, retry_delay=0.05)
+        for data in (b"a", b"b", b"c", b"flaky"):
+            await js.publish(f"{stream}.w", data)
+        with anyio.fail_after(10):
+            await all_begun.wait()
+            await until(lambda: sub.acked == 4)
+        assert sorted(begun) == [b"a", b"b", b"c", b"flaky"]
+        assert sub.redelivered == 1
+        info = await js.context().stream_info(stream)
+        assert info.state.messages == 0  # acked work leaves the queue
+        for number in range(10):
+            await js.publish(f"{stream}.full", b"%d" % number)
+        with pytest.raises(JetStreamError):  # full: refused, nothing old dropped
+            await js.publish(f"{stream}.full", b"one too many")
+        await sub.delete()

@@ -107,6 +107,13 @@ def test_serve_says_what_is_wrong_with_a_target(
     assert says in done.stderr
 
 
+def test_serve_says_when_the_build_function_raises(nats_server: NatsServer) -> None:
+    done = finished("serve", "tests.served:broken", "--nats", nats_server.url)
+    assert done.returncode == 4
+    assert "tests.served:broken failed: RuntimeError('no stock database')" in done.stderr
+    assert "Traceback" in done.stderr  # where it raised, for whoever fixes it
+
+
 def test_serve_refuses_a_url_that_is_not_nats() -> None:
     done = finished("serve", "tests.served:build", "--nats", "http://127.0.0.1:4222")
     assert done.returncode == 2

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -16,7 +18,7 @@ import msgspec
 import pytest
 
 from actors import Actor, ActorSystem, Link, idempotent
-from brokers import Bus, Msg
+from brokers import Bus, Msg, NatsBus
 from coordination import (
     EventSourced,
     FrontController,
@@ -755,18 +757,47 @@ CHOREOGRAPHY_CLASSES = {
 }
 
 
+_prefixes = itertools.count()
+
+
 @pytest.mark.parametrize("strategy", sorted(CHOREOGRAPHY_CLASSES))
-async def test_adapters_beside_services_in_two_hosts(bus: Bus, strategy: str) -> None:
+async def test_durable_events_need_every_adapter_beside_its_service(
+    bus: Bus, strategy: str
+) -> None:
+    """Events kept in a stream go to the services' hosts: a choreography whose adapters
+    would run here for services elsewhere, or without sidecars, says so on entering."""
+    choreography = CHOREOGRAPHY_CLASSES[strategy]
+    async with ActorSystem(bus) as starter:
+        with pytest.raises(ValueError, match="remote_sidecars=True"):
+            async with choreography(starter, order_workflow, durable_events=True):
+                pass
+        with pytest.raises(ValueError, match="needs sidecars"):
+            async with choreography(
+                starter, order_workflow, durable_events=True, remote_sidecars=True, sidecars=False
+            ):
+                pass
+        assert not starter.local_names()  # nothing left behind
+
+
+@pytest.mark.parametrize("durable_events", [False, True], ids=["told", "durable"])
+@pytest.mark.parametrize("strategy", sorted(CHOREOGRAPHY_CLASSES))
+async def test_adapters_beside_services_in_two_hosts(
+    bus: Bus, strategy: str, durable_events: bool
+) -> None:
     """Two hosts run every service, with the choreography's adapters beside them
     (`remote_sidecars`); a starter with no service of its own keeps the start and the end.
     Orders end as they should, the starter sees their status, and a pause, a resume and a
-    cancel reach the instance wherever its next step lands."""
-    choreography = CHOREOGRAPHY_CLASSES[strategy]
+    cancel reach the instance wherever its next step lands; the same with the events kept
+    in a JetStream stream (`durable_events`)."""
+    choreography = functools.partial(
+        CHOREOGRAPHY_CLASSES[strategy], remote_sidecars=True, durable_events=durable_events
+    )
+    prefix = f"hosts{next(_prefixes)}"  # a stream of its own, whatever ran before
     gates = [GatedFulfillment(), GatedFulfillment()]
     gates[1].entered = gates[0].entered  # whichever copy takes the step
     async with contextlib.AsyncExitStack() as stack:
         for gate in gates:
-            host = await stack.enter_async_context(ActorSystem(bus))
+            host = await stack.enter_async_context(ActorSystem(bus, prefix=prefix))
             for name, service in [
                 ("order", OrderService()),
                 ("payment", PaymentService(declined=frozenset({"mallory"}))),
@@ -774,13 +805,9 @@ async def test_adapters_beside_services_in_two_hosts(bus: Bus, strategy: str) ->
                 ("email", EmailService()),
             ]:
                 await host.spawn(lambda service=service: service, name=name)
-            await stack.enter_async_context(
-                choreography(host, order_workflow, remote_sidecars=True)
-            )
-        starter = await stack.enter_async_context(ActorSystem(bus))
-        runs = await stack.enter_async_context(
-            choreography(starter, order_workflow, remote_sidecars=True)
-        )
+            await stack.enter_async_context(choreography(host, order_workflow))
+        starter = await stack.enter_async_context(ActorSystem(bus, prefix=prefix))
+        runs = await stack.enter_async_context(choreography(starter, order_workflow))
         assert not [name for name in starter.local_names() if name.endswith(".payment")]
         held = await runs.start(order(1))
         with anyio.fail_after(5):
@@ -800,3 +827,10 @@ async def test_adapters_beside_services_in_two_hosts(bus: Bus, strategy: str) ->
         assert outcomes == [Outcome.COMPLETED, Outcome.FAILED, Outcome.COMPLETED]
         for workflow_id, outcome in zip(ids, outcomes, strict=True):
             assert (await runs.status(workflow_id)).outcome is outcome
+        if durable_events and isinstance(bus, NatsBus):  # every event went through it
+            assert runs.events_stream is not None
+            stream, context = runs.events_stream, bus.jetstream.context()
+            with anyio.fail_after(5):  # the last acknowledgements may come after the end
+                while (await context.stream_info(stream)).state.messages:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert (await context.stream_info(stream)).state.last_seq >= 10

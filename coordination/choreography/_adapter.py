@@ -21,6 +21,7 @@ import msgspec
 
 from actors import Actor, ActorRef, ActorSystem, acting_as
 from actors._dispatch import dispatch
+from brokers import new_id
 
 from .. import core
 from .._metrics import WorkflowMetrics
@@ -447,7 +448,8 @@ class Adapter(Actor, Generic[In]):
             self.held.setdefault(event.workflow_id, [])
             return
         for parked in self.held.pop(event.workflow_id, []):
-            await self.engine._send(self.service, parked)
+            # An id of its own: a stored event's id is kept a while against duplicates.
+            await self.engine._send(self.service, parked, again=f".resumed.{new_id()}")
 
     # -- the service's answers ---------------------------------------------------------
 

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 import msgspec
 
 from actors import Actor, ActorRef, ActorSystem
-from brokers import MemoryBus, Msg, Subscription, new_id
+from brokers import MemoryBus, Msg, NatsBus, Subscription, new_id
 
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
@@ -64,6 +64,7 @@ from ._events import (
     unwind_id,
 )
 from ._sidecars import attach, detach
+from ._stored_events import StoredEvents
 
 __all__ = ("Choreography",)
 
@@ -133,6 +134,12 @@ class Choreography(Generic[In]):
     questions about its instances. Every host of such a service must take part in the
     workflow under this strategy: it enters the same strategy with `remote_sidecars=True`
     (for `corps serve`, its build function returns it).
+
+    With `durable_events`, on NATS, the events that carry instances forward are stored in a
+    JetStream stream until a host of their service has handled them, so that a host killed
+    mid-run loses none (see `_stored_events`): every service's adapter must run beside it
+    (here, or in its hosts with `remote_sidecars`), and the server must run JetStream. On a
+    MemoryBus, where nothing is lost in flight, the events are told as usual.
     """
 
     strategy: str
@@ -152,10 +159,14 @@ class Choreography(Generic[In]):
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
+        durable_events: bool = False,
     ) -> None:
         self.system = system
         self.sidecars = sidecars
         self.remote_sidecars = remote_sidecars
+        self.durable_events = durable_events
+        self._stored: StoredEvents | None = None
+        """With durable events on NATS: the stream the events go through."""
         self._tracks_starts = type(self)._step_started is not Choreography._step_started
         """Whether adapters call `step_started`: only strategies that override it (saving an
         await per step for the others)."""
@@ -220,6 +231,12 @@ class Choreography(Generic[In]):
         every event: worked out once)."""
         return f"{self.strategy}.{self.workflow.name}"
 
+    @property
+    def events_stream(self) -> str | None:
+        """The JetStream stream that keeps this choreography's events until they are handled
+        (its backlog is the work in flight), or None: without `durable_events` on NATS."""
+        return self._stored.stream if self._stored is not None else None
+
     def _adapter_name(self, service: str) -> str:
         return f"{self._route}.{service}"
 
@@ -231,6 +248,8 @@ class Choreography(Generic[In]):
         system = self.system
         self._refs = {name: system.ref(cls, name) for name, cls in self.workflow.services.items()}
         services = dict.fromkeys(step.service for step in self.workflow.steps)
+        if self.durable_events:
+            self._check_sidecars_everywhere(services)
         try:
             for service in services:
                 local = self.sidecars and system.is_local(service)
@@ -253,6 +272,12 @@ class Choreography(Generic[In]):
             await self._remote.open()
             if self.remote_sidecars:
                 self._control = await system.bus.subscribe(self._control_subject, self._on_control)
+            if self.durable_events and isinstance(system.bus, NatsBus):
+                self.acknowledged = False  # the stream keeps them instead
+                self._stored = StoredEvents(system, self._route, self.workflow)
+                await self._stored.open(
+                    {name: self._adapters[name] for name in self._local_adapters}
+                )
             if self.acknowledged is None:
                 self.acknowledged = not isinstance(system.bus, MemoryBus)
             if self.acknowledged:
@@ -275,7 +300,20 @@ class Choreography(Generic[In]):
         self.outcomes.stop()
         self.metrics.stopped()
 
+    def _check_sidecars_everywhere(self, services: Mapping[str, None]) -> None:
+        if not self.sidecars:
+            raise ValueError("durable_events needs sidecars: the events go to the services")
+        elsewhere = [name for name in services if not self.system.is_local(name)]
+        if elsewhere and not self.remote_sidecars:
+            raise ValueError(
+                f"durable_events needs every service's adapter beside it, and {elsewhere} "
+                "run in other processes: pass remote_sidecars=True here and in their hosts"
+            )
+
     async def _stop_actors(self) -> None:
+        stored, self._stored = self._stored, None
+        if stored is not None:  # the events in hand first, while the services still run
+            await stored.close()
         await self._close()
         await self._remote.close()
         control, self._control = self._control, None
@@ -549,10 +587,14 @@ class Choreography(Generic[In]):
         `again` tells apart an event sent anew while the same one may await its
         acknowledgement."""
         to = self._adapters[service]
-        if not self._ack_to:  # told: no id or timeout to work out (the in-memory hot path)
+        stored = self._stored
+        if not self._ack_to and stored is None:  # told: no id to work out (the hot path)
             await to.tell(event, correlation_id=event.workflow_id)
             return
         message_id = advance_id(event) if isinstance(event, Advance) else unwind_id(event)
+        if stored is not None:
+            await stored.store(service, event, message_id + again)
+            return
         timeout = self.workflow.steps[event.step].timeout
         await self._emit_event(to, event, message_id + again, timeout)
 

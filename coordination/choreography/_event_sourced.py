@@ -53,6 +53,7 @@ class EventSourced(Choreography[In]):
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
+        durable_events: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -62,6 +63,7 @@ class EventSourced(Choreography[In]):
             stuck_after=stuck_after,
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
+            durable_events=durable_events,
         )
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []
@@ -72,7 +74,10 @@ class EventSourced(Choreography[In]):
 
     async def _open(self) -> None:
         # Events go to the services (sidecars), to adapters of their own, and to the client.
-        subjects = {ref.subject for ref in self._adapters.values()}
+        if self._stored is not None:  # or where they are stored, when they are
+            subjects = {f"{self._stored.subject}>"}
+        else:
+            subjects = {ref.subject for ref in self._adapters.values()}
         assert self._endpoint is not None
         subjects.add(self._endpoint.subject)
         for subject in sorted(subjects):

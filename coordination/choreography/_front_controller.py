@@ -103,6 +103,7 @@ class FrontController(Choreography[In]):
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
+        durable_events: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -112,6 +113,7 @@ class FrontController(Choreography[In]):
             stuck_after=stuck_after,
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
+            durable_events=durable_events,
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks

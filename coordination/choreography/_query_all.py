@@ -106,6 +106,7 @@ class QueryAll(Choreography[In]):
         stuck_after: float = 60.0,
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
+        durable_events: bool = False,
     ) -> None:
         super().__init__(
             system,
@@ -115,6 +116,7 @@ class QueryAll(Choreography[In]):
             stuck_after=stuck_after,
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
+            durable_events=durable_events,
         )
         self.remember = remember
         self.query_timeout = query_timeout
