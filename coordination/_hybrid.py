@@ -7,6 +7,10 @@ under `core`, and once they complete, the rest runs under `rest`, seeded with th
 replies. A failure in the core ends the workflow there; a failure in the rest unwinds the rest
 only (what the core did stands: the hand-off is a commitment), and both run the definition's
 failure path.
+
+A hybrid's workflow id names the process that started it, as the strategies' ids do, and the
+hybrid answers other processes about its instances (see `_remote`): any process that runs the
+same hybrid can ask status, result, cancel, pause and resume of any instance.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from typing import Any, Generic, Self, TypeVar
 import msgspec
 
 from actors import ActorSystem
-from brokers import new_id
 
-from ._errors import InvalidWorkflowError, UnknownWorkflowError
-from ._outcomes import DEFAULT_KEEP
+from ._errors import InvalidWorkflowError
+from ._outcomes import DEFAULT_KEEP, Outcomes
+from ._remote import Remote, new_workflow_ids
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
-from .definition._workflow import Workflow
+from .definition._workflow import Failure, Workflow
 
 __all__ = ("Hybrid",)
 
@@ -38,8 +42,9 @@ StrategyFactory = Callable[[ActorSystem, Workflow[In]], Strategy[In]]
 
 @dataclass(slots=True)
 class _Instance:
+    """Which instances of the core and the rest a hybrid instance is."""
+
     core_id: str
-    done: asyncio.Future[WorkflowResult]
     rest_id: str | None = None
 
 
@@ -94,15 +99,32 @@ class Hybrid(Generic[In]):
         self.strategy = f"hybrid({self.core.strategy}+{self.rest.strategy})"
         self.keep_finished = keep_finished
         """How many finished instances `result` and `status` still know (the latest)."""
-        self._instances: dict[str, _Instance] = {}
-        """The running instances."""
+        self.outcomes = Outcomes(workflow.name, keep_finished)
+        self._running: dict[str, _Instance] = {}
+        """The parts of the running instances."""
         self._finished: OrderedDict[str, _Instance] = OrderedDict()
+        """The parts of the latest `keep_finished` finished instances."""
+        self._new_id = new_workflow_ids(workflow, system)
+        self._remote = Remote(
+            system,
+            workflow,
+            f"hybrid.{workflow.name}",
+            self.outcomes,
+            self._own_status,
+            self,
+            durable=lambda: False,
+        )
         self._tasks: set[asyncio.Task[None]] | None = None
 
     async def __aenter__(self) -> Self:
         await self.core.__aenter__()
         try:
             await self.rest.__aenter__()
+            try:
+                await self._remote.open()
+            except BaseException as exc:
+                await self.rest.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         except BaseException as exc:
             await self.core.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -120,7 +142,9 @@ class Hybrid(Generic[In]):
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
+        self.outcomes.stop()
         try:
+            await self._remote.close()
             await self.rest.__aexit__(exc_type, exc, tb)
         finally:
             await self.core.__aexit__(exc_type, exc, tb)
@@ -131,50 +155,65 @@ class Hybrid(Generic[In]):
         if tasks is None:
             raise RuntimeError("use the hybrid as `async with Hybrid(...)`")
         core_id = await self.core.start(workflow_input, results=results)
-        workflow_id = f"{self.workflow.name}-{new_id()}"
-        loop = asyncio.get_running_loop()
-        instance = _Instance(core_id, loop.create_future())
-        self._instances[workflow_id] = instance
-        task = loop.create_task(self._run(workflow_id, instance, workflow_input))
+        workflow_id = self._new_id()
+        instance = _Instance(core_id)
+        self._running[workflow_id] = instance
+        self.outcomes.add(workflow_id)
+        task = asyncio.get_running_loop().create_task(
+            self._run(workflow_id, instance, workflow_input)
+        )
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return workflow_id
 
     async def _run(self, workflow_id: str, instance: _Instance, workflow_input: In) -> None:
-        try:
-            core = await self.core.result(instance.core_id)
-            if core.outcome is not Outcome.COMPLETED:
-                outcome = WorkflowResult(workflow_id, core.outcome, core.results, core.failure)
-            else:
+        core = await self.core.result(instance.core_id)
+        if core.outcome is not Outcome.COMPLETED:
+            outcome = WorkflowResult(
+                workflow_id, core.outcome, core.results, core.failure, core.attention
+            )
+        else:
+            try:
                 instance.rest_id = await self.rest.start(workflow_input, results=core.results)
+            except Exception as exc:  # the core's work stands, and nothing follows it
+                reason = f"the rest did not start: {exc!r}"
+                failure = Failure(self.rest_workflow.steps[0].name, reason, technical=True)
+                outcome = WorkflowResult(
+                    workflow_id, Outcome.NEEDS_ATTENTION, core.results, failure, (reason,)
+                )
+            else:
                 rest = await self.rest.result(instance.rest_id)
                 results = {**core.results, **rest.results}
-                outcome = WorkflowResult(workflow_id, rest.outcome, results, rest.failure)
-        except Exception as exc:
-            instance.done.set_exception(exc)
-            instance.done.exception()  # retrieved by result(); do not warn if nobody asks
-        else:
-            instance.done.set_result(outcome)
+                outcome = WorkflowResult(
+                    workflow_id, rest.outcome, results, rest.failure, rest.attention
+                )
         finished = self._finished
-        finished[workflow_id] = self._instances.pop(workflow_id)
+        finished[workflow_id] = self._running.pop(workflow_id)
         if len(finished) > self.keep_finished:
             finished.popitem(last=False)
+        self.outcomes.finish(workflow_id, outcome)
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
-        """Wait for the instance to end, rest included."""
-        done = self._instance(workflow_id).done
-        if timeout is None:
-            return await asyncio.shield(done)
-        async with asyncio.timeout(timeout):
-            return await asyncio.shield(done)
+        """Wait for the instance to end, rest included (one another process started: as that
+        process tells it)."""
+        result = await self._remote.result(workflow_id, timeout)
+        if result is not None:
+            return result
+        return await self.outcomes.wait(workflow_id, timeout)
 
     async def status(self, workflow_id: str) -> WorkflowStatus:
         """The core's status while it runs (what the core strategy sees), then the rest's,
         with the core's steps counted as completed."""
+        status = await self._remote.status(workflow_id)
+        if status is not None:
+            return status
+        return await self._own_status(workflow_id)
+
+    async def _own_status(self, workflow_id: str) -> WorkflowStatus:
         instance = self._instance(workflow_id)
         if instance.rest_id is None:
             status = await self.core.status(instance.core_id)
-            if status.outcome is Outcome.COMPLETED and not instance.done.done():
+            if status.outcome is Outcome.COMPLETED and self.outcomes.is_running(workflow_id):
                 # the core completed, the rest has not started yet
                 status = msgspec.structs.replace(status, outcome=Outcome.RUNNING, current_step=None)
             return msgspec.structs.replace(status, workflow_id=workflow_id, strategy=self.strategy)
@@ -191,8 +230,11 @@ class Hybrid(Generic[In]):
     async def cancel(self, workflow_id: str, *, by: str = "api") -> bool:
         """Cancel the part that runs: the core (compensating it), or the rest (compensating
         the rest only)."""
+        done = await self._remote.control(workflow_id, "cancel", by)
+        if done is not None:
+            return done
         instance = self._instance(workflow_id)
-        if instance.done.done():
+        if not self.outcomes.is_running(workflow_id):
             return False
         if instance.rest_id is None:
             return await self.core.cancel(instance.core_id, by=by)
@@ -200,14 +242,21 @@ class Hybrid(Generic[In]):
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Pause the part that runs."""
+        done = await self._remote.control(workflow_id, "pause", by)
+        if done is not None:
+            return done
         instance = self._instance(workflow_id)
-        if instance.done.done():
+        if not self.outcomes.is_running(workflow_id):
             return False
         if instance.rest_id is None:
             return await self.core.pause(instance.core_id, by=by)
         return await self.rest.pause(instance.rest_id, by=by)
 
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
+        """Let the paused part go on."""
+        done = await self._remote.control(workflow_id, "resume", by)
+        if done is not None:
+            return done
         instance = self._instance(workflow_id)
         if instance.rest_id is None:
             return await self.core.resume(instance.core_id, by=by)
@@ -218,16 +267,13 @@ class Hybrid(Generic[In]):
         stuck = set(self.core.stuck()) | set(self.rest.stuck())
         return [
             workflow_id
-            for workflow_id, instance in self._instances.items()
-            if not instance.done.done()
-            and (instance.rest_id if instance.rest_id is not None else instance.core_id) in stuck
+            for workflow_id, instance in self._running.items()
+            if (instance.rest_id if instance.rest_id is not None else instance.core_id) in stuck
         ]
 
     def _instance(self, workflow_id: str) -> _Instance:
-        instance = self._instances.get(workflow_id) or self._finished.get(workflow_id)
+        instance = self._running.get(workflow_id) or self._finished.get(workflow_id)
         if instance is None:
-            raise UnknownWorkflowError(
-                f"no workflow {workflow_id!r} in {self.workflow.name} (never started here, or "
-                f"one of more than {self.keep_finished} finished since)"
-            )
+            self.outcomes.check(workflow_id)  # raises UnknownWorkflowError, saying why
+        assert instance is not None
         return instance

@@ -31,7 +31,7 @@ from brokers import BusError
 
 from ._errors import UnknownWorkflowError
 from ._status import Outcome, WorkflowResult, WorkflowStatus
-from .choreography._carriage import ContextCodec
+from .definition._reply_codec import ReplyCodec
 from .definition._workflow import Failure, Workflow
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class Remote:
         self.durable = durable
         """Whether the strategy's store is one other processes share: an instance whose
         owner is gone may be known to it (the asking methods then answer None)."""
-        self._codec = ContextCodec(workflow)
+        self._codec = ReplyCodec(workflow)
         self._actor: ActorRef[_OwnerActor] | None = None
         self._owners: dict[str, ActorRef[_OwnerActor]] = {}
         self._watchers: dict[str, set[str]] = {}

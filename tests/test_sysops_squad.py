@@ -21,6 +21,7 @@ from coordination import (
     Outcome,
     UnknownWorkflowError,
 )
+from coordination._remote import owner_of
 from coordination.scenarios.sysops_squad import (
     TICKET_RESOLVED,
     AssignmentService,
@@ -192,6 +193,31 @@ async def test_the_hybrid_reports_the_part_that_runs(bus: Bus) -> None:
     assert status.strategy == hybrid.strategy
     assert status.outcome is Outcome.COMPLETED
     assert status.completed_steps == STEPS
+
+
+async def test_a_hybrid_answers_for_the_instances_another_process_started(bus: Bus) -> None:
+    """Two systems (processes, on NATS) run the same hybrid: each answers status, result and
+    cancel of the other's instances, as the process that started them says."""
+    async with (
+        open_squad(bus, "mediator", experts=["sam"]),  # the services
+        ActorSystem(bus) as here,
+        ActorSystem(bus) as there,
+        FACTORIES[HYBRID](here, ticket_workflow) as ours,
+        FACTORIES[HYBRID](there, ticket_workflow) as theirs,
+    ):
+        theirs_id = await theirs.start(SubmitTicket("x1", "ann", "mouse"))
+        result = await ours.result(theirs_id, timeout=10)
+        assert result.outcome is Outcome.COMPLETED
+        assert result == await theirs.result(theirs_id)
+        status = await ours.status(theirs_id)
+        assert (status.outcome, status.completed_steps) == (Outcome.COMPLETED, STEPS)
+        assert not await ours.cancel(theirs_id)  # ended, as its own process says
+        ours_id = await ours.start(SubmitTicket("x2", "broke", "mouse"))
+        assert (await theirs.result(ours_id, timeout=10)).outcome is Outcome.FAILED
+    stranger = theirs_id.replace(owner_of(theirs_id) or "", "0123456789abcdef")
+    async with ActorSystem(bus) as alone, FACTORIES[HYBRID](alone, ticket_workflow) as hybrid:
+        with pytest.raises(UnknownWorkflowError, match="does not answer"):
+            await hybrid.status(stranger)
 
 
 async def test_the_hybrid_remembers_the_latest_finished_instances_only(bus: Bus) -> None:

@@ -1,0 +1,62 @@
+"""Decoding a workflow's replies from the bytes their services produced.
+
+Each step's reply is decoded with a decoder for the union of the reply types its service
+declares, so whoever reads a reply carried as bytes (a choreography's builders, a result told
+by another process, a durable store) sees the typed reply a mediator would hand it.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from actors import Actor
+from actors._handlers import handler_table
+
+from ._workflow import Workflow
+
+__all__ = ("ReplyCodec", "reply_decoder")
+
+
+def reply_decoder(service: type[Actor]) -> msgspec.msgpack.Decoder[Any]:
+    """A decoder for any reply `service` gives (the union of its handlers' return types)."""
+    members: list[Any] = []
+    for decoder in handler_table(service).reply_decoders.values():
+        kind = decoder.type
+        parts = typing.get_args(kind) if _is_union(kind) else (kind,)
+        for part in parts:
+            if part is not Any and part not in members:
+                members.append(part)
+    if not members:
+        return msgspec.msgpack.Decoder()
+    try:
+        return msgspec.msgpack.Decoder(typing.Union[tuple(members)])  # noqa: UP007
+    except TypeError:  # replies msgspec cannot tell apart: decode them untyped
+        return msgspec.msgpack.Decoder()
+
+
+def _is_union(kind: object) -> bool:
+    return typing.get_origin(kind) in (typing.Union, types.UnionType)
+
+
+class ReplyCodec:
+    """The decoders of a workflow's replies, by step (steps nobody waits for have none)."""
+
+    def __init__(self, workflow: Workflow[Any]) -> None:
+        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
+            step.name: reply_decoder(workflow.services[step.service])
+            for step in (*workflow.done_elsewhere, *workflow.steps)
+            if step.wait
+        }
+
+    def results(self, raw: Mapping[str, msgspec.Raw]) -> dict[str, Any]:
+        """Typed replies, by step, from their bytes."""
+        decoders = self.decoders
+        return {
+            name: decoders[name].decode(data) if name in decoders else msgspec.msgpack.decode(data)
+            for name, data in raw.items()
+        }
