@@ -4,24 +4,42 @@ Services that raise once, raise always, hang past the step's timeout, answer lat
 while compensating; an operator's cancel while a step is under way. Every strategy (the
 choreographies with sidecars and without) on both buses must give the same outcome, the same
 `Failure.step`, the same compensation order and the same final state of every service.
+
+And wherever things run (`layout`): all in one system; the services in a system of their own
+(another process, as far as the strategy can tell: on NATS, another connection); or the
+services in a host with the choreography's adapters beside them (`remote_sidecars`, the
+events kept in JetStream on NATS), the starter keeping only the start and the end.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import msgspec
 import pytest
 
 from actors import Actor, ActorSystem, Message, Request, idempotent
-from brokers import Bus
-from coordination import Outcome, Rejected, RetryPolicy, Step, Strategy, Workflow
+from brokers import Bus, NatsBus
+from coordination import (
+    EventSourced,
+    FrontController,
+    Outcome,
+    QueryAll,
+    Rejected,
+    RetryPolicy,
+    StampCoupled,
+    Step,
+    Strategy,
+    Workflow,
+)
 
 from .helpers import until
-from .test_strategies import STRATEGIES
+from .test_strategies import STRATEGIES, StrategyFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +99,9 @@ class Effects:
     """Compensations, in the order they took effect."""
     ship_calls: int = 0
     refund_calls: int = 0
+    counted_by: Any = None
+    """The strategy object whose metrics count what happened to the steps: the starter's,
+    or, with the adapters beside the services, the host's."""
 
     def final(self) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[str]]:
         return self.reserved, self.charged, self.shipped, self.undone
@@ -185,12 +206,47 @@ def build_workflow(timeout: float, retry: RetryPolicy) -> Workflow[Order]:
     )
 
 
+def _hosted(choreography: Callable[..., Strategy[Any]], **options: Any) -> StrategyFactory:
+    return lambda system, workflow: choreography(  # type: ignore[no-any-return]
+        system, workflow, remote_sidecars=True, durable_events=True, **options
+    )
+
+
+HOSTED: dict[str, StrategyFactory] = {
+    "front_controller": _hosted(FrontController),
+    "front_controller+callbacks": _hosted(FrontController, callbacks=True),
+    "stamp_coupled": _hosted(StampCoupled),
+    "query_all": _hosted(QueryAll),
+    "event_sourced": _hosted(EventSourced),
+}
+"""The strategies whose adapters can run beside the services, in the services' host."""
+
+LAYOUTS = ("one", "apart", "hosted")
+_prefixes = itertools.count()
+
+
+@contextlib.asynccontextmanager
+async def _second_bus(bus: Bus) -> AsyncIterator[Bus]:
+    """A connection of its own to the same server (the same bus, in memory)."""
+    if not isinstance(bus, NatsBus):
+        yield bus
+        return
+    assert bus.connected_url is not None
+    async with NatsBus(bus.connected_url) as other:
+        yield other
+
+
 @contextlib.asynccontextmanager
 async def running(
-    bus: Bus, strategy: str, fault: Fault, workflow: Workflow[Order]
+    bus: Bus, strategy: str, fault: Fault, workflow: Workflow[Order], layout: str = "one"
 ) -> AsyncIterator[tuple[Strategy[Order], Effects]]:
     effects = Effects()
-    async with ActorSystem(bus, shutdown_timeout=1.0) as system:
+    factory = HOSTED[strategy] if layout == "hosted" else STRATEGIES[strategy]
+    prefix = f"faults{next(_prefixes)}"  # JetStream keeps what a test left: not for the next
+    async with contextlib.AsyncExitStack() as stack:
+        system = await stack.enter_async_context(
+            ActorSystem(bus, shutdown_timeout=1.0, prefix=prefix)
+        )
         services: dict[str, Actor] = {
             "stock": Stock(effects),
             "bank": Bank(effects, fault),
@@ -198,24 +254,43 @@ async def running(
         }
         for name, service in services.items():
             await system.spawn(lambda service=service: service, name=name)
-        try:
-            async with STRATEGIES[strategy](system, workflow) as coordinator:  # type: ignore[arg-type]
-                yield coordinator, effects  # type: ignore[misc]
-        finally:
-            fault.gate.set()  # a hung handler lets go, so the system can stop
+        stack.callback(fault.gate.set)  # a hung handler lets go, so the system can stop
+        if layout == "hosted":
+            effects.counted_by = await stack.enter_async_context(factory(system, workflow))
+        if layout != "one":
+            starter_bus = await stack.enter_async_context(_second_bus(bus))
+            system = await stack.enter_async_context(
+                ActorSystem(starter_bus, shutdown_timeout=1.0, prefix=prefix)
+            )
+            stack.callback(fault.gate.set)
+        coordinator = await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type]
+        if effects.counted_by is None:
+            effects.counted_by = coordinator
+        yield coordinator, effects  # type: ignore[misc]
 
 
 STRATEGY_NAMES = sorted(STRATEGIES)
+PLACEMENTS = [
+    (layout, strategy)
+    for layout in LAYOUTS
+    for strategy in STRATEGY_NAMES
+    if layout != "hosted" or strategy in HOSTED
+]
+"""Every strategy in every layout it can run in (only a choreography with sidecars runs its
+adapters in the services' host)."""
 
 QUICK = RetryPolicy(attempts=2, backoff=0.01)
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_a_transient_error_is_retried_and_the_service_keeps_its_state(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="transient")
-    async with running(bus, strategy, fault, build_workflow(2.0, QUICK)) as (coordinator, fx):
+    async with running(bus, strategy, fault, build_workflow(2.0, QUICK), layout) as (
+        coordinator,
+        fx,
+    ):
         ids = [await coordinator.start(Order(f"k{n}")) for n in range(6)]
         results = [await coordinator.result(i, timeout=10) for i in ids]
     assert [r.outcome for r in results] == [Outcome.COMPLETED] * 6
@@ -224,12 +299,15 @@ async def test_a_transient_error_is_retried_and_the_service_keeps_its_state(
     assert fx.ship_calls == 12  # each raised once and was retried once: nothing restarted
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_an_error_that_outlives_the_retries_compensates_newest_first(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="always")
-    async with running(bus, strategy, fault, build_workflow(2.0, QUICK)) as (coordinator, fx):
+    async with running(bus, strategy, fault, build_workflow(2.0, QUICK), layout) as (
+        coordinator,
+        fx,
+    ):
         result = await coordinator.result(await coordinator.start(Order("k")), timeout=10)
         status = await coordinator.status(result.workflow_id)
     assert result.outcome is Outcome.COMPENSATED
@@ -241,13 +319,13 @@ async def test_an_error_that_outlives_the_retries_compensates_newest_first(
     assert status.outcome is Outcome.COMPENSATED
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_a_service_that_hangs_past_the_step_timeout_fails_the_step(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="hang")
     workflow = build_workflow(0.2, RetryPolicy(attempts=1))
-    async with running(bus, strategy, fault, workflow) as (coordinator, fx):
+    async with running(bus, strategy, fault, workflow, layout) as (coordinator, fx):
         result = await coordinator.result(await coordinator.start(Order("k")), timeout=10)
         assert result.outcome is Outcome.COMPENSATED
         assert result.failure is not None
@@ -257,29 +335,32 @@ async def test_a_service_that_hangs_past_the_step_timeout_fails_the_step(
         assert fx.final() == ({"k": 0}, {"k": 0}, {}, ["refund", "release"])
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_an_answer_after_the_timeout_is_discarded_and_counted(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="late")
     workflow = build_workflow(0.1, RetryPolicy(attempts=2, backoff=0.01))
-    async with running(bus, strategy, fault, workflow) as (coordinator, fx):
+    async with running(bus, strategy, fault, workflow, layout) as (coordinator, fx):
         result = await coordinator.result(await coordinator.start(Order("k")), timeout=10)
         assert result.outcome is Outcome.COMPENSATED
         assert result.failure is not None
         assert (result.failure.step, result.failure.technical) == ("ship", True)
-        metrics = coordinator.metrics  # type: ignore[attr-defined]
+        metrics = fx.counted_by.metrics
         await until(lambda: metrics.late_answers >= 1)
         await until(lambda: fx.shipped == {"k": 1})  # the late effect happened, once
     assert fx.final() == ({"k": 0}, {"k": 0}, {"k": 1}, ["refund", "release"])
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_a_compensation_that_keeps_failing_needs_attention_and_the_rest_is_undone(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="reject", refund_fails=True)
-    async with running(bus, strategy, fault, build_workflow(2.0, QUICK)) as (coordinator, fx):
+    async with running(bus, strategy, fault, build_workflow(2.0, QUICK), layout) as (
+        coordinator,
+        fx,
+    ):
         result = await coordinator.result(await coordinator.start(Order("k")), timeout=10)
     assert result.outcome is Outcome.NEEDS_ATTENTION
     assert result.failure is not None
@@ -291,12 +372,15 @@ async def test_a_compensation_that_keeps_failing_needs_attention_and_the_rest_is
     assert fx.refund_calls == 2  # its retry policy: two attempts
 
 
-@pytest.mark.parametrize("strategy", STRATEGY_NAMES)
+@pytest.mark.parametrize(("layout", "strategy"), PLACEMENTS)
 async def test_a_cancel_during_a_step_names_that_step_and_undoes_it_all(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: str, layout: str
 ) -> None:
     fault = Fault(ship="gate")
-    async with running(bus, strategy, fault, build_workflow(5.0, QUICK)) as (coordinator, fx):
+    async with running(bus, strategy, fault, build_workflow(5.0, QUICK), layout) as (
+        coordinator,
+        fx,
+    ):
         workflow_id = await coordinator.start(Order("k"))
         with anyio.fail_after(5):
             await fault.entered.wait()

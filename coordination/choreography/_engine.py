@@ -63,6 +63,7 @@ from ._events import (
     advance_id,
     unwind_id,
 )
+from ._gather import gather
 from ._sidecars import attach, detach
 from ._stored_events import StoredEvents
 
@@ -115,6 +116,11 @@ class _Sidecars(Actor):
 
 
 _control_decoder = msgspec.msgpack.Decoder(Cancel | Hold)
+
+CONTROL_TIMEOUT = 2.0
+"""Seconds a cancel or a pause waits for the first host to confirm it (see `_broadcast`)."""
+GATHER_QUIET = 0.05
+"""Seconds without another host's confirmation after which all are taken to have answered."""
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -432,9 +438,11 @@ class Choreography(Generic[In]):
             return
         if isinstance(event, Cancel):
             self._cancel_seen(event.workflow_id)
-            return
-        for adapter in self._local_adapters.values():
-            await adapter.hold(event)
+        else:
+            for adapter in self._local_adapters.values():
+                await adapter.hold(event)
+        if msg.reply is not None:  # taken: the caller may go on
+            await self.system.bus.publish(msg.reply, self.system.node.encode())
 
     async def _broadcast(self, event: Cancel | Hold) -> None:
         """Tell every adapter. A cancel is acknowledged like the events (taking it twice is
@@ -442,9 +450,14 @@ class Choreography(Generic[In]):
         that followed it. With remote sidecars, a service hosted twice has an adapter in each
         host: each hears it on the workflow's control subject (a cancel also goes to each
         service acknowledged, which reaches one copy for sure; a hold goes on the control
-        subject alone, so that a pause and its resume arrive in the order they were made)."""
+        subject alone, so that a pause and its resume arrive in the order they were made).
+
+        The hosts say when they have taken it, and this returns once they have: a step that
+        ends after `cancel` returned sees the cancel, wherever it ran, as it would under a
+        mediator. Hosts are counted by their answers (up to `CONTROL_TIMEOUT` seconds for the
+        first, then until none has come for `GATHER_QUIET`)."""
         if self.remote_sidecars:
-            await self.system.bus.publish(self._control_subject, _encode(event))
+            await self._tell_hosts(event)
             if isinstance(event, Hold):  # on one subject only: a pause and its resume in order
                 return
         for service, adapter in self._adapters.items():
@@ -452,6 +465,31 @@ class Choreography(Generic[In]):
                 await self._emit_event(adapter, event, f"{event.workflow_id}.cancel.{service}")
             else:
                 await adapter.tell(event, correlation_id=event.workflow_id)
+
+    async def _tell_hosts(self, event: Cancel | Hold) -> None:
+        data = _encode(event)
+        system = self.system
+        if all(system.is_local(service) for service in self._adapters):
+            await system.bus.publish(self._control_subject, data)  # no host to wait for
+            return
+        own = system.node.encode()
+        answers = await gather(
+            system.bus,
+            self._control_subject,
+            data,
+            f"{self._control_subject}.taken.{new_id()}",
+            timeout=CONTROL_TIMEOUT,
+            quiet=GATHER_QUIET,
+            accept=lambda msg: msg.data != own,
+        )
+        if not answers:
+            logger.warning(
+                "%s: no host confirmed %s of %s within %s s",
+                self._route,
+                type(event).__name__,
+                event.workflow_id,
+                CONTROL_TIMEOUT,
+            )
 
     async def _audit(self, workflow_id: str, who: str, what: str) -> str:
         """Add `<UTC time> <who>: <what>` to the instance's history, and return it."""

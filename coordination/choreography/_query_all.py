@@ -34,6 +34,7 @@ from ..definition._workflow import Failure, Workflow
 from ._adapter import Adapter
 from ._engine import Choreography
 from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
+from ._gather import gather
 
 __all__ = ("QueryAll",)
 
@@ -326,33 +327,21 @@ class QueryAll(Choreography[In]):
     async def _everyone(self, service: str, query: bytes) -> list[RecordReply]:
         """Every record the copies of `service` hold: each copy answers, and the replies are
         taken until none has come for `GATHER_QUIET` seconds (or `query_timeout` passed)."""
-        bus = self.system.bus
-        inbox = f"{self._records_subject(service, None)}.inbox.{new_id()}"
+        subject = self._records_subject(service, None)
+        answers = await gather(
+            self.system.bus,
+            subject,
+            query,
+            f"{subject}.inbox.{new_id()}",
+            timeout=self.query_timeout,
+            quiet=GATHER_QUIET,
+        )
         replies: list[RecordReply] = []
-        came = asyncio.Event()
-
-        async def collect(msg: Msg) -> None:
+        for answer in answers:
             try:
-                replies.append(_reply_decoder.decode(msg.data))
+                replies.append(_reply_decoder.decode(answer.data))
             except msgspec.DecodeError:
-                return
-            came.set()
-
-        subscription = await bus.subscribe(inbox, collect)
-        try:
-            await bus.publish(self._records_subject(service, None), query, reply=inbox)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.query_timeout
-            wait = self.query_timeout
-            while wait > 0:
-                came.clear()
-                try:
-                    await asyncio.wait_for(came.wait(), wait)
-                except TimeoutError:
-                    break
-                wait = min(GATHER_QUIET, deadline - loop.time())
-        finally:
-            await subscription.unsubscribe()
+                continue
         return replies
 
     async def _fetch(
