@@ -1,7 +1,8 @@
 """Asking every process that listens on a subject, when nobody knows how many there are.
 
 A question goes out with a reply subject of its own, and the answers are taken as they come:
-up to `timeout` seconds for the first, then until none has come for `quiet` seconds. Query-all
+up to `timeout` seconds for the first, then until none has come for `quiet` seconds, or until
+the asker has `enough` (it knows what it waits for: no quiet to wait out). Query-all
 gathers the records of every copy of a service this way, and a choreography whose adapters run
 in the services' hosts has each host confirm a cancel or a pause before it returns.
 """
@@ -29,6 +30,7 @@ async def gather(
     timeout: float,
     quiet: float,
     accept: Callable[[Msg], bool] = _anything,
+    enough: Callable[[], bool] | None = None,
 ) -> list[Msg]:
     """Publish `data` on `subject`, answers to `inbox` (a subject of the caller's own), and
     return the answers `accept` takes, gathered as the module says (never past `timeout`)."""
@@ -47,6 +49,8 @@ async def gather(
         deadline = loop.time() + timeout
         wait = timeout
         while wait > 0:
+            if enough is not None and replies and enough():
+                break
             came.clear()
             try:
                 await asyncio.wait_for(came.wait(), wait)

@@ -324,25 +324,54 @@ class QueryAll(Choreography[In]):
             await asyncio.sleep(EVENT_RETRY.delay(attempt))
             attempt += 1
 
-    async def _everyone(self, service: str, query: bytes) -> list[RecordReply]:
+    async def _everyone(
+        self, service: str, query: bytes, expected: frozenset[str] = frozenset()
+    ) -> list[RecordReply]:
         """Every record the copies of `service` hold: each copy answers, and the replies are
-        taken until none has come for `GATHER_QUIET` seconds (or `query_timeout` passed)."""
+        taken until none has come for `GATHER_QUIET` seconds (or `query_timeout` passed), or,
+        when the replies of the `expected` steps are all the asker needs, once they came."""
         subject = self._records_subject(service, None)
-        answers = await gather(
+        replies: list[RecordReply] = []
+        came: set[str] = set()
+
+        def take(msg: Msg) -> bool:
+            try:
+                reply = _reply_decoder.decode(msg.data)
+            except msgspec.DecodeError:
+                return False
+            replies.append(reply)
+            came.update(reply.results)
+            return True
+
+        await gather(
             self.system.bus,
             subject,
             query,
             f"{subject}.inbox.{new_id()}",
             timeout=self.query_timeout,
             quiet=GATHER_QUIET,
+            accept=take,
+            enough=(lambda: expected <= came) if expected else None,
         )
-        replies: list[RecordReply] = []
-        for answer in answers:
-            try:
-                replies.append(_reply_decoder.decode(answer.data))
-            except msgspec.DecodeError:
-                continue
         return replies
+
+    async def _replies(self, workflow_id: str) -> list[RecordReply]:
+        """With remote sidecars: the records that hold the replies of an instance that ended
+        here, each service asked for the replies of its steps that completed (and taken as
+        soon as they came); for one that ended elsewhere, every copy's whole record."""
+        final = self.outcomes.final_status(workflow_id)
+        if final is None or final.completed_steps is None:
+            return await self._gather("client", list(self._adapters), workflow_id, persist=True)
+        done = set(final.completed_steps)
+        expected: dict[str, set[str]] = {}
+        for step in self.workflow.steps:
+            if step.wait and step.name in done:
+                expected.setdefault(step.service, set()).add(step.name)
+        query = _encode(RecordQuery(workflow_id, sorted(done)))
+        everyone = await asyncio.gather(
+            *(self._everyone(s, query, frozenset(names)) for s, names in expected.items())
+        )
+        return [reply for replies in everyone for reply in replies]
 
     async def _fetch(
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
@@ -392,7 +421,10 @@ class QueryAll(Choreography[In]):
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
         """Wait for the end, then gather the replies from the participants."""
         ended = await super().result(workflow_id, timeout)
-        records = await self._gather("client", list(self._adapters), workflow_id, persist=True)
+        if self.remote_sidecars:
+            records = await self._replies(workflow_id)
+        else:
+            records = await self._gather("client", list(self._adapters), workflow_id, persist=True)
         results: dict[str, msgspec.Raw] = {}
         for record in records:
             results.update(record.results)
