@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
-from actors import Actor, ActorError, ActorNotFoundError, ActorRef, ActorSystem, Message, Request
+from actors import (
+    Actor,
+    ActorError,
+    ActorNotFoundError,
+    ActorRef,
+    ActorSystem,
+    AskTimeoutError,
+    Message,
+    Request,
+)
 from brokers import BusError
 
 from ._errors import UnknownWorkflowError
@@ -41,6 +50,9 @@ __all__ = ("Remote", "new_workflow_ids", "owner_of")
 
 _NODE = re.compile(r"^[0-9a-f]{16}$")
 
+ALIVE_TIMEOUT = 2.0
+"""Seconds an owner has to answer before it is taken to be gone (it is asked on the bus: on
+NATS, an owner that is gone is known at once, by no responders)."""
 REWATCH = 5.0
 """Seconds between registrations while `result` waits for an instance owned elsewhere."""
 
@@ -255,12 +267,26 @@ class Remote:
         finally:
             self._awaited.pop(workflow_id, None)
 
-    async def _ask(self, owner: str, question: Request[Any], workflow_id: str) -> Any:
-        ref = self._owners.get(owner)
-        if ref is None:
-            ref = self._owners[owner] = self.system.ref(_OwnerActor, self.name, node=owner)
+    async def answers(self, node: str) -> bool:
+        """Whether the process `node` runs this strategy and answers (it is alive)."""
+        ref = self._owner(node)
         try:
-            return await ref.ask(question)
+            await ref.ask(AskStatus(""), timeout=ALIVE_TIMEOUT)
+        except (ActorNotFoundError, AskTimeoutError):
+            return False
+        return True
+
+    def _owner(self, node: str) -> ActorRef[_OwnerActor]:
+        ref = self._owners.get(node)
+        if ref is None:
+            if len(self._owners) > 1024:  # processes come and go: keep the table bounded
+                self._owners.clear()
+            ref = self._owners[node] = self.system.ref(_OwnerActor, self.name, node=node)
+        return ref
+
+    async def _ask(self, owner: str, question: Request[Any], workflow_id: str) -> Any:
+        try:
+            return await self._owner(owner).ask(question)
         except ActorNotFoundError:
             if self.durable():
                 return _GONE

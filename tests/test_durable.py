@@ -3,6 +3,7 @@ instances a stopped mediator left running, without doing any step's effect twice
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -535,3 +536,42 @@ async def test_any_mediator_on_a_shared_store_answers_for_any_instance(
         assert ended.failure.step == "payment"
         assert "create_order" in ended.results
     assert shop.payment.charges == {"o1": 1000}
+
+
+async def test_a_mediator_takes_up_only_the_instances_no_live_process_drives(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """On one SQLite file: a mediator that starts while another drives an instance leaves it
+    to that one. Once the driver is gone, a mediator that was already running says so plainly
+    when asked to cancel it, and the next mediator to start takes it up and ends it."""
+    path = tmp_path / "shared.db"
+
+    def store() -> SqliteStateStore[PlaceOrder]:
+        return SqliteStateStore(path, order_workflow)
+
+    gated = GatedFulfillment()
+    async with (
+        open_shop(bus, fulfillment=gated, strategy="stamp_coupled") as shop,
+        ActorSystem(bus) as here,
+        contextlib.AsyncExitStack() as running_here,
+    ):
+        async with (
+            ActorSystem(bus) as there,
+            Mediator(there, order_workflow, store=store()) as theirs,
+        ):
+            held = await theirs.start(order(1))
+            with anyio.fail_after(5):
+                await gated.entered.wait()
+            ours = await running_here.enter_async_context(
+                Mediator(here, order_workflow, store=store())
+            )
+            assert ours.resumed == 0  # its starter still drives it
+            assert (await ours.status(held)).outcome is Outcome.RUNNING
+        # its starter is gone, and ours did not take it up
+        with anyio.fail_after(10), pytest.raises(UnknownWorkflowError, match="takes it up"):
+            await ours.cancel(held)
+        async with ActorSystem(bus) as later, Mediator(later, order_workflow, store=store()) as it:
+            assert it.resumed == 1
+            gated.gate.set()
+            assert (await it.result(held, timeout=10)).outcome is Outcome.COMPLETED
+    assert shop.payment.charges == {"o1": 1000}  # charged once, whoever drove it

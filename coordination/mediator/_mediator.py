@@ -30,7 +30,7 @@ from .. import core
 from .._errors import UnknownWorkflowError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
-from .._remote import Remote, new_workflow_ids
+from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ..core import (
@@ -287,10 +287,7 @@ class Mediator(Generic[In]):
             raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
         progress = state.progress
         if progress.running:
-            raise UnknownWorkflowError(
-                f"{workflow_id} is running, and the process that started it does not answer: "
-                "a Mediator started on the same store takes it up and gives its result"
-            )
+            raise _orphaned(workflow_id)
         return WorkflowResult(
             workflow_id, progress.outcome, dict(state.results), progress.failure, progress.attention
         )
@@ -302,7 +299,7 @@ class Mediator(Generic[In]):
         done = await self._remote.control(workflow_id, "cancel", by)
         if done is not None:
             return done
-        run = self._running_run(workflow_id)
+        run = await self._running_run(workflow_id)
         if run is None:
             return False
         run.state.history.append(history_entry(by, "cancel"))
@@ -318,7 +315,7 @@ class Mediator(Generic[In]):
         done = await self._remote.control(workflow_id, "pause", by)
         if done is not None:
             return done
-        run = self._running_run(workflow_id)
+        run = await self._running_run(workflow_id)
         if run is None or run.state.progress.paused:
             return False
         run.state.history.append(history_entry(by, "pause"))
@@ -330,7 +327,7 @@ class Mediator(Generic[In]):
         done = await self._remote.control(workflow_id, "resume", by)
         if done is not None:
             return done
-        run = self._running_run(workflow_id)
+        run = await self._running_run(workflow_id)
         if run is None or not run.state.progress.paused:
             return False
         run.state.history.append(history_entry(by, "resume"))
@@ -338,7 +335,17 @@ class Mediator(Generic[In]):
             await self._apply(run, ResumeRequested())
         return True
 
-    def _running_run(self, workflow_id: str) -> _Run | None:
+    async def _running_run(self, workflow_id: str) -> _Run | None:
+        """The run of a running instance of this mediator's (None: it has ended). One it does
+        not know, on a shared durable store, is looked up there: ended (None), or running
+        without a process to drive it, which this raises UnknownWorkflowError to say."""
+        if not self.outcomes.knows(workflow_id) and type(self.store) is not MemoryStateStore:
+            state = await self.store.load(workflow_id)
+            if state is None:
+                raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
+            if state.progress.running:
+                raise _orphaned(workflow_id)
+            return None
         if not self.outcomes.is_running(workflow_id):
             return None
         run = self._runs.get(workflow_id)
@@ -353,10 +360,17 @@ class Mediator(Generic[In]):
         way is sent again with its message id, so an idempotent service answers it without
         acting twice; a held one waits for its resume."""
         resumed = 0
+        alive: dict[str, bool] = {}
         for state in await self.store.running():
             workflow_id = state.workflow_id
             if workflow_id in self._runs:
                 continue
+            owner = owner_of(workflow_id)
+            if owner is not None and owner != self.system.node:
+                if owner not in alive:
+                    alive[owner] = await self._remote.answers(owner)
+                if alive[owner]:  # its starter, on the same store, still drives it
+                    continue
             progress = state.progress
             context = WorkflowContext(workflow_id, state.input, state.results, progress.failure)
             run = _Run(state, context)
@@ -558,3 +572,10 @@ class Mediator(Generic[In]):
             progress.attention,
         )
         self.outcomes.finish(state.workflow_id, result)
+
+
+def _orphaned(workflow_id: str) -> UnknownWorkflowError:
+    return UnknownWorkflowError(
+        f"{workflow_id} is running, and the process that started it does not answer: a "
+        "Mediator started on the same store takes it up, and then answers for it"
+    )
