@@ -309,6 +309,11 @@ class JetStream:
             await js.add_stream(config)
         except nats.js.errors.BadRequestError:
             await js.update_stream(config)  # it exists with another configuration
+        except nats.js.errors.ServiceUnavailableError:
+            raise JetStreamError(
+                f"cannot create stream {name!r}: the server does not run JetStream "
+                "(start nats-server with -js, or `jetstream {}` in its configuration)"
+            ) from None
         except nats.js.errors.Error as exc:
             raise JetStreamError(f"cannot create stream {name!r}: {exc}") from exc
 

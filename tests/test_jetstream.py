@@ -7,6 +7,7 @@ import itertools
 import anyio
 import pytest
 
+from actors import ActorSystem
 from brokers import (
     DeadLetterNotice,
     JetStreamError,
@@ -14,8 +15,11 @@ from brokers import (
     NatsBus,
     NatsServer,
 )
+from coordination import StampCoupled
+from coordination.scenarios.order_placement import order_workflow
 
 from .helpers import Inbox, until
+from .service_host import open_shop as open_order_services
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
@@ -242,3 +246,16 @@ async def test_a_work_queue_consumer_handles_several_at_once_and_keeps_only_the_
         with pytest.raises(JetStreamError):  # full: refused, nothing old dropped
             await js.publish(f"{stream}.full", b"one too many")
         await sub.delete()
+
+
+async def test_a_server_without_jetstream_is_named_as_the_cause() -> None:
+    """A choreography whose events are to be kept in JetStream, on a server that does not
+    run it, refuses to start and says what to change."""
+    with NatsServer(jetstream=False) as plain:
+        async with NatsBus(plain.url) as bus, ActorSystem(bus) as system:
+            await open_order_services(system)
+            orders = StampCoupled(system, order_workflow, durable_events=True)
+            with pytest.raises(JetStreamError, match="does not run JetStream"):
+                async with orders:
+                    pass
+            assert orders.events_stream is None
