@@ -48,6 +48,8 @@ __all__ = ("DeadLetterNotice", "DurableSubscription", "JetStream", "JetStreamErr
 logger = logging.getLogger("brokers.jetstream")
 
 DEAD_LETTER_PREFIX = "corps.dead-letters"
+DELIVER_PREFIX = "_CORPS.deliver"
+"""Where a shared (queue) consumer delivers: `<prefix>.<stream>.<durable>`."""
 _CONSUMER_NAME_IN_USE = 10013
 """JetStream's error code for a consumer created meanwhile by someone else."""
 _CREATE_ATTEMPTS = 3
@@ -395,6 +397,12 @@ class JetStream:
             ack_wait=ack_wait,
             max_deliver=max_deliver,
             max_ack_pending=max(1000, concurrency),
+            # Processes that share a consumer may create it at the same moment. Each would
+            # otherwise name an inbox of its own as the delivery subject, and the last one
+            # to create it would take every delivery: the others would listen on a subject
+            # nothing is sent to, and once that process died the consumer would deliver to
+            # nobody. One delivery subject, the same for all, makes their creations alike.
+            deliver_subject=f"{DELIVER_PREFIX}.{stream}.{durable}" if queue else None,
         )
         options: dict[str, Any] = {"queue": queue} if queue else {}
         for attempt in range(_CREATE_ATTEMPTS):

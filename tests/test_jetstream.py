@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import anyio
@@ -259,3 +260,25 @@ async def test_a_server_without_jetstream_is_named_as_the_cause() -> None:
                 async with orders:
                     pass
             assert orders.events_stream is None
+
+
+async def test_processes_that_create_a_shared_consumer_together_all_receive(
+    nats_server: NatsServer, stream: str
+) -> None:
+    """Two processes subscribe one durable queue consumer at the same moment, and one of
+    them goes: the other receives everything, whichever of them created the consumer."""
+    async with NatsBus(nats_server.url) as first, NatsBus(nats_server.url) as second:
+        await first.jetstream.ensure_stream(stream, [f"{stream}.>"])
+        kept, gone = Inbox(), Inbox()
+        together = await asyncio.gather(
+            *(
+                bus.jetstream.subscribe(f"{stream}.w", inbox, durable="pool", queue="pool")
+                for bus, inbox in ((first, kept), (second, gone))
+            )
+        )
+        await together[1].unsubscribe()
+        for number in range(10):
+            await first.jetstream.publish(f"{stream}.w", b"%d" % number)
+        await kept.wait_for(10)
+        assert sorted(int(d) for d in kept.data) == list(range(10))
+        assert gone.messages == []
