@@ -18,6 +18,7 @@ from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
 from .choreography import EventSourced, FrontController, QueryAll, StampCoupled
 from .definition import (
+    Branch,
     Failure,
     Notify,
     Rejected,
@@ -40,6 +41,7 @@ from .stores import (
 from .testing import History, HistoryRules, HistoryVerdict
 
 __all__ = (
+    "Branch",
     "CoordinationError",
     "EventSourced",
     "EventStore",

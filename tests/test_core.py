@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import Actor, Request
-from coordination import Failure, Outcome, Step, Workflow
+from coordination import Branch, Failure, Outcome, Step, Workflow
 from coordination.core import (
     CANCELLED,
     Action,
+    BranchChosen,
     CancelRequested,
+    Choose,
     Compensate,
     CompensationDone,
     CompensationFailed,
@@ -347,3 +349,54 @@ def test_events_about_unknown_steps_change_nothing(event: Event) -> None:
     progress = Progress()
     run(ORDER, progress, Started())
     assert run(ORDER, progress, event) == []
+
+
+def _leaf(name: str) -> Step:
+    return Step(name, "svc", lambda ctx: Go(), compensation=lambda ctx: Undo())
+
+
+BRANCHED = Workflow(
+    "w",
+    Undo,
+    [
+        _leaf("a"),
+        Branch("big", lambda ctx: True, then=[_leaf("x"), _leaf("y")], otherwise=[_leaf("z")]),
+        _leaf("b"),
+    ],
+    services={"svc": Service},
+)
+
+
+def test_a_branch_is_decided_when_reached_and_only_its_path_runs() -> None:
+    progress = Progress()
+    actions = run(BRANCHED, progress, Started(), StepAnswered("a"))
+    assert actions == [Perform("a"), Choose("big")]
+    assert progress.active == ("big",)  # deciding: under way, as a step is
+    actions = run(BRANCHED, progress, BranchChosen("big", then=False), StepAnswered("z"))
+    assert actions == [Perform("z"), Perform("b")]
+    assert run(BRANCHED, progress, BranchChosen("big", then=True)) == []  # decided already
+    actions = run(BRANCHED, progress, StepRejected("b", "no"))
+    assert actions == [Compensate("z")]  # the way back retraces the way taken
+    assert progress.path == ("big:otherwise",)
+    actions = run(BRANCHED, progress, CompensationDone("z"), CompensationDone("a"))
+    assert actions == [Compensate("a"), SendNotices(), End(Outcome.COMPENSATED)]
+
+
+def test_a_cancel_or_a_pause_while_a_branch_is_decided_waits_for_the_decision() -> None:
+    paused = Progress()
+    run(BRANCHED, paused, Started(), StepAnswered("a"), PauseRequested())
+    assert run(BRANCHED, paused, BranchChosen("big", then=True)) == []
+    assert paused.held == ("x",)
+    assert run(BRANCHED, paused, ResumeRequested()) == [Perform("x")]
+    cancelled = Progress()
+    run(BRANCHED, cancelled, Started(), StepAnswered("a"), CancelRequested())
+    actions = run(BRANCHED, cancelled, BranchChosen("big", then=True))
+    assert actions == [Compensate("a")]
+    assert cancelled.failure == Failure("big", CANCELLED, technical=False)
+
+
+def test_a_pause_before_a_branch_holds_the_decision() -> None:
+    progress = Progress()
+    run(BRANCHED, progress, Started(), PauseRequested(), StepAnswered("a"))
+    assert progress.held == ("big",)
+    assert run(BRANCHED, progress, ResumeRequested()) == [Choose("big")]

@@ -327,7 +327,7 @@ def test_definitions_are_validated_when_built() -> None:
         Workflow("w", PlaceOrder, [step, Step("b", "svc", step.command)], services={"svc": Nobody})
     with pytest.raises(InvalidWorkflowError, match="no step"):
         Workflow("w", PlaceOrder, [], services={})
-    with pytest.raises(InvalidWorkflowError, match="reads 'b', which is not an earlier"):
+    with pytest.raises(InvalidWorkflowError, match="reads 'b', which is not a step that answers"):
         Workflow(
             "w",
             PlaceOrder,

@@ -27,6 +27,7 @@ from .. import core
 from .._metrics import WorkflowMetrics
 from .._status import Outcome
 from ..core import (
+    Choose,
     Compensate,
     CompensationDone,
     CompensationFailed,
@@ -39,7 +40,14 @@ from ..core import (
     StepRejected,
 )
 from ..core._executor import CommandPort, tell_with_retry
-from ..definition._workflow import Failure, Rejected, RetryPolicy, Workflow, WorkflowContext
+from ..definition._workflow import (
+    Branch,
+    Failure,
+    Rejected,
+    RetryPolicy,
+    Workflow,
+    WorkflowContext,
+)
 from ._carriage import ContextCodec
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
 
@@ -105,6 +113,16 @@ class _Host(Protocol[In]):
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
     ) -> Carried: ...
 
+    async def _choose(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        branch: Branch,
+        progress: Progress,
+        data: Carried | None,
+    ) -> tuple[Progress, core.Actions]:
+        """Decide `branch` for the instance at `progress`: what the core makes of it."""
+
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
     ) -> None: ...
@@ -160,6 +178,8 @@ class Adapter(Actor, Generic[In]):
         self.local = local
         self.workflow = engine.workflow
         self.steps = engine.workflow.steps
+        self.linear = engine.workflow.linear
+        """A plain sequence of steps: every instance's progress at a step is the same."""
         self.service_ref: ActorRef[Any] = engine._refs[service]
         self.service_actor: Actor | None = None
         """The local service instance, as its mailbox hands it to the sidecar handlers."""
@@ -506,7 +526,16 @@ class Adapter(Actor, Generic[In]):
         engine = self.engine
         if type(event) is Unwind:
             progress, actions = core.apply(self.workflow, event.progress, happened)
-        elif type(happened) is StepAnswered and workflow_id not in engine._cancelled:
+        elif event.progress is not None:  # a flow with branches: its own way so far
+            progress = msgspec.structs.replace(event.progress)
+            if workflow_id in engine._cancelled:
+                progress.cancel_requested = True
+            progress, actions = core.apply(self.workflow, progress, happened)
+        elif (
+            type(happened) is StepAnswered
+            and self.linear  # a branch's decision changes the progress it is given
+            and workflow_id not in engine._cancelled
+        ):
             # A step answered on the way forward: the core's answer depends on the step only
             # (the progress an Advance stands for is the same for every instance), so it is
             # asked once per step and kept. Its progress is only read from then on.
@@ -521,14 +550,31 @@ class Adapter(Actor, Generic[In]):
             if workflow_id in engine._cancelled:  # known before the step under way ended
                 progress.cancel_requested = True
             progress, actions = core.apply(self.workflow, progress, happened)
+        await self._carry_out(pending, progress, actions, carried)
+
+    async def _carry_out(
+        self, pending: _Command, progress: Progress, actions: core.Actions, carried: Carried | None
+    ) -> None:
+        event = pending.event
+        workflow_id = event.workflow_id
+        engine = self.engine
         for action in actions:
             kind = type(action)
             if kind is Perform:
                 following = self._index[action.step]  # type: ignore[union-attr]
                 advance = Advance(
-                    workflow_id, following, carried, route=engine._route, ack=engine._ack_to
+                    workflow_id,
+                    following,
+                    carried,
+                    route=engine._route,
+                    ack=engine._ack_to,
+                    progress=None if self.linear else progress,
                 )
                 await self.engine._send(self.steps[following].service, advance)
+            elif kind is Choose:
+                branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
+                progress, more = await engine._choose(self, workflow_id, branch, progress, carried)
+                await self._carry_out(pending, progress, more, carried)
             elif kind is Compensate:
                 undo = self._index[action.step]  # type: ignore[union-attr]
                 unwind = Unwind(
@@ -541,6 +587,13 @@ class Adapter(Actor, Generic[In]):
                 await engine._notify(context, workflow_id)
             else:  # End
                 await engine._end(self, Ended(workflow_id, progress, carried, ack=engine._ack_to))
+
+    def _progress_of(self, event: Advance) -> Progress:
+        """Where the instance an `Advance` carries stands: as the event says, in a flow with
+        branches; else worked out from the step (the same for every instance)."""
+        if event.progress is not None:
+            return msgspec.structs.replace(event.progress)
+        return self._progress_at(event.step)
 
     def _progress_at(self, index: int) -> Progress:
         """The progress an `Advance` of step `index` stands for: the steps before it done,
@@ -563,7 +616,7 @@ class Adapter(Actor, Generic[In]):
         else:
             progress = Progress(
                 Outcome.FAILED,
-                completed=self._done_before[event.step],
+                completed=self._progress_of(event).completed,
                 failure=Failure(name, reason, technical=True),
             )
         await self.engine._end(self, Ended(event.workflow_id, progress, ack=self.engine._ack_to))

@@ -42,12 +42,14 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, NatsBus, Subscription, new_id
 
+from .. import core
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
+from ..core import Choose, End, Perform, Progress, SendNotices, Started
 from ..core._executor import send_notices
-from ..definition._workflow import Workflow, WorkflowContext, check_input
+from ..definition._workflow import Branch, Workflow, WorkflowContext, check_input
 from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
@@ -594,6 +596,9 @@ class Choreography(Generic[In]):
     async def _end(self, adapter: Adapter[In], event: Ended) -> None:
         """Send `Ended` to whoever waits for the outcome: the endpoint of the process that
         started the instance."""
+        await self._announce_end(event)
+
+    async def _announce_end(self, event: Ended) -> None:
         endpoint = self._owners_endpoint(event.workflow_id)
         await self._emit_event(endpoint, event, f"{event.workflow_id}.ended")
 
@@ -709,9 +714,56 @@ class Choreography(Generic[In]):
         await self._advance_first(workflow_id, data)
 
     async def _advance_first(self, workflow_id: str, data: Carried) -> None:
-        """Send the instance's first step to its service."""
-        advance = Advance(workflow_id, 0, data, route=self._route, ack=self._ack_to)
-        await self._send(self.workflow.steps[0].service, advance)
+        """Send the instance's first step to its service (a flow that begins with a branch
+        is decided here first: from the input, all it can read)."""
+        if self.workflow.first is self.workflow.steps[0]:
+            advance = Advance(workflow_id, 0, data, route=self._route, ack=self._ack_to)
+            await self._send(self.workflow.steps[0].service, advance)
+            return
+        progress, actions = core.apply(self.workflow, Progress(), Started())
+        while actions and type(actions[0]) is Choose:
+            branch = self.workflow.branches[actions[0].branch]
+            progress, actions = await self._choose(None, workflow_id, branch, progress, data)
+        for action in actions:
+            if type(action) is Perform:
+                index = self.workflow.steps.index(self.workflow.step(action.step))
+                advance = Advance(
+                    workflow_id, index, data, route=self._route, ack=self._ack_to, progress=progress
+                )
+                await self._send(self.workflow.steps[index].service, advance)
+            elif type(action) is SendNotices:
+                context = self._codec.context(workflow_id, data.input, data.results)
+                context.failure = progress.failure
+                await self._notify(context, workflow_id)
+            elif type(action) is End:
+                await self._announce_end(Ended(workflow_id, progress, data, ack=self._ack_to))
+
+    async def _choose(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        branch: Branch,
+        progress: Progress,
+        data: Carried | None,
+    ) -> tuple[Progress, core.Actions]:
+        """Decide `branch` for an instance at `progress` (where `adapter`, or the starter,
+        has it): what the core makes of the choice. A `when` that raises fails the instance
+        there, as a step whose command cannot be built does."""
+        try:
+            context = await self._branch_context(adapter, workflow_id, branch, data)
+            happened: core.Event = core.BranchChosen(branch.name, branch.taken(context))
+        except Exception as exc:
+            reason = f"deciding the branch failed: {type(exc).__name__}: {exc}"
+            happened = core.StepFailed(branch.name, reason)
+        return core.apply(self.workflow, progress, happened)
+
+    async def _branch_context(
+        self, adapter: Adapter[In] | None, workflow_id: str, branch: Branch, data: Carried | None
+    ) -> WorkflowContext[In]:
+        """The context `branch`'s `when` reads: from what the events carry."""
+        if data is None:
+            raise LookupError(f"{workflow_id}: no data to decide {branch.name!r} with")
+        return self._codec.context(workflow_id, data.input, data.results, branch.reads, branch.name)
 
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None

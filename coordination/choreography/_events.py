@@ -64,6 +64,9 @@ class Advance(Message, tag="corps.Advance", omit_defaults=True):
     """The choreography it belongs to, `<strategy>.<workflow>` (services share sidecars)."""
     ack: str = ""
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
+    progress: Progress | None = None
+    """Where the instance stands, in a flow with branches (the way it took); None for a
+    plain sequence of steps, where the step says it all."""
 
 
 class Unwind(Message, tag="corps.Unwind", omit_defaults=True):

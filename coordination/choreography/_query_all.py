@@ -30,7 +30,7 @@ from brokers import (
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
-from ..definition._workflow import Failure, Workflow
+from ..definition._workflow import Branch, Failure, Workflow, WorkflowContext
 from ._adapter import Adapter
 from ._engine import Choreography
 from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
@@ -145,7 +145,7 @@ class QueryAll(Choreography[In]):
             )
             self._subscriptions.append(subscription)
 
-        if hosted:
+        if self._starter_keeps_request:
             self._subscriptions.append(
                 await self.system.bus.subscribe(
                     self._input_subject(self.system.node), self._input_answerer
@@ -166,8 +166,15 @@ class QueryAll(Choreography[In]):
         reply = RecordReply(found=False) if raw is None else RecordReply(True, request=[raw])
         await self.system.bus.publish(msg.reply, _encode(reply))
 
+    @property
+    def _starter_keeps_request(self) -> bool:
+        """Whether the process that starts an instance keeps its request for the steps to
+        ask for: with remote sidecars (the first service may run anywhere), or when the flow
+        begins with a branch (which service gets the first step depends on it)."""
+        return self.remote_sidecars or self.workflow.first is not self.workflow.steps[0]
+
     async def _begin(self, workflow_id: str, data: Carried) -> None:
-        if self.remote_sidecars:
+        if self._starter_keeps_request:
             self._inputs[workflow_id] = data.input
         await super()._begin(workflow_id, data)
 
@@ -379,17 +386,38 @@ class QueryAll(Choreography[In]):
         """The request, from the service that took it, and the replies the step reads, from
         the services that gave them: asked in parallel."""
         definition = self.workflow.steps[step]
-        reads = definition.undo_reads if undo else definition.reads
+        return await self._fetch_reads(
+            adapter, workflow_id, definition.undo_reads if undo else definition.reads
+        )
+
+    async def _branch_context(
+        self, adapter: Adapter[In] | None, workflow_id: str, branch: Branch, data: Carried | None
+    ) -> WorkflowContext[In]:
+        """What a branch reads, fetched from the services that hold it (the starter, deciding
+        a branch the flow begins with, has the request at hand)."""
+        if adapter is None:
+            return await super()._branch_context(adapter, workflow_id, branch, data)
+        fetched = await self._fetch_reads(adapter, workflow_id, branch.reads)
+        return self._codec.context(
+            workflow_id, fetched.input, fetched.results, branch.reads, branch.name
+        )
+
+    async def _fetch_reads(
+        self, adapter: Adapter[In], workflow_id: str, reads: tuple[str, ...]
+    ) -> Carried:
+        """The request, and the replies named in `reads`, from the services that hold them."""
         everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
         services = {s.name: s.service for s in everything}
-        # the first service took the request (and a hybrid's replies, which came with it)
-        wanted = dict.fromkeys([self.workflow.steps[0].service, *(services[r] for r in reads)])
+        # the first service took the request (and a hybrid's replies, which came with it),
+        # unless the starter keeps it
+        first = [] if self._starter_keeps_request else [self.workflow.steps[0].service]
+        wanted = dict.fromkeys([*first, *(services[r] for r in reads)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
         raw_input = mine.input
+        if raw_input is None and self._starter_keeps_request:
+            raw_input = await self._starters_input(workflow_id)
         if self.remote_sidecars:  # the service's other copies may hold what this one lacks
-            if raw_input is None:
-                raw_input = await self._starters_input(workflow_id)
             missing = [name for name in reads if name not in mine.results]
             others = list(dict.fromkeys(services[name] for name in missing))
             if raw_input is None and self.workflow.steps[0].service not in others:

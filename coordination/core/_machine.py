@@ -22,6 +22,11 @@ every strategy drives this same machine, so the rules live here and nowhere else
   step that was due. A cancel after the end, or while compensating, changes nothing.
 - **Pause.** The step under way finishes and no further step starts until a resume.
   Compensation is not held: an instance on its way back finishes it.
+- **Branches.** A branch is decided when the instance reaches it: the core says `Choose`,
+  the strategy evaluates the branch's `when` against the context and answers
+  `BranchChosen`; the path taken is added to `path`, and only its steps run (so only they
+  are ever compensated). While it is decided the branch counts as under way, so a cancel or
+  a pause waits for the decision, as for a step.
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -35,13 +40,15 @@ from typing import Any
 import msgspec
 
 from .._status import Outcome
-from ..definition._workflow import Failure, Step, Workflow
+from ..definition._workflow import Branch, Failure, Node, Workflow
 
 __all__ = (
     "CANCELLED",
     "Action",
     "Actions",
+    "BranchChosen",
     "CancelRequested",
+    "Choose",
     "Compensate",
     "CompensationDone",
     "CompensationFailed",
@@ -157,6 +164,13 @@ class StepCancelled(msgspec.Struct, frozen=True, gc=False):
     step: str
 
 
+class BranchChosen(msgspec.Struct, frozen=True, gc=False):
+    """`branch` was decided: `then` is True for its `then` path, False for `otherwise`."""
+
+    branch: str
+    then: bool
+
+
 class CancelRequested(msgspec.Struct, frozen=True, gc=False):
     """Someone asked to cancel the instance."""
 
@@ -184,6 +198,7 @@ class CompensationFailed(msgspec.Struct, frozen=True, gc=False):
 
 Event = (
     Started
+    | BranchChosen
     | StepAnswered
     | StepRejected
     | StepFailed
@@ -205,6 +220,12 @@ class Perform(msgspec.Struct, frozen=True, gc=False):
     step: str
 
 
+class Choose(msgspec.Struct, frozen=True, gc=False):
+    """Decide `branch`: evaluate its `when` and answer `BranchChosen`."""
+
+    branch: str
+
+
 class Compensate(msgspec.Struct, frozen=True, gc=False):
     """Build `step`'s compensation and send it (`undo_message_id`)."""
 
@@ -221,7 +242,7 @@ class End(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
-Action = Perform | Compensate | SendNotices | End
+Action = Perform | Choose | Compensate | SendNotices | End
 
 Actions = tuple[Action, ...]
 """What to do, in order: a tuple, often shared (callers only read it)."""
@@ -279,7 +300,7 @@ def apply(workflow: Workflow[Any], progress: Progress, event: Event) -> tuple[Pr
 def _started(workflow: Workflow[Any], progress: Progress, event: Started) -> Actions:
     if progress.active or progress.completed or progress.held:
         return _NOTHING
-    return _start(progress, workflow.steps[0])
+    return _start(progress, workflow.first)
 
 
 def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) -> Actions:
@@ -297,6 +318,9 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
         progress.active = _without(active, step)
         progress.outcome = Outcome.COMPLETED
         return _COMPLETED
+    if type(following) is Branch:
+        progress.active = _without(active, step)
+        return _start(progress, following)
     name = following.name
     if progress.paused:
         progress.active = _without(active, step)
@@ -305,6 +329,21 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
     progress.active = (name,) if len(active) == 1 else (*_without(active, step), name)
     actions = _PERFORM.get(name)
     return actions if actions is not None else _perform(name)
+
+
+def _branch_chosen(workflow: Workflow[Any], progress: Progress, event: BranchChosen) -> Actions:
+    branch = event.branch
+    if branch not in progress.active:
+        return _NOTHING  # decided already
+    progress.active = _without(progress.active, branch)
+    progress.path = (*progress.path, f"{branch}:{'then' if event.then else 'otherwise'}")
+    if progress.cancel_requested:
+        return _turn_around(workflow, progress, _cancel_failure(branch), cancelled=True)
+    following = workflow.entry[(branch, event.then)]
+    if following is None:
+        progress.outcome = Outcome.COMPLETED
+        return _COMPLETED
+    return _start(progress, following)
 
 
 def _rejected(workflow: Workflow[Any], progress: Progress, event: StepRejected) -> Actions:
@@ -353,7 +392,7 @@ def _resume_requested(
     held, progress.held = progress.held, ()
     if not held:
         return _NOTHING
-    return _start(progress, workflow.step(held[0]))
+    return _start(progress, workflow.node(held[0]))
 
 
 def _compensation_done(
@@ -390,13 +429,15 @@ def _cancel_failure(step: str) -> Failure:
     return Failure(step, CANCELLED, technical=False)
 
 
-def _start(progress: Progress, step: Step) -> Actions:
-    """Start `step`, unless a pause holds it."""
+def _start(progress: Progress, node: Node) -> Actions:
+    """Start `node` (perform a step, decide a branch), unless a pause holds it."""
     if progress.paused:
-        progress.held = (step.name,)
+        progress.held = (node.name,)
         return _NOTHING
-    progress.active = (*progress.active, step.name)
-    return _perform(step.name)
+    progress.active = (*progress.active, node.name)
+    if type(node) is Branch:
+        return (Choose(node.name),)
+    return _perform(node.name)
 
 
 def _turn_around(
@@ -426,6 +467,7 @@ def _undo_next(progress: Progress) -> Actions:
 
 _HANDLERS: dict[type, Callable[[Workflow[Any], Progress, Any], Actions]] = {
     Started: _started,
+    BranchChosen: _branch_chosen,
     StepAnswered: _answered,
     StepRejected: _rejected,
     StepFailed: _failed,

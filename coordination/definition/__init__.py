@@ -2,6 +2,7 @@
 failure path, checked when it is built."""
 
 from ._workflow import (
+    Branch,
     Failure,
     Notify,
     Rejected,
@@ -12,6 +13,7 @@ from ._workflow import (
 )
 
 __all__ = (
+    "Branch",
     "Failure",
     "Notify",
     "Rejected",

@@ -19,6 +19,7 @@ from actors import Actor, Message, Request
 from .._errors import InvalidWorkflowError
 
 __all__ = (
+    "Branch",
     "Failure",
     "Notify",
     "Rejected",
@@ -181,6 +182,38 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Branch:
+    """A choice between two paths: `then` runs when `when(context)` is true, `otherwise` when
+    it is not, and the workflow goes on after the branch either way.
+
+    `when` reads the input and the replies of the steps named in `reads` (which must have
+    answered on every path to the branch). Only the path taken runs, and only its steps are
+    compensated if the instance turns around later. Paths may hold further branches.
+    """
+
+    name: str
+    when: Callable[[WorkflowContext[Any]], bool]
+    then: Sequence[Step | Branch] = ()
+    otherwise: Sequence[Step | Branch] = ()
+    reads: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "then", tuple(self.then))
+        object.__setattr__(self, "otherwise", tuple(self.otherwise))
+
+    def taken(self, context: WorkflowContext[Any]) -> bool:
+        """Whether `context` takes the `then` path (TypeError unless `when` says a bool)."""
+        chosen = self.when(context)
+        if not isinstance(chosen, bool):
+            raise TypeError(f"branch {self.name!r}: when() must return a bool, not {chosen!r}")
+        return chosen
+
+
+Node = Step | Branch
+"""What a workflow's flow is made of."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """A command sent to `service` on the failure path (after compensation). Its builder
     reads the input and `context.failure`; no replies."""
@@ -192,17 +225,18 @@ class Notify:
 class Workflow(Generic[In]):
     """A named, validated workflow over an input of type `input_type`.
 
-    `services` maps the service names the steps use to the actor classes that implement them;
-    `on_failure` lists what is sent once compensation is done (tell the customer, mark the
-    order failed); `done_elsewhere` names the steps that run before this workflow under
-    another strategy (see `Hybrid`).
+    `steps` is the flow: steps, and branches that hold further steps. `services` maps the
+    service names the steps use to the actor classes that implement them; `on_failure` lists
+    what is sent once compensation is done (tell the customer, mark the order failed);
+    `done_elsewhere` names the steps that run before this workflow under another strategy
+    (see `Hybrid`).
     """
 
     def __init__(
         self,
         name: str,
         input_type: type[In],
-        steps: Sequence[Step],
+        steps: Sequence[Step | Branch],
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
@@ -210,7 +244,13 @@ class Workflow(Generic[In]):
     ) -> None:
         self.name = name
         self.input_type = input_type
-        self.steps = tuple(steps)
+        self.flow: tuple[Node, ...] = tuple(steps)
+        """The flow as declared: steps and branches."""
+        self.steps: tuple[Step, ...] = tuple(_steps_in(self.flow))
+        """Every step, each path's in turn (a branch's `then` before its `otherwise`)."""
+        self.branches: dict[str, Branch] = {b.name: b for b in _branches_in(self.flow)}
+        self.linear = not self.branches
+        """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
         """Steps another strategy runs before this workflow (a hybrid's core): their replies
         come in with `start(..., results=...)`, typed as their services declare."""
@@ -219,12 +259,32 @@ class Workflow(Generic[In]):
         self._validate()
         self.by_name: dict[str, Step] = {step.name: step for step in self.steps}
         """The steps by name."""
-        following = (*self.steps[1:], None)
-        self.next_step: dict[str, Step | None] = {
-            step.name: after for step, after in zip(self.steps, following, strict=True)
-        }
-        """The step after each step (None after the last)."""
+        self.next_step: dict[str, Node | None] = {}
+        """What follows each step on its path: a step, a branch to decide, or None (the
+        end)."""
+        self.entry: dict[tuple[str, bool], Node | None] = {}
+        """Per branch and path (True: `then`), what the path starts with: its first node, or,
+        for an empty path, what follows the branch."""
+        self._link(self.flow, None)
+        self.first: Node = self.flow[0]
         self.input_decoder = msgspec.msgpack.Decoder(input_type)
+
+    def _link(self, nodes: Sequence[Node], after: Node | None) -> None:
+        """Say what follows each node of `nodes`, `after` following the last."""
+        for index, node in enumerate(nodes):
+            following = nodes[index + 1] if index + 1 < len(nodes) else after
+            if isinstance(node, Branch):
+                self.entry[(node.name, True)] = node.then[0] if node.then else following
+                self.entry[(node.name, False)] = node.otherwise[0] if node.otherwise else following
+                self._link(node.then, following)
+                self._link(node.otherwise, following)
+            else:
+                self.next_step[node.name] = following
+
+    def node(self, name: str) -> Node:
+        """The step or branch named `name` (KeyError for none)."""
+        found = self.by_name.get(name)
+        return found if found is not None else self.branches[name]
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
@@ -238,11 +298,16 @@ class Workflow(Generic[In]):
             raise InvalidWorkflowError(f"workflow name {self.name!r}: letters, digits, - and _")
         if not self.steps:
             raise InvalidWorkflowError(f"workflow {self.name!r} has no step")
-        names = [step.name for step in self.steps]
+        names = [step.name for step in self.steps] + [b.name for b in _branches_in(self.flow)]
         for name in names:
             if not name or names.count(name) > 1:
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: step name {name!r} is empty or used twice"
+                )
+        for branch in _branches_in(self.flow):
+            if not branch.then and not branch.otherwise:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: branch {branch.name!r} has no step on either path"
                 )
         used = [(s.name, s.service) for s in (*self.done_elsewhere, *self.steps)]
         used += [("on_failure", n.service) for n in self.on_failure]
@@ -252,24 +317,69 @@ class Workflow(Generic[In]):
                     f"workflow {self.name!r}: {step_name!r} uses service {service!r}, which is "
                     f"not among its services ({', '.join(sorted(self.services))})"
                 )
-        answered = {s.name for s in self.done_elsewhere if s.wait}
-        for step in self.steps:
-            for name in step.reads:
+        self._check_reads(self.flow, frozenset(s.name for s in self.done_elsewhere if s.wait))
+        self._check_compensations(self.flow, ())
+
+    def _check_reads(self, nodes: Sequence[Node], answered: frozenset[str]) -> frozenset[str]:
+        """Check that each node reads only replies given on every path to it; return the
+        replies given on every path through `nodes`."""
+        for node in nodes:
+            kind = "branch" if isinstance(node, Branch) else "step"
+            for name in node.reads:
                 if name not in answered:
                     raise InvalidWorkflowError(
-                        f"workflow {self.name!r}: step {step.name!r} reads {name!r}, which is "
-                        "not an earlier step that answers (wait=True)"
+                        f"workflow {self.name!r}: {kind} {node.name!r} reads {name!r}, which "
+                        "is not a step that answers (wait=True) on every path before it"
                     )
-            if step.wait:
-                answered.add(step.name)
-        for index, step in enumerate(self.steps):
-            later = [s for s in self.steps[index + 1 :] if s.wait]
-            if step.wait and later and step.compensation is None and not step.nothing_to_undo:
+            if isinstance(node, Branch):
+                answered = self._check_reads(node.then, answered) & self._check_reads(
+                    node.otherwise, answered
+                )
+            elif node.wait:
+                answered |= {node.name}
+        return answered
+
+    def _check_compensations(
+        self, nodes: Sequence[Node], after: tuple[Sequence[Node], ...]
+    ) -> None:
+        """A step that answers must be undoable when a step that answers may follow it on
+        some path (that one can fail): `after` holds what follows `nodes`, innermost first."""
+        for index, node in enumerate(nodes):
+            rest = (nodes[index + 1 :], *after)
+            if isinstance(node, Branch):
+                self._check_compensations(node.then, rest)
+                self._check_compensations(node.otherwise, rest)
+                continue
+            if not node.wait or node.compensation is not None or node.nothing_to_undo:
+                continue
+            later = next((s for part in rest for s in _steps_in(part) if s.wait), None)
+            if later is not None:
                 raise InvalidWorkflowError(
-                    f"workflow {self.name!r}: step {step.name!r} has no compensation, but "
-                    f"{later[0].name!r} after it can fail; give it one, or say "
+                    f"workflow {self.name!r}: step {node.name!r} has no compensation, but "
+                    f"{later.name!r} after it can fail; give it one, or say "
                     "nothing_to_undo=True"
                 )
+
+
+def _steps_in(nodes: Sequence[Node]) -> list[Step]:
+    found: list[Step] = []
+    for node in nodes:
+        if isinstance(node, Branch):
+            found += _steps_in(node.then)
+            found += _steps_in(node.otherwise)
+        else:
+            found.append(node)
+    return found
+
+
+def _branches_in(nodes: Sequence[Node]) -> list[Branch]:
+    found: list[Branch] = []
+    for node in nodes:
+        if isinstance(node, Branch):
+            found.append(node)
+            found += _branches_in(node.then)
+            found += _branches_in(node.otherwise)
+    return found
 
 
 def check_input(workflow: Workflow[Any], workflow_input: object) -> None:

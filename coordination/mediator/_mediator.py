@@ -35,7 +35,9 @@ from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ..core import (
     Actions,
+    BranchChosen,
     CancelRequested,
+    Choose,
     Compensate,
     CompensationDone,
     CompensationFailed,
@@ -51,6 +53,7 @@ from ..core import (
 )
 from ..core._executor import CommandPort, send_notices, tell_with_retry
 from ..definition._workflow import (
+    Branch,
     Rejected,
     Step,
     Workflow,
@@ -378,8 +381,12 @@ class Mediator(Generic[In]):
             self.outcomes.add(workflow_id)
             resumed += 1
             with acting_as(self.name):
+                branches = self.workflow.branches
                 actions: Actions = (
-                    *(Perform(step) for step in progress.active),
+                    *(
+                        Choose(name) if name in branches else Perform(name)
+                        for name in progress.active
+                    ),
                     *(Compensate(step) for step in progress.compensating),
                 )
                 if not actions and not progress.held:  # saved before its first step
@@ -421,6 +428,8 @@ class Mediator(Generic[In]):
             match action:
                 case Perform(step=step):
                     await self._perform(run, self.workflow.step(step))
+                case Choose(branch=branch):
+                    await self._choose(run, self.workflow.branches[branch])
                 case Compensate(step=step):
                     await self._compensate(run, self.workflow.step(step))
                 case SendNotices():
@@ -465,6 +474,17 @@ class Mediator(Generic[In]):
             )
             told = StepFailed(step.name, error) if error is not None else self._answered[step.name]
             step = await self._decide(run, told)
+
+    async def _choose(self, run: _Run, branch: Branch) -> None:
+        """Decide `branch` from the context (a `when` that raises fails the instance there,
+        as a step whose command cannot be built does)."""
+        try:
+            then = branch.taken(builder_context(run.context, branch.reads, branch.name))
+        except Exception as exc:
+            reason = f"deciding the branch failed: {type(exc).__name__}: {exc}"
+            await self._apply(run, StepFailed(branch.name, reason))
+            return
+        await self._apply(run, BranchChosen(branch.name, then))
 
     async def _compensate(self, run: _Run, step: Step) -> None:
         assert step.compensation is not None

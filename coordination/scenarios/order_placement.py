@@ -5,6 +5,9 @@ emailed. Payment rejected: the customer is told and the order marked failed. Ite
 the payment is refunded, the customer told, the order marked failed. A cancellation undoes
 whatever completed: refund, and restock a fulfilled item.
 
+`screened_order_workflow` is the same with a branch: an order of `HIGH_VALUE` or more is
+screened for fraud before it is charged (a fraud screen says no to a suspicious customer).
+
 The services are plain actors: they know nothing of the strategy that runs them. Payment is
 idempotent by message id, so a retried charge is not charged twice.
 """
@@ -15,15 +18,26 @@ import msgspec
 
 from actors import Actor, Message, Request, idempotent
 
-from ..definition._workflow import Notify, Rejected, RetryPolicy, Step, Workflow, WorkflowContext
+from ..definition._workflow import (
+    Branch,
+    Notify,
+    Rejected,
+    RetryPolicy,
+    Step,
+    Workflow,
+    WorkflowContext,
+)
 
 __all__ = (
+    "HIGH_VALUE",
     "EmailService",
+    "FraudService",
     "FulfillmentService",
     "OrderService",
     "PaymentService",
     "PlaceOrder",
     "order_workflow",
+    "screened_order_workflow",
 )
 
 
@@ -95,6 +109,16 @@ class Restock(Request[Restocked]):
     item: str
 
 
+class Cleared(Message):
+    order_id: str
+
+
+class Screen(Request[Cleared | Rejected]):
+    order_id: str
+    customer: str
+    amount: int
+
+
 class SendEmail(Message):
     to: str
     subject: str
@@ -158,6 +182,21 @@ class FulfillmentService(Actor):
         quantity = self.shipped.pop(msg.order_id, 0)
         self.stock[msg.item] = self.stock.get(msg.item, 0) + quantity
         return Restocked(msg.order_id, quantity)
+
+
+class FraudService(Actor):
+    """Screens orders; customers in `suspicious` do not pass."""
+
+    def __init__(self, suspicious: frozenset[str] = frozenset()) -> None:
+        self.suspicious = suspicious
+        self.screened: list[str] = []
+
+    @idempotent
+    async def screen(self, msg: Screen) -> Cleared | Rejected:
+        self.screened.append(msg.order_id)
+        if msg.customer in self.suspicious:
+            return Rejected("suspected fraud")
+        return Cleared(msg.order_id)
 
 
 class EmailService(Actor):
@@ -234,4 +273,36 @@ order_workflow: Workflow[PlaceOrder] = Workflow(
         Notify("email", lambda c: SendEmail(c.input.customer, _failure_subject(c))),
         Notify("order", lambda c: MarkOrder(c.input.order_id, _failed_status(c))),
     ],
+)
+
+
+HIGH_VALUE = 100_000
+"""Orders of this amount (in cents) or more are screened for fraud."""
+
+_steps = {step.name: step for step in order_workflow.steps}
+
+screened_order_workflow: Workflow[PlaceOrder] = Workflow(
+    "screened-order-placement",
+    PlaceOrder,
+    [
+        _steps["create_order"],
+        Branch(
+            "high_value",
+            lambda c: c.input.amount >= HIGH_VALUE,
+            then=[
+                Step(
+                    "fraud_check",
+                    "fraud",
+                    lambda c: Screen(c.input.order_id, c.input.customer, c.input.amount),
+                    nothing_to_undo=True,  # a screen changes nothing
+                )
+            ],
+        ),
+        _steps["payment"],
+        _steps["fulfillment"],
+        _steps["confirmation"],
+        _steps["mark_placed"],
+    ],
+    services={**order_workflow.services, "fraud": FraudService},
+    on_failure=order_workflow.on_failure,
 )

@@ -1,0 +1,228 @@
+"""The workflow language: constructs beside `Step`, the same under every strategy.
+
+A branch: only the path taken runs, and only its steps are compensated (`Branch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from actors import ActorSystem
+from brokers import Bus
+from coordination import (
+    Branch,
+    InvalidWorkflowError,
+    Outcome,
+    Step,
+    Strategy,
+    Workflow,
+    WorkflowResult,
+)
+from coordination.scenarios.order_placement import (
+    HIGH_VALUE,
+    EmailService,
+    FraudService,
+    FulfillmentService,
+    OrderService,
+    PaymentService,
+    PlaceOrder,
+    order_workflow,
+    screened_order_workflow,
+)
+
+from .test_strategies import STRATEGIES
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def strategy(request: pytest.FixtureRequest) -> str:
+    """Every strategy (the choreographies with sidecars and without)."""
+    return str(request.param)
+
+
+@dataclass
+class ScreenedShop:
+    strategy: Strategy[PlaceOrder]
+    payment: PaymentService
+    fraud: FraudService
+
+    async def run(self, order: PlaceOrder) -> WorkflowResult:
+        return await self.strategy.result(await self.strategy.start(order), timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def screened_shop(
+    bus: Bus, strategy: str, workflow: Workflow[PlaceOrder] = screened_order_workflow
+) -> AsyncIterator[ScreenedShop]:
+    payment = PaymentService(declined=frozenset({"mallory"}))
+    fraud = FraudService(suspicious=frozenset({"eve"}))
+    async with ActorSystem(bus) as system:
+        for name, service in [
+            ("order", OrderService()),
+            ("payment", payment),
+            ("fulfillment", FulfillmentService(stock={"book": 100, "rare": 0})),
+            ("email", EmailService()),
+            ("fraud", fraud),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        async with STRATEGIES[strategy](system, workflow) as running:  # type: ignore[arg-type]
+            yield ScreenedShop(running, payment, fraud)  # type: ignore[arg-type]
+
+
+PLAIN = ("create_order", "payment", "fulfillment", "confirmation", "mark_placed")
+SCREENED = ("create_order", "fraud_check", "payment", "fulfillment", "confirmation", "mark_placed")
+
+
+async def test_only_the_path_a_branch_takes_runs_and_is_undone(bus: Bus, strategy: str) -> None:
+    async with screened_shop(bus, strategy) as shop:
+        small = await shop.run(PlaceOrder("o1", "ann", "book", 1, 1000))
+        big = await shop.run(PlaceOrder("o2", "ann", "book", 1, HIGH_VALUE))
+        suspicious = await shop.run(PlaceOrder("o3", "eve", "book", 1, HIGH_VALUE))
+        backordered = await shop.run(PlaceOrder("o4", "ann", "rare", 1, HIGH_VALUE))
+        statuses = [await shop.strategy.status(r.workflow_id) for r in (small, big, backordered)]
+    assert [r.outcome for r in (small, big, suspicious, backordered)] == [
+        Outcome.COMPLETED,
+        Outcome.COMPLETED,
+        Outcome.FAILED,
+        Outcome.COMPENSATED,
+    ]
+    assert shop.fraud.screened == ["o2", "o3", "o4"]  # the small order took the other path
+    assert "fraud_check" not in small.results
+    assert "fraud_check" in big.results
+    assert suspicious.failure is not None
+    assert (suspicious.failure.step, suspicious.failure.reason) == (
+        "fraud_check",
+        "suspected fraud",
+    )
+    assert backordered.failure is not None
+    assert backordered.failure.step == "fulfillment"
+    assert shop.payment.charges == {"o1": 1000, "o2": HIGH_VALUE, "o4": HIGH_VALUE}
+    assert shop.payment.refunds == {"o4": HIGH_VALUE}  # the way back retraced the way taken
+    small_status, big_status, back_status = statuses
+    if small_status.completed_steps is not None:
+        assert small_status.completed_steps == PLAIN
+        assert big_status.completed_steps == SCREENED
+        assert back_status.compensated_steps == ("payment",)
+
+
+async def test_a_flow_may_begin_with_a_branch(bus: Bus, strategy: str) -> None:
+    """Decided by whoever starts the instance, from the input."""
+    steps = {step.name: step for step in screened_order_workflow.steps}
+    screen_first = Workflow(
+        "screen-first",
+        PlaceOrder,
+        [
+            Branch(
+                "high_value",
+                lambda c: c.input.amount >= HIGH_VALUE,
+                then=[steps["fraud_check"]],
+            ),
+            *(steps[name] for name in PLAIN),
+        ],
+        services=screened_order_workflow.services,
+        on_failure=screened_order_workflow.on_failure,
+    )
+    async with screened_shop(bus, strategy, screen_first) as shop:
+        small = await shop.run(PlaceOrder("o1", "ann", "book", 1, 1000))
+        suspicious = await shop.run(PlaceOrder("o2", "eve", "book", 1, HIGH_VALUE))
+    assert (small.outcome, suspicious.outcome) == (Outcome.COMPLETED, Outcome.FAILED)
+    assert shop.fraud.screened == ["o2"]
+    assert shop.payment.charges == {"o1": 1000}
+
+
+async def test_a_branch_that_cannot_decide_fails_the_instance_there(
+    bus: Bus, strategy: str
+) -> None:
+    def unreadable(context: object) -> bool:
+        raise ValueError("no amount")
+
+    steps = {step.name: step for step in order_workflow.steps}
+    broken = Workflow(
+        "broken-branch",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            steps["payment"],
+            Branch("big", unreadable, then=[steps["fulfillment"]]),
+        ],
+        services=order_workflow.services,
+    )
+    async with ActorSystem(bus) as system:
+        payment = PaymentService()
+        for name, service in [("order", OrderService()), ("payment", payment)]:
+            await system.spawn(lambda service=service: service, name=name)
+        await system.spawn(FulfillmentService, name="fulfillment")
+        async with STRATEGIES[strategy](system, broken) as running:  # type: ignore[arg-type]
+            result = await running.result(
+                await running.start(PlaceOrder("o1", "ann", "book", 1, 5)), timeout=10
+            )
+    assert result.outcome is Outcome.COMPENSATED
+    assert result.failure is not None
+    assert result.failure.step == "big"
+    assert result.failure.technical
+    assert "no amount" in result.failure.reason
+    assert payment.refunds == {"o1": 5}
+
+
+def _step(name: str, reads: tuple[str, ...] = (), *, undo: bool = True) -> Step:
+    steps = {step.name: step for step in order_workflow.steps}
+    return Step(
+        name,
+        "payment",
+        steps["payment"].command,
+        compensation=steps["payment"].compensation if undo else None,
+        reads=reads,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flow", "says"),
+    [
+        (
+            [Branch("b", lambda c: True, then=[_step("x")]), _step("y", reads=("x",))],
+            "'y' reads 'x', which is not a step that answers (wait=True) on every path",
+        ),
+        (
+            [
+                _step("a"),
+                Branch("b", lambda c: True, then=[_step("x")], reads=("x",)),
+            ],
+            "branch 'b' reads 'x'",
+        ),
+        ([_step("a"), Branch("b", lambda c: True)], "branch 'b' has no step on either path"),
+        (
+            [_step("a"), Branch("a", lambda c: True, then=[_step("x")])],
+            "'a' is empty or used twice",
+        ),
+        (
+            [
+                Branch("b", lambda c: True, then=[_step("x", undo=False)], otherwise=[_step("z")]),
+                _step("y"),
+            ],
+            "step 'x' has no compensation, but 'y' after it can fail",
+        ),
+    ],
+)
+def test_a_flow_that_cannot_work_is_refused_when_it_is_built(flow: list[Step], says: str) -> None:
+    with pytest.raises(InvalidWorkflowError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        Workflow("bad", PlaceOrder, flow, services=order_workflow.services)
+
+
+def test_both_paths_may_read_what_answered_on_each_of_them() -> None:
+    """A reply given on both paths may be read after the branch."""
+    workflow = Workflow(
+        "both-ways",
+        PlaceOrder,
+        [
+            Branch("b", lambda c: True, then=[_step("x"), _step("z")], otherwise=[_step("z2")]),
+            _step("y", reads=()),
+        ],
+        services=order_workflow.services,
+    )
+    assert [step.name for step in workflow.steps] == ["x", "z", "z2", "y"]
+    assert not workflow.linear
