@@ -32,6 +32,15 @@ EXPECTED = [
     "\n".join(
         f"{strategy} {line}"
         for strategy in ("mediator", "stamp_coupled")
+        for line in (
+            "ann completed not screened",
+            "bob completed screened",
+            "eve failed suspected fraud",
+        )
+    ),
+    "\n".join(
+        f"{strategy} {line}"
+        for strategy in ("mediator", "stamp_coupled")
         for line in ("ann completed", "mallory failed card declined", "bob compensated backordered")
     ),
     'corps_actor_messages_total{actor="echo",outcome="ok"} 3.0',
