@@ -19,6 +19,7 @@ from ._strategy import Strategy
 from .choreography import EventSourced, FrontController, QueryAll, StampCoupled
 from .definition import (
     Branch,
+    Compute,
     Failure,
     Notify,
     Rejected,
@@ -42,6 +43,7 @@ from .testing import History, HistoryRules, HistoryVerdict
 
 __all__ = (
     "Branch",
+    "Compute",
     "CoordinationError",
     "EventSourced",
     "EventStore",

@@ -9,21 +9,27 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 
 from actors import ActorSystem
 from brokers import Bus
 from coordination import (
     Branch,
+    Compute,
+    Failure,
     InvalidWorkflowError,
     Outcome,
+    Rejected,
     Step,
     Strategy,
     Workflow,
+    WorkflowContext,
     WorkflowResult,
 )
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
+    Charge,
     EmailService,
     FraudService,
     FulfillmentService,
@@ -226,3 +232,76 @@ def test_both_paths_may_read_what_answered_on_each_of_them() -> None:
     )
     assert [step.name for step in workflow.steps] == ["x", "z", "z2", "y"]
     assert not workflow.linear
+
+
+class Quote(msgspec.Struct, frozen=True):
+    total: int
+
+
+def quote(context: WorkflowContext[PlaceOrder]) -> Quote | Rejected:
+    order = context.input
+    if order.quantity > 10:
+        return Rejected("too many to quote")
+    if order.customer == "glitch":
+        raise ValueError("no price list")
+    discount = 10 if order.quantity >= 5 else 0
+    return Quote(order.amount * order.quantity * (100 - discount) // 100)
+
+
+def quoted_workflow() -> Workflow[PlaceOrder]:
+    steps = {step.name: step for step in order_workflow.steps}
+    return Workflow(
+        "quoted-order-placement",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            Compute("quote", quote, returns=Quote),
+            Step(
+                "payment",
+                "payment",
+                lambda c: Charge(c.input.order_id, c.input.customer, c.results["quote"].total),
+                compensation=steps["payment"].compensation,
+                reads=("quote",),
+            ),
+            steps["fulfillment"],
+            steps["confirmation"],
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+async def test_a_compute_step_answers_in_place_and_later_steps_read_it(
+    bus: Bus, strategy: str
+) -> None:
+    async with screened_shop(bus, strategy, quoted_workflow()) as shop:
+        two = await shop.run(PlaceOrder("o1", "ann", "book", 2, 1000))
+        five = await shop.run(PlaceOrder("o2", "ann", "book", 5, 1000))
+        many = await shop.run(PlaceOrder("o3", "ann", "book", 20, 1000))
+        glitch = await shop.run(PlaceOrder("o4", "glitch", "book", 1, 1000))
+        status = await shop.strategy.status(five.workflow_id)
+    assert [r.outcome for r in (two, five, many, glitch)] == [
+        Outcome.COMPLETED,
+        Outcome.COMPLETED,
+        Outcome.FAILED,
+        Outcome.FAILED,
+    ]
+    assert shop.payment.charges == {"o1": 2000, "o2": 4500}  # the builders read the quote
+    assert many.failure == Failure("quote", "too many to quote", technical=False)
+    assert glitch.failure is not None
+    assert (glitch.failure.step, glitch.failure.technical) == ("quote", True)
+    assert "no price list" in glitch.failure.reason
+    if status.completed_steps is not None:
+        assert status.completed_steps == (
+            "create_order",
+            "quote",
+            "payment",
+            "fulfillment",
+            "confirmation",
+        )
+
+
+def test_a_compute_says_what_it_returns() -> None:
+    with pytest.raises(InvalidWorkflowError, match="say what it returns"):
+        Compute("quote", lambda c: 1)
+    assert Compute("quote", quote).returns == Quote | Rejected

@@ -27,6 +27,7 @@ from .. import core
 from .._metrics import WorkflowMetrics
 from .._status import Outcome
 from ..core import (
+    Calculate,
     Choose,
     Compensate,
     CompensationDone,
@@ -42,6 +43,7 @@ from ..core import (
 from ..core._executor import CommandPort, tell_with_retry
 from ..definition._workflow import (
     Branch,
+    Compute,
     Failure,
     Rejected,
     RetryPolicy,
@@ -122,6 +124,11 @@ class _Host(Protocol[In]):
         data: Carried | None,
     ) -> tuple[Progress, core.Actions]:
         """Decide `branch` for the instance at `progress`: what the core makes of it."""
+
+    async def _calculate(
+        self, adapter: Adapter[In] | None, workflow_id: str, compute: Compute, data: Carried | None
+    ) -> tuple[Carried | None, core.Event]:
+        """Run `compute`: what the events carry from then on, and the answer for the core."""
 
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
@@ -574,6 +581,11 @@ class Adapter(Actor, Generic[In]):
             elif kind is Choose:
                 branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
                 progress, more = await engine._choose(self, workflow_id, branch, progress, carried)
+                await self._carry_out(pending, progress, more, carried)
+            elif kind is Calculate:
+                compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
+                carried, happened = await engine._calculate(self, workflow_id, compute, carried)
+                progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(pending, progress, more, carried)
             elif kind is Compensate:
                 undo = self._index[action.step]  # type: ignore[union-attr]

@@ -47,9 +47,16 @@ from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
-from ..core import Choose, End, Perform, Progress, SendNotices, Started
+from ..core import Calculate, Choose, End, Perform, Progress, SendNotices, Started
 from ..core._executor import send_notices
-from ..definition._workflow import Branch, Workflow, WorkflowContext, check_input
+from ..definition._workflow import (
+    Branch,
+    Compute,
+    Rejected,
+    Workflow,
+    WorkflowContext,
+    check_input,
+)
 from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
 from ._carriage import ContextCodec
@@ -721,9 +728,18 @@ class Choreography(Generic[In]):
             await self._send(self.workflow.steps[0].service, advance)
             return
         progress, actions = core.apply(self.workflow, Progress(), Started())
-        while actions and type(actions[0]) is Choose:
-            branch = self.workflow.branches[actions[0].branch]
-            progress, actions = await self._choose(None, workflow_id, branch, progress, data)
+        carried: Carried | None = data
+        while actions and type(actions[0]) in (Choose, Calculate):
+            first = actions[0]
+            if type(first) is Choose:
+                branch = self.workflow.branches[first.branch]
+                progress, actions = await self._choose(None, workflow_id, branch, progress, data)
+            else:
+                compute = self.workflow.computes[first.step]  # type: ignore[union-attr]
+                carried, happened = await self._calculate(None, workflow_id, compute, carried)
+                progress, actions = core.apply(self.workflow, progress, happened)
+        assert carried is not None
+        data = carried
         for action in actions:
             if type(action) is Perform:
                 index = self.workflow.steps.index(self.workflow.step(action.step))
@@ -750,20 +766,55 @@ class Choreography(Generic[In]):
         has it): what the core makes of the choice. A `when` that raises fails the instance
         there, as a step whose command cannot be built does."""
         try:
-            context = await self._branch_context(adapter, workflow_id, branch, data)
+            context = await self._context_for(adapter, workflow_id, branch.name, branch.reads, data)
             happened: core.Event = core.BranchChosen(branch.name, branch.taken(context))
         except Exception as exc:
             reason = f"deciding the branch failed: {type(exc).__name__}: {exc}"
             happened = core.StepFailed(branch.name, reason)
         return core.apply(self.workflow, progress, happened)
 
-    async def _branch_context(
-        self, adapter: Adapter[In] | None, workflow_id: str, branch: Branch, data: Carried | None
-    ) -> WorkflowContext[In]:
-        """The context `branch`'s `when` reads: from what the events carry."""
+    async def _calculate(
+        self, adapter: Adapter[In] | None, workflow_id: str, compute: Compute, data: Carried | None
+    ) -> tuple[Carried | None, core.Event]:
+        """Run `compute` for an instance (where `adapter`, or the starter, has it): what the
+        events carry from then on, and its answer for the core."""
+        name = compute.name
+        try:
+            context = await self._context_for(adapter, workflow_id, name, compute.reads, data)
+            reply = compute.fn(context)
+        except Exception as exc:
+            return data, core.StepFailed(name, f"computing it failed: {type(exc).__name__}: {exc}")
+        if isinstance(reply, Rejected):
+            return data, core.StepRejected(name, reply.reason)
+        return self._computed(
+            adapter, workflow_id, compute, data, _encode(reply)
+        ), core.StepAnswered(name)
+
+    def _computed(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        compute: Compute,
+        data: Carried | None,
+        reply: bytes,
+    ) -> Carried | None:
+        """`compute` answered `reply`: what the next event carries."""
         if data is None:
-            raise LookupError(f"{workflow_id}: no data to decide {branch.name!r} with")
-        return self._codec.context(workflow_id, data.input, data.results, branch.reads, branch.name)
+            return None
+        return Carried(data.input, {**data.results, compute.name: msgspec.Raw(reply)}, data.trail)
+
+    async def _context_for(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        name: str,
+        reads: tuple[str, ...],
+        data: Carried | None,
+    ) -> WorkflowContext[In]:
+        """The context a branch or a compute `name` reads: from what the events carry."""
+        if data is None:
+            raise LookupError(f"{workflow_id}: no data for {name!r} to read")
+        return self._codec.context(workflow_id, data.input, data.results, reads, name)
 
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None

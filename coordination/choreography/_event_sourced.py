@@ -129,8 +129,16 @@ class EventSourced(Choreography[In]):
             if outcome is not Outcome.RUNNING:
                 break
             match event:
-                case Advance(step=step) if failure is None and step >= len(completed):
+                case Advance(step=step, progress=None) if failure is None and step >= len(
+                    completed
+                ):
                     current, completed = names[step], tuple(names[:step])
+                case Advance(step=step, progress=progress) if (
+                    failure is None
+                    and progress is not None
+                    and len(progress.completed) >= len(completed)
+                ):  # a flow with branches or computes: its way so far travels with it
+                    current, completed = names[step], progress.completed
                 case Unwind(progress=progress):
                     current = None
                     completed, compensated = progress.completed, progress.compensated

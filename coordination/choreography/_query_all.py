@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -30,7 +31,7 @@ from brokers import (
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
-from ..definition._workflow import Branch, Failure, Workflow, WorkflowContext
+from ..definition._workflow import Compute, Failure, Workflow, WorkflowContext
 from ._adapter import Adapter
 from ._engine import Choreography
 from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
@@ -390,19 +391,57 @@ class QueryAll(Choreography[In]):
             adapter, workflow_id, definition.undo_reads if undo else definition.reads
         )
 
-    async def _branch_context(
-        self, adapter: Adapter[In] | None, workflow_id: str, branch: Branch, data: Carried | None
+    async def _context_for(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        name: str,
+        reads: tuple[str, ...],
+        data: Carried | None,
     ) -> WorkflowContext[In]:
-        """What a branch reads, fetched from the services that hold it (the starter, deciding
-        a branch the flow begins with, has the request at hand)."""
+        """What a branch or a compute reads, fetched from the services that hold it (the
+        starter, at the beginning of the flow, has the request at hand)."""
         if adapter is None:
-            return await super()._branch_context(adapter, workflow_id, branch, data)
-        fetched = await self._fetch_reads(adapter, workflow_id, branch.reads)
-        return self._codec.context(
-            workflow_id, fetched.input, fetched.results, branch.reads, branch.name
-        )
+            return await super()._context_for(adapter, workflow_id, name, reads, data)
+        fetched = await self._fetch_reads(adapter, workflow_id, reads)
+        return self._codec.context(workflow_id, fetched.input, fetched.results, reads, name)
+
+    def _computed(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        compute: Compute,
+        data: Carried | None,
+        reply: bytes,
+    ) -> Carried | None:
+        """A compute's reply belongs to no service: it is worked out again where a later
+        step reads it (`_fetch_reads`); the adapter that ran it says it is done, for status."""
+        if adapter is not None:
+            self._record(adapter, workflow_id).states[compute.name] = DONE
+        return data
 
     async def _fetch_reads(
+        self, adapter: Adapter[In], workflow_id: str, reads: tuple[str, ...]
+    ) -> Carried:
+        """The request, and the replies named in `reads`, from the services that hold them;
+        a compute's reply is worked out again from what it reads."""
+        computes = self.workflow.computes
+        if not any(name in computes for name in reads):
+            return await self._fetch_replies(adapter, workflow_id, reads)
+        order = _computes_first(reads, computes)
+        needed = {r for c in order for r in computes[c].reads if r not in computes}
+        needed |= {r for r in reads if r not in computes}
+        fetched = await self._fetch_replies(adapter, workflow_id, tuple(sorted(needed)))
+        results = dict(fetched.results)
+        for name in order:
+            compute = computes[name]
+            context = self._codec.context(
+                workflow_id, fetched.input, results, compute.reads, compute.name
+            )
+            results[name] = msgspec.Raw(_encode(compute.fn(context)))
+        return Carried(fetched.input, {name: results[name] for name in reads if name in results})
+
+    async def _fetch_replies(
         self, adapter: Adapter[In], workflow_id: str, reads: tuple[str, ...]
     ) -> Carried:
         """The request, and the replies named in `reads`, from the services that hold them."""
@@ -481,7 +520,7 @@ class QueryAll(Choreography[In]):
             ended = self.outcomes.finished_result(workflow_id)
             outcome, failure = ended.outcome, ended.failure or failure
             attention = list(ended.attention) or attention
-        names = [step.name for step in self.workflow.steps]
+        names = self.workflow.leaves
         completed = [n for n in names if states.get(n) in (DONE, COMPENSATED)]
         compensated = [n for n in reversed(names) if states.get(n) == COMPENSATED]
         # A failed step whose reason is not told yet (the end is not announced): say so.
@@ -499,3 +538,18 @@ class QueryAll(Choreography[In]):
             unknown or frozenset(),
             tuple(attention),
         )
+
+
+def _computes_first(reads: tuple[str, ...], computes: Mapping[str, Compute]) -> list[str]:
+    """The computes `reads` needs, each after the computes it reads."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in computes and name not in order:
+            for read in computes[name].reads:
+                visit(read)
+            order.append(name)
+
+    for name in reads:
+        visit(name)
+    return order

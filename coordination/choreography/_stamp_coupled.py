@@ -72,6 +72,7 @@ class StampCoupled(Choreography[In]):
 
 
 def _stamped(data: Carried | None, entry: str) -> Carried | None:
+    """`data` with `entry` added to its trail."""
     if data is None:
         return None
     return Carried(data.input, data.results, [*data.trail, entry])

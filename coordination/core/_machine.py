@@ -27,6 +27,10 @@ every strategy drives this same machine, so the rules live here and nowhere else
   `BranchChosen`; the path taken is added to `path`, and only its steps run (so only they
   are ever compensated). While it is decided the branch counts as under way, so a cancel or
   a pause waits for the decision, as for a step.
+- **Computes.** A compute is a step without a service: the core says `Calculate`, the
+  strategy runs its function and answers as a service's answer would (`StepAnswered`,
+  `StepRejected`, `StepFailed`). It completes like a step and is never compensated (it
+  changed nothing).
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -40,13 +44,14 @@ from typing import Any
 import msgspec
 
 from .._status import Outcome
-from ..definition._workflow import Branch, Failure, Node, Workflow
+from ..definition._workflow import Branch, Compute, Failure, Node, Step, Workflow
 
 __all__ = (
     "CANCELLED",
     "Action",
     "Actions",
     "BranchChosen",
+    "Calculate",
     "CancelRequested",
     "Choose",
     "Compensate",
@@ -220,6 +225,12 @@ class Perform(msgspec.Struct, frozen=True, gc=False):
     step: str
 
 
+class Calculate(msgspec.Struct, frozen=True, gc=False):
+    """Run the compute `step`'s function, and answer as its service would."""
+
+    step: str
+
+
 class Choose(msgspec.Struct, frozen=True, gc=False):
     """Decide `branch`: evaluate its `when` and answer `BranchChosen`."""
 
@@ -242,7 +253,7 @@ class End(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
-Action = Perform | Choose | Compensate | SendNotices | End
+Action = Perform | Choose | Calculate | Compensate | SendNotices | End
 
 Actions = tuple[Action, ...]
 """What to do, in order: a tuple, often shared (callers only read it)."""
@@ -318,7 +329,7 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
         progress.active = _without(active, step)
         progress.outcome = Outcome.COMPLETED
         return _COMPLETED
-    if type(following) is Branch:
+    if type(following) is not Step:  # a branch to decide, or a compute
         progress.active = _without(active, step)
         return _start(progress, following)
     name = following.name
@@ -430,13 +441,17 @@ def _cancel_failure(step: str) -> Failure:
 
 
 def _start(progress: Progress, node: Node) -> Actions:
-    """Start `node` (perform a step, decide a branch), unless a pause holds it."""
+    """Start `node` (perform a step, decide a branch, run a compute), unless a pause holds
+    it."""
     if progress.paused:
         progress.held = (node.name,)
         return _NOTHING
     progress.active = (*progress.active, node.name)
-    if type(node) is Branch:
+    kind = type(node)
+    if kind is Branch:
         return (Choose(node.name),)
+    if kind is Compute:
+        return (Calculate(node.name),)
     return _perform(node.name)
 
 

@@ -3,6 +3,7 @@ failure path, checked when it is built."""
 
 from ._workflow import (
     Branch,
+    Compute,
     Failure,
     Notify,
     Rejected,
@@ -14,6 +15,7 @@ from ._workflow import (
 
 __all__ = (
     "Branch",
+    "Compute",
     "Failure",
     "Notify",
     "Rejected",

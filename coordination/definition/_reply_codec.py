@@ -52,6 +52,8 @@ class ReplyCodec:
             for step in (*workflow.done_elsewhere, *workflow.steps)
             if step.wait
         }
+        for compute in workflow.computes.values():
+            self.decoders[compute.name] = msgspec.msgpack.Decoder(compute.returns)
 
     def results(self, raw: Mapping[str, msgspec.Raw]) -> dict[str, Any]:
         """Typed replies, by step, from their bytes."""

@@ -8,7 +8,8 @@ with the same message id, so that an idempotent service never acts twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +21,7 @@ from .._errors import InvalidWorkflowError
 
 __all__ = (
     "Branch",
+    "Compute",
     "Failure",
     "Notify",
     "Rejected",
@@ -193,8 +195,8 @@ class Branch:
 
     name: str
     when: Callable[[WorkflowContext[Any]], bool]
-    then: Sequence[Step | Branch] = ()
-    otherwise: Sequence[Step | Branch] = ()
+    then: Sequence[Step | Branch | Compute] = ()
+    otherwise: Sequence[Step | Branch | Compute] = ()
     reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -209,7 +211,39 @@ class Branch:
         return chosen
 
 
-Node = Step | Branch
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """A step with no service: `fn(context)` gives its reply, from the input and the replies
+    named in `reads` (validation, data mapping: what Step Functions calls a Pass state).
+
+    It runs wherever the instance is (in the mediator; under a choreography, in the adapter
+    that reached it), so `fn` must be a pure function of the context: query-all works it out
+    again when a later step reads it. A `Rejected` it returns is a business failure, as a
+    service's; an exception fails the instance there (not retried: the same context would
+    give the same answer). `returns` is the reply's type, for the strategies that carry
+    replies as bytes (it may be left out when `fn` is annotated with it).
+    """
+
+    name: str
+    fn: Callable[[WorkflowContext[Any]], Any]
+    reads: tuple[str, ...] = ()
+    returns: Any = None
+
+    def __post_init__(self) -> None:
+        if self.returns is None:
+            try:  # resolves the annotations a module with `from __future__` keeps as text
+                hints = typing.get_type_hints(self.fn)
+            except Exception:  # a name it cannot resolve, or nothing to read hints from
+                hints = {}
+            if "return" not in hints:
+                raise InvalidWorkflowError(
+                    f"compute {self.name!r}: say what it returns (Compute(..., returns=T)), "
+                    "or annotate its function"
+                )
+            object.__setattr__(self, "returns", hints["return"])
+
+
+Node = Step | Branch | Compute
 """What a workflow's flow is made of."""
 
 
@@ -236,7 +270,7 @@ class Workflow(Generic[In]):
         self,
         name: str,
         input_type: type[In],
-        steps: Sequence[Step | Branch],
+        steps: Sequence[Step | Branch | Compute],
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
@@ -249,7 +283,10 @@ class Workflow(Generic[In]):
         self.steps: tuple[Step, ...] = tuple(_steps_in(self.flow))
         """Every step, each path's in turn (a branch's `then` before its `otherwise`)."""
         self.branches: dict[str, Branch] = {b.name: b for b in _branches_in(self.flow)}
-        self.linear = not self.branches
+        self.computes: dict[str, Compute] = {c.name: c for c in _computes_in(self.flow)}
+        self.leaves: tuple[str, ...] = tuple(n.name for n in _leaves_in(self.flow))
+        """The names of the steps and computes, in the order of the flow."""
+        self.linear = not self.branches and not self.computes
         """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
         """Steps another strategy runs before this workflow (a hybrid's core): their replies
@@ -282,8 +319,8 @@ class Workflow(Generic[In]):
                 self.next_step[node.name] = following
 
     def node(self, name: str) -> Node:
-        """The step or branch named `name` (KeyError for none)."""
-        found = self.by_name.get(name)
+        """The step, branch or compute named `name` (KeyError for none)."""
+        found: Node | None = self.by_name.get(name) or self.computes.get(name)
         return found if found is not None else self.branches[name]
 
     def __repr__(self) -> str:
@@ -299,6 +336,7 @@ class Workflow(Generic[In]):
         if not self.steps:
             raise InvalidWorkflowError(f"workflow {self.name!r} has no step")
         names = [step.name for step in self.steps] + [b.name for b in _branches_in(self.flow)]
+        names += [c.name for c in _computes_in(self.flow)]
         for name in names:
             if not name or names.count(name) > 1:
                 raise InvalidWorkflowError(
@@ -324,7 +362,7 @@ class Workflow(Generic[In]):
         """Check that each node reads only replies given on every path to it; return the
         replies given on every path through `nodes`."""
         for node in nodes:
-            kind = "branch" if isinstance(node, Branch) else "step"
+            kind = type(node).__name__.lower()
             for name in node.reads:
                 if name not in answered:
                     raise InvalidWorkflowError(
@@ -335,7 +373,7 @@ class Workflow(Generic[In]):
                 answered = self._check_reads(node.then, answered) & self._check_reads(
                     node.otherwise, answered
                 )
-            elif node.wait:
+            elif isinstance(node, Compute) or node.wait:
                 answered |= {node.name}
         return answered
 
@@ -350,9 +388,11 @@ class Workflow(Generic[In]):
                 self._check_compensations(node.then, rest)
                 self._check_compensations(node.otherwise, rest)
                 continue
+            if isinstance(node, Compute):
+                continue  # nothing to undo: it changed nothing
             if not node.wait or node.compensation is not None or node.nothing_to_undo:
                 continue
-            later = next((s for part in rest for s in _steps_in(part) if s.wait), None)
+            later = next((n for part in rest for n in _may_fail_in(part)), None)
             if later is not None:
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: step {node.name!r} has no compensation, but "
@@ -361,25 +401,39 @@ class Workflow(Generic[In]):
                 )
 
 
-def _steps_in(nodes: Sequence[Node]) -> list[Step]:
-    found: list[Step] = []
+def _walk(nodes: Sequence[Node]) -> Iterator[Node]:
+    """Every node of `nodes`, in the order of the flow (a branch, then its `then` path, then
+    its `otherwise`)."""
     for node in nodes:
+        yield node
         if isinstance(node, Branch):
-            found += _steps_in(node.then)
-            found += _steps_in(node.otherwise)
-        else:
-            found.append(node)
-    return found
+            yield from _walk(node.then)
+            yield from _walk(node.otherwise)
+
+
+def _steps_in(nodes: Sequence[Node]) -> list[Step]:
+    return [node for node in _walk(nodes) if isinstance(node, Step)]
 
 
 def _branches_in(nodes: Sequence[Node]) -> list[Branch]:
-    found: list[Branch] = []
-    for node in nodes:
-        if isinstance(node, Branch):
-            found.append(node)
-            found += _branches_in(node.then)
-            found += _branches_in(node.otherwise)
-    return found
+    return [node for node in _walk(nodes) if isinstance(node, Branch)]
+
+
+def _computes_in(nodes: Sequence[Node]) -> list[Compute]:
+    return [node for node in _walk(nodes) if isinstance(node, Compute)]
+
+
+def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute]:
+    return [node for node in _walk(nodes) if not isinstance(node, Branch)]
+
+
+def _may_fail_in(nodes: Sequence[Node]) -> list[Step | Compute]:
+    """The steps that answer and the computes in `nodes`: what may turn an instance around."""
+    return [
+        node
+        for node in _walk(nodes)
+        if isinstance(node, Compute) or (isinstance(node, Step) and node.wait)
+    ]
 
 
 def check_input(workflow: Workflow[Any], workflow_input: object) -> None:

@@ -34,8 +34,10 @@ from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ..core import (
+    Action,
     Actions,
     BranchChosen,
+    Calculate,
     CancelRequested,
     Choose,
     Compensate,
@@ -54,6 +56,7 @@ from ..core import (
 from ..core._executor import CommandPort, send_notices, tell_with_retry
 from ..definition._workflow import (
     Branch,
+    Compute,
     Rejected,
     Step,
     Workflow,
@@ -381,12 +384,8 @@ class Mediator(Generic[In]):
             self.outcomes.add(workflow_id)
             resumed += 1
             with acting_as(self.name):
-                branches = self.workflow.branches
                 actions: Actions = (
-                    *(
-                        Choose(name) if name in branches else Perform(name)
-                        for name in progress.active
-                    ),
+                    *(self._restart(name) for name in progress.active),
                     *(Compensate(step) for step in progress.compensating),
                 )
                 if not actions and not progress.held:  # saved before its first step
@@ -395,6 +394,14 @@ class Mediator(Generic[In]):
         if resumed:
             logger.info("%s: resumed %d running instances", self.name, resumed)
         return resumed
+
+    def _restart(self, name: str) -> Action:
+        """The action that starts `name` (a step, a branch or a compute) again."""
+        if name in self.workflow.branches:
+            return Choose(name)
+        if name in self.workflow.computes:
+            return Calculate(name)
+        return Perform(name)
 
     async def _apply(self, run: _Run, event: core.Event) -> None:
         """Feed `event` to the core, then do what it says."""
@@ -430,6 +437,8 @@ class Mediator(Generic[In]):
                     await self._perform(run, self.workflow.step(step))
                 case Choose(branch=branch):
                     await self._choose(run, self.workflow.branches[branch])
+                case Calculate(step=step):
+                    await self._calculate(run, self.workflow.computes[step])
                 case Compensate(step=step):
                     await self._compensate(run, self.workflow.step(step))
                 case SendNotices():
@@ -485,6 +494,22 @@ class Mediator(Generic[In]):
             await self._apply(run, StepFailed(branch.name, reason))
             return
         await self._apply(run, BranchChosen(branch.name, then))
+
+    async def _calculate(self, run: _Run, compute: Compute) -> None:
+        """Run a compute in place, and answer for it as its service would."""
+        name = compute.name
+        try:
+            reply = compute.fn(builder_context(run.context, compute.reads, name))
+        except Exception as exc:
+            await self._apply(
+                run, StepFailed(name, f"computing it failed: {type(exc).__name__}: {exc}")
+            )
+            return
+        if isinstance(reply, Rejected):
+            await self._apply(run, StepRejected(name, reply.reason))
+            return
+        run.state.results[name] = reply
+        await self._apply(run, StepAnswered(name))
 
     async def _compensate(self, run: _Run, step: Step) -> None:
         assert step.compensation is not None
