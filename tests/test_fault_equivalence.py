@@ -226,7 +226,7 @@ _prefixes = itertools.count()
 
 
 @contextlib.asynccontextmanager
-async def _second_bus(bus: Bus) -> AsyncIterator[Bus]:
+async def second_bus(bus: Bus) -> AsyncIterator[Bus]:
     """A connection of its own to the same server (the same bus, in memory)."""
     if not isinstance(bus, NatsBus):
         yield bus
@@ -258,7 +258,7 @@ async def running(
         if layout == "hosted":
             effects.counted_by = await stack.enter_async_context(factory(system, workflow))
         if layout != "one":
-            starter_bus = await stack.enter_async_context(_second_bus(bus))
+            starter_bus = await stack.enter_async_context(second_bus(bus))
             system = await stack.enter_async_context(
                 ActorSystem(starter_bus, shutdown_timeout=1.0, prefix=prefix)
             )

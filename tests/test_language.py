@@ -6,6 +6,7 @@ A branch: only the path taken runs, and only its steps are compensated (`Branch`
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -40,15 +41,22 @@ from coordination.scenarios.order_placement import (
     screened_order_workflow,
 )
 
+from .test_fault_equivalence import HOSTED, PLACEMENTS, second_bus
 from .test_strategies import STRATEGIES
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=sorted(STRATEGIES))
-def strategy(request: pytest.FixtureRequest) -> str:
-    """Every strategy (the choreographies with sidecars and without)."""
-    return str(request.param)
+@pytest.fixture(params=PLACEMENTS, ids=["-".join(p) for p in PLACEMENTS])
+def strategy(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Every strategy (the choreographies with sidecars and without), in every layout it
+    can run in: all in one system, the services in a system of their own, the adapters
+    beside the services in their host (see `test_fault_equivalence`)."""
+    layout, name = request.param
+    return layout, name
+
+
+_prefixes = itertools.count()
 
 
 @dataclass
@@ -63,11 +71,17 @@ class ScreenedShop:
 
 @contextlib.asynccontextmanager
 async def screened_shop(
-    bus: Bus, strategy: str, workflow: Workflow[PlaceOrder] = screened_order_workflow
+    bus: Bus,
+    placement: tuple[str, str],
+    workflow: Workflow[PlaceOrder] = screened_order_workflow,
 ) -> AsyncIterator[ScreenedShop]:
+    layout, strategy = placement
+    factory = HOSTED[strategy] if layout == "hosted" else STRATEGIES[strategy]
     payment = PaymentService(declined=frozenset({"mallory"}))
     fraud = FraudService(suspicious=frozenset({"eve"}))
-    async with ActorSystem(bus) as system:
+    prefix = f"language{next(_prefixes)}"  # JetStream keeps what a test left: not for the next
+    async with contextlib.AsyncExitStack() as stack:
+        system = await stack.enter_async_context(ActorSystem(bus, prefix=prefix))
         for name, service in [
             ("order", OrderService()),
             ("payment", payment),
@@ -76,15 +90,22 @@ async def screened_shop(
             ("fraud", fraud),
         ]:
             await system.spawn(lambda service=service: service, name=name)
-        async with STRATEGIES[strategy](system, workflow) as running:  # type: ignore[arg-type]
-            yield ScreenedShop(running, payment, fraud)  # type: ignore[arg-type]
+        if layout == "hosted":
+            await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type]
+        if layout != "one":
+            starter_bus = await stack.enter_async_context(second_bus(bus))
+            system = await stack.enter_async_context(ActorSystem(starter_bus, prefix=prefix))
+        running = await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type]
+        yield ScreenedShop(running, payment, fraud)  # type: ignore[arg-type]
 
 
 PLAIN = ("create_order", "payment", "fulfillment", "confirmation", "mark_placed")
 SCREENED = ("create_order", "fraud_check", "payment", "fulfillment", "confirmation", "mark_placed")
 
 
-async def test_only_the_path_a_branch_takes_runs_and_is_undone(bus: Bus, strategy: str) -> None:
+async def test_only_the_path_a_branch_takes_runs_and_is_undone(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
     async with screened_shop(bus, strategy) as shop:
         small = await shop.run(PlaceOrder("o1", "ann", "book", 1, 1000))
         big = await shop.run(PlaceOrder("o2", "ann", "book", 1, HIGH_VALUE))
@@ -116,7 +137,7 @@ async def test_only_the_path_a_branch_takes_runs_and_is_undone(bus: Bus, strateg
         assert back_status.compensated_steps == ("payment",)
 
 
-async def test_a_flow_may_begin_with_a_branch(bus: Bus, strategy: str) -> None:
+async def test_a_flow_may_begin_with_a_branch(bus: Bus, strategy: tuple[str, str]) -> None:
     """Decided by whoever starts the instance, from the input."""
     steps = {step.name: step for step in screened_order_workflow.steps}
     screen_first = Workflow(
@@ -142,7 +163,7 @@ async def test_a_flow_may_begin_with_a_branch(bus: Bus, strategy: str) -> None:
 
 
 async def test_a_branch_that_cannot_decide_fails_the_instance_there(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: tuple[str, str]
 ) -> None:
     def unreadable(context: object) -> bool:
         raise ValueError("no amount")
@@ -158,21 +179,14 @@ async def test_a_branch_that_cannot_decide_fails_the_instance_there(
         ],
         services=order_workflow.services,
     )
-    async with ActorSystem(bus) as system:
-        payment = PaymentService()
-        for name, service in [("order", OrderService()), ("payment", payment)]:
-            await system.spawn(lambda service=service: service, name=name)
-        await system.spawn(FulfillmentService, name="fulfillment")
-        async with STRATEGIES[strategy](system, broken) as running:  # type: ignore[arg-type]
-            result = await running.result(
-                await running.start(PlaceOrder("o1", "ann", "book", 1, 5)), timeout=10
-            )
+    async with screened_shop(bus, strategy, broken) as shop:
+        result = await shop.run(PlaceOrder("o1", "ann", "book", 1, 5))
     assert result.outcome is Outcome.COMPENSATED
     assert result.failure is not None
     assert result.failure.step == "big"
     assert result.failure.technical
     assert "no amount" in result.failure.reason
-    assert payment.refunds == {"o1": 5}
+    assert shop.payment.refunds == {"o1": 5}
 
 
 def _step(name: str, reads: tuple[str, ...] = (), *, undo: bool = True) -> Step:
@@ -272,7 +286,7 @@ def quoted_workflow() -> Workflow[PlaceOrder]:
 
 
 async def test_a_compute_step_answers_in_place_and_later_steps_read_it(
-    bus: Bus, strategy: str
+    bus: Bus, strategy: tuple[str, str]
 ) -> None:
     async with screened_shop(bus, strategy, quoted_workflow()) as shop:
         two = await shop.run(PlaceOrder("o1", "ann", "book", 2, 1000))
