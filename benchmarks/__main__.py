@@ -39,7 +39,7 @@ from ._plots import write_plots
 from ._report import markdown_report
 from ._scale_out import scale_main
 from ._scaling import measure_scaling, print_scaling
-from ._scenarios import SCENARIOS, Scenario, chain
+from ._scenarios import DEFAULT_SCENARIOS, SCENARIOS, Scenario, chain
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
 from ._strategy_report import (
@@ -125,8 +125,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated workflows to run the strategies on (default: {','.join(SCENARIOS)})",
+        default=",".join(DEFAULT_SCENARIOS),
+        help="comma-separated workflows to run the strategies on, among "
+        f"{', '.join(SCENARIOS)} or chain-N (default: {','.join(DEFAULT_SCENARIOS)})",
     )
     parser.add_argument(
         "--strategies",

@@ -11,12 +11,15 @@ from typing import Any
 from actors import ActorSystem
 from coordination import Workflow
 from coordination.scenarios.order_placement import (
+    HIGH_VALUE,
     EmailService,
+    FraudService,
     FulfillmentService,
     OrderService,
     PaymentService,
     PlaceOrder,
     order_workflow,
+    screened_order_workflow,
 )
 from coordination.scenarios.sysops_squad import (
     AssignmentService,
@@ -32,9 +35,10 @@ from coordination.scenarios.sysops_squad import (
 
 from ._workflow_cases import Job, Worker, chain_workflow
 
-__all__ = ("SCENARIOS", "Scenario", "chain")
+__all__ = ("DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "chain")
 
 DECLINED = "mallory"
+SUSPICIOUS = "eve"
 UNDER_CONTRACT = "ann"
 NO_CONTRACT = "eve"
 CARD_DECLINED = "broke"
@@ -88,6 +92,20 @@ def _order(number: int, failing: str | None) -> PlaceOrder:
     return PlaceOrder(f"o{number}", customer, item, 1, 1000)
 
 
+async def _screened_services(system: ActorSystem) -> None:
+    await _order_services(system)
+    await system.spawn(lambda: FraudService(suspicious=frozenset({SUSPICIOUS})), name="fraud")
+
+
+def _screened_order(number: int, failing: str | None) -> PlaceOrder:
+    """Every other order is of high value (screened); a suspicious customer's always is."""
+    if failing == "fraud":
+        return PlaceOrder(f"o{number}", SUSPICIOUS, "book", 1, HIGH_VALUE)
+    order = _order(number, failing)
+    amount = HIGH_VALUE if number % 2 else order.amount
+    return PlaceOrder(order.order_id, order.customer, order.item, 1, amount)
+
+
 async def _ticket_services(system: ActorSystem) -> None:
     experts = [f"expert{n}" for n in range(EXPERTS)]
     contracts = {UNDER_CONTRACT: "basic", CARD_DECLINED: "basic"}
@@ -122,7 +140,17 @@ SCENARIOS: dict[str, Scenario] = {
         _ticket,
         ("no_contract", "card_declined"),
     ),
+    "screened-order-placement": Scenario(
+        "screened-order-placement",
+        screened_order_workflow,
+        _screened_services,
+        _screened_order,
+        ("declined", "backordered", "fraud"),
+    ),
 }
+
+DEFAULT_SCENARIOS = ("order-placement", "sysops-ticket")
+"""What `make bench` runs: the seeds' two scenarios (`--scenarios` adds the others)."""
 
 
 def chain(steps: int) -> Scenario:

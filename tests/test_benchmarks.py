@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._scenarios import SCENARIOS
+from benchmarks._strategy_cases import STRATEGIES, run_strategy
+
 
 @pytest.mark.nats
 def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
@@ -328,3 +331,14 @@ def test_scale_out_measures_every_strategy_beside_raw_nats(tmp_path: Path) -> No
     assert set(point["workflows_per_s"]) == {"raw nats-py", "mediator", "stamp_coupled"}
     assert all(rate > 0 for rate in point["workflows_per_s"].values())
     assert "| mediator | " in done.stdout  # the table, each strategy beside the floor
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+async def test_the_screened_order_scenario_runs_under_every_strategy(strategy: str) -> None:
+    """The branch's scenario, opt-in (`--scenarios screened-order-placement`): every workflow
+    ends, a fifth of them on one of its failures."""
+    run = await run_strategy(
+        strategy, SCENARIOS["screened-order-placement"], workflows=60, failure_rate=0.2
+    )
+    assert run.workflows == 60
