@@ -10,13 +10,17 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from actors import ActorSystem, idempotent
 from brokers import Bus, NatsBus, NatsServer
 from coordination import (
+    Branch,
+    Compute,
     EventSourced,
     EventStore,
     Failure,
@@ -33,13 +37,17 @@ from coordination import (
     StateStore,
     Strategy,
     UnknownWorkflowError,
+    Workflow,
+    WorkflowContext,
 )
 from coordination.choreography._engine import Choreography
 from coordination.core import Progress
 from coordination.scenarios.order_placement import (
+    HIGH_VALUE,
     Charge,
     Charged,
     EmailService,
+    FraudService,
     Fulfill,
     Fulfilled,
     FulfillmentService,
@@ -47,6 +55,7 @@ from coordination.scenarios.order_placement import (
     PaymentService,
     PlaceOrder,
     order_workflow,
+    screened_order_workflow,
 )
 from coordination.stores import InstanceState
 
@@ -67,13 +76,13 @@ class Place:
     bucket: str = field(default_factory=lambda: f"corps-test-{uuid.uuid4().hex[:12]}")
     _buses: list[NatsBus] = field(default_factory=list)
 
-    async def open(self) -> StateStore:
+    async def open(self, workflow: Workflow[Any] = order_workflow) -> StateStore:
         if self.kind == "sqlite":
-            return SqliteStateStore(self.path, order_workflow)
+            return SqliteStateStore(self.path, workflow)
         bus = NatsBus(self.url)
         await bus.connect()
         self._buses.append(bus)
-        return NatsStateStore(bus, order_workflow, bucket=self.bucket)
+        return NatsStateStore(bus, workflow, bucket=self.bucket)
 
     async def open_log(self) -> EventStore:
         if self.kind == "sqlite":
@@ -153,6 +162,69 @@ async def test_a_restarted_mediator_finishes_what_the_last_one_left(bus: Bus, pl
     assert shop.payment.charges == {"o1": 1000}  # charged once
     assert fulfillment.shipped == {"o1": 1}  # shipped once: the resent Fulfill was a duplicate
     assert shop.email.sent == [("ann", "order o1 placed")]
+
+
+class Quote(msgspec.Struct, frozen=True):
+    total: int
+
+
+def _quote(context: WorkflowContext[PlaceOrder]) -> Quote:
+    return Quote(context.input.amount * context.input.quantity)
+
+
+def _quoted_and_screened() -> Workflow[PlaceOrder]:
+    """Order placement with a compute (a quote) and a branch on it (a fraud check)."""
+    steps = {step.name: step for step in screened_order_workflow.steps}
+    return Workflow(
+        "quoted-screened",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            Compute("quote", _quote),
+            Branch(
+                "high_value",
+                lambda c: c.results["quote"].total >= HIGH_VALUE,
+                then=[steps["fraud_check"]],
+                reads=("quote",),
+            ),
+            steps["payment"],
+            steps["fulfillment"],
+            steps["confirmation"],
+        ],
+        services=screened_order_workflow.services,
+        on_failure=screened_order_workflow.on_failure,
+    )
+
+
+async def test_a_restarted_mediator_goes_on_along_the_way_the_instance_took(
+    bus: Bus, place: Place
+) -> None:
+    """The way through a branch and a compute's typed reply are kept in the store: a
+    mediator that takes the instance up goes on from where it stood."""
+    workflow = _quoted_and_screened()
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment, strategy="stamp_coupled") as shop:
+        await shop.system.spawn(FraudService, name="fraud")
+        async with Mediator(shop.system, workflow, store=await place.open(workflow)) as first:
+            workflow_id = await first.start(PlaceOrder("o1", "ann", "book", 2, HIGH_VALUE))
+            with anyio.fail_after(5):
+                await fulfillment.entered.wait()
+        fulfillment.gate.set()
+        async with Mediator(shop.system, workflow, store=await place.open(workflow)) as again:
+            assert again.resumed == 1
+            result = await again.result(workflow_id, timeout=5)
+            status = await again.status(workflow_id)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.results["quote"] == Quote(2 * HIGH_VALUE)  # typed, from the store
+    assert status.completed_steps == (
+        "create_order",
+        "quote",
+        "fraud_check",
+        "payment",
+        "fulfillment",
+        "confirmation",
+    )
+    assert shop.payment.charges == {"o1": HIGH_VALUE}
 
 
 async def test_an_unwinding_instance_goes_on_compensating(bus: Bus, tmp_path: Path) -> None:
