@@ -557,27 +557,39 @@ class Adapter(Actor, Generic[In]):
             if workflow_id in engine._cancelled:  # known before the step under way ended
                 progress.cancel_requested = True
             progress, actions = core.apply(self.workflow, progress, happened)
+        if len(actions) == 1 and type(actions[0]) is Perform:  # on to the next step, mostly
+            await self._perform(workflow_id, actions[0], progress, carried)
+            return
         await self._carry_out(pending, progress, actions, carried)
+
+    async def _perform(
+        self, workflow_id: str, action: Perform, progress: Progress, carried: Carried | None
+    ) -> None:
+        """Tell the next step's service to perform it."""
+        engine = self.engine
+        following = self._index[action.step]
+        advance = Advance(
+            workflow_id,
+            following,
+            carried,
+            route=engine._route,
+            ack=engine._ack_to,
+            progress=None if self.linear else progress,
+        )
+        await engine._send(self.steps[following].service, advance)
 
     async def _carry_out(
         self, pending: _Command, progress: Progress, actions: core.Actions, carried: Carried | None
     ) -> None:
+        """Carry out what the core said, as events (a branch decided and a compute run here,
+        and what the core says of them carried out in turn)."""
         event = pending.event
         workflow_id = event.workflow_id
         engine = self.engine
         for action in actions:
             kind = type(action)
             if kind is Perform:
-                following = self._index[action.step]  # type: ignore[union-attr]
-                advance = Advance(
-                    workflow_id,
-                    following,
-                    carried,
-                    route=engine._route,
-                    ack=engine._ack_to,
-                    progress=None if self.linear else progress,
-                )
-                await self.engine._send(self.steps[following].service, advance)
+                await self._perform(workflow_id, action, progress, carried)  # type: ignore[arg-type]
             elif kind is Choose:
                 branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
                 progress, more = await engine._choose(self, workflow_id, branch, progress, carried)
