@@ -12,7 +12,12 @@ with any strategy: `Mediator` (orchestration), or one of the choreographies, `Fr
 core of a workflow under one strategy and the rest under another.
 """
 
-from ._errors import CoordinationError, InvalidWorkflowError, UnknownWorkflowError
+from ._errors import (
+    CoordinationError,
+    InvalidWorkflowError,
+    UnknownWorkflowError,
+    WorkflowEndedError,
+)
 from ._hybrid import Hybrid
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
@@ -25,6 +30,7 @@ from .definition import (
     Rejected,
     RetryPolicy,
     Step,
+    WaitFor,
     Workflow,
     WorkflowContext,
 )
@@ -71,8 +77,10 @@ __all__ = (
     "Step",
     "Strategy",
     "UnknownWorkflowError",
+    "WaitFor",
     "Workflow",
     "WorkflowContext",
+    "WorkflowEndedError",
     "WorkflowResult",
     "WorkflowStatus",
 )

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from brokers import CorpsError
 
-__all__ = ("CoordinationError", "InvalidWorkflowError", "UnknownWorkflowError")
+__all__ = (
+    "CoordinationError",
+    "InvalidWorkflowError",
+    "UnknownWorkflowError",
+    "WorkflowEndedError",
+)
 
 
 class CoordinationError(CorpsError):
@@ -19,3 +24,8 @@ class InvalidWorkflowError(CoordinationError, ValueError):
 
 class UnknownWorkflowError(CoordinationError, LookupError):
     """Raised when a workflow id is not known to the strategy asked about it."""
+
+
+class WorkflowEndedError(CoordinationError):
+    """Raised when something only a running instance can take (a signal) comes for one that
+    has ended."""

@@ -26,12 +26,12 @@ import msgspec
 
 from actors import ActorSystem
 
-from ._errors import InvalidWorkflowError
+from ._errors import CoordinationError, InvalidWorkflowError, WorkflowEndedError
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._remote import Remote, new_workflow_ids
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
-from .definition._workflow import Failure, Workflow
+from .definition._workflow import Failure, Workflow, check_signal
 
 __all__ = ("Hybrid",)
 
@@ -71,28 +71,28 @@ class Hybrid(Generic[In]):
     ) -> None:
         if keep_finished < 1:
             raise ValueError("keep_finished must be >= 1")
-        names = [step.name for step in workflow.steps]
+        names = [node.name for node in workflow.flow]
         if handoff not in names or handoff == names[-1]:
             raise InvalidWorkflowError(
-                f"hybrid of {workflow.name!r}: hand-off {handoff!r} must name a step that "
-                f"is not the last ({', '.join(names[:-1])})"
+                f"hybrid of {workflow.name!r}: hand-off {handoff!r} must name a step of the "
+                f"flow (not inside a branch) that is not the last ({', '.join(names[:-1])})"
             )
         split = names.index(handoff) + 1
         self.workflow = workflow
         self.core_workflow = Workflow(
             f"{workflow.name}-core",
             workflow.input_type,
-            workflow.steps[:split],
+            workflow.flow[:split],
             services=workflow.services,
             on_failure=workflow.on_failure,
         )
         self.rest_workflow = Workflow(
             f"{workflow.name}-rest",
             workflow.input_type,
-            workflow.steps[split:],
+            workflow.flow[split:],
             services=workflow.services,
             on_failure=workflow.on_failure,
-            done_elsewhere=workflow.steps[:split],
+            done_elsewhere=self.core_workflow.leaf_nodes,
         )
         self.core = core(system, self.core_workflow)
         self.rest = rest(system, self.rest_workflow)
@@ -114,6 +114,8 @@ class Hybrid(Generic[In]):
             self,
             durable=lambda: False,
         )
+        self._early: dict[str, dict[str, Any]] = {}
+        """Signals for the rest of instances whose rest has not started yet."""
         self._tasks: set[asyncio.Task[None]] | None = None
 
     async def __aenter__(self) -> Self:
@@ -182,6 +184,8 @@ class Hybrid(Generic[In]):
                     workflow_id, Outcome.NEEDS_ATTENTION, core.results, failure, (reason,)
                 )
             else:
+                for signal, payload in self._early.pop(workflow_id, {}).items():
+                    await self.rest.signal(instance.rest_id, signal, payload)
                 rest = await self.rest.result(instance.rest_id)
                 results = {**core.results, **rest.results}
                 outcome = WorkflowResult(
@@ -191,6 +195,7 @@ class Hybrid(Generic[In]):
         finished[workflow_id] = self._running.pop(workflow_id)
         if len(finished) > self.keep_finished:
             finished.popitem(last=False)
+        self._early.pop(workflow_id, None)
         self.outcomes.finish(workflow_id, outcome)
 
     async def result(self, workflow_id: str, timeout: float | None = None) -> WorkflowResult:
@@ -239,6 +244,25 @@ class Hybrid(Generic[In]):
         if instance.rest_id is None:
             return await self.core.cancel(instance.core_id, by=by)
         return await self.rest.cancel(instance.rest_id, by=by)
+
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> None:
+        """Send the part the signal's wait belongs to the signal; one for the rest before the
+        rest has started is kept until it does."""
+        _, value = check_signal(self.workflow, signal, payload)
+        if await self._remote.signal(workflow_id, signal, value):
+            return
+        instance = self._instance(workflow_id)
+        if not self.outcomes.is_running(workflow_id):
+            raise WorkflowEndedError(f"{workflow_id} has ended: signal {signal!r} comes too late")
+        if signal in self.core_workflow.signals:
+            await self.core.signal(instance.core_id, signal, value)
+        elif instance.rest_id is not None:
+            await self.rest.signal(instance.rest_id, signal, value)
+        else:
+            early = self._early.setdefault(workflow_id, {})
+            if signal in early:
+                raise CoordinationError(f"{workflow_id} has had signal {signal!r} already")
+            early[signal] = value
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Pause the part that runs."""

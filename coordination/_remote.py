@@ -38,7 +38,7 @@ from actors import (
 )
 from brokers import BusError
 
-from ._errors import UnknownWorkflowError
+from ._errors import CoordinationError, UnknownWorkflowError, WorkflowEndedError
 from ._status import Outcome, WorkflowResult, WorkflowStatus
 from .definition._reply_codec import ReplyCodec
 from .definition._workflow import Failure, Workflow
@@ -86,6 +86,20 @@ class Control(Request[bool | None]):
     workflow_id: str
     action: str
     by: str
+
+
+class Signal(Request[str | None]):
+    """Send an instance of the owner's a signal: its payload's bytes. The answer: None when
+    the owner does not know the instance, "" when the signal was taken, else why not (an
+    `ENDED` one when the instance has ended)."""
+
+    workflow_id: str
+    signal: str
+    payload: msgspec.Raw
+
+
+ENDED = "ended: "
+"""How the owner's refusal of a signal for an ended instance begins."""
 
 
 class End(msgspec.Struct, frozen=True):
@@ -141,6 +155,22 @@ class _OwnerActor(Actor):
         except UnknownWorkflowError:
             return None
 
+    async def signal(self, msg: Signal) -> str | None:
+        remote = self.remote
+        wait = remote.workflow.signals.get(msg.signal)
+        if wait is None:
+            return f"{remote.workflow.name} waits for no signal {msg.signal!r}"
+        payload = msgspec.msgpack.decode(msg.payload, type=wait.payload)
+        try:
+            await remote.strategy.signal(msg.workflow_id, msg.signal, payload)
+        except UnknownWorkflowError:
+            return None
+        except WorkflowEndedError as exc:
+            return f"{ENDED}{exc}"
+        except CoordinationError as exc:
+            return str(exc)
+        return ""
+
     async def watch(self, msg: Watch) -> Watching:
         try:
             return Watching(True, self.remote.watch(msg.workflow_id, msg.watcher))
@@ -152,6 +182,7 @@ class _OwnerActor(Actor):
 
 
 class _Controlled(Protocol):
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> None: ...
     async def cancel(self, workflow_id: str, *, by: str = "api") -> bool: ...
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool: ...
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool: ...
@@ -239,6 +270,24 @@ class Remote:
         if done is None:
             raise self._unknown(workflow_id, owner)
         return bool(done)
+
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> bool | None:
+        """Have the owner take a signal: True once it did; None when the instance is ours
+        (or its owner is gone, on a shared store)."""
+        owner = self.elsewhere(workflow_id)
+        if owner is None:
+            return None
+        data = msgspec.Raw(_encode(payload))
+        answer = await self._ask(owner, Signal(workflow_id, signal, data), workflow_id)
+        if answer is _GONE:
+            return None
+        if answer is None:
+            raise self._unknown(workflow_id, owner)
+        if answer.startswith(ENDED):
+            raise WorkflowEndedError(answer.removeprefix(ENDED))
+        if answer:
+            raise CoordinationError(answer)
+        return True
 
     async def result(self, workflow_id: str, timeout: float | None) -> WorkflowResult | None:
         owner = self.elsewhere(workflow_id)

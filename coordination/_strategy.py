@@ -41,6 +41,13 @@ class Strategy(Protocol[In]):
     async def resume(self, workflow_id: str, *, by: str = "api") -> bool:
         """Let a paused instance go on; False if it was not paused."""
 
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> None:
+        """Send the instance the signal a `WaitFor` of its flow waits for; `payload` becomes
+        that step's reply. One that comes before the instance waits is kept. Raises
+        `UnknownWorkflowError`, `WorkflowEndedError` for an instance that has ended,
+        `ValueError` for a signal the flow does not wait for, `TypeError` for a payload of
+        another type, `CoordinationError` for a signal it received already."""
+
     def stuck(self) -> list[str]:
         """The running instances not seen to move on for the strategy's `stuck_after`."""
 

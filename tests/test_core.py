@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import Actor, Request
-from coordination import Branch, Failure, Outcome, Step, Workflow
+from coordination import Branch, Failure, InvalidWorkflowError, Outcome, Step, WaitFor, Workflow
 from coordination.core import (
     CANCELLED,
     Action,
+    Await,
     BranchChosen,
     CancelRequested,
     Choose,
@@ -28,6 +29,7 @@ from coordination.core import (
     Progress,
     ResumeRequested,
     SendNotices,
+    SignalReceived,
     Started,
     StepAnswered,
     StepCancelled,
@@ -400,3 +402,36 @@ def test_a_pause_before_a_branch_holds_the_decision() -> None:
     run(BRANCHED, progress, Started(), PauseRequested(), StepAnswered("a"))
     assert progress.held == ("big",)
     assert run(BRANCHED, progress, ResumeRequested()) == [Choose("big")]
+
+
+WAITING = Workflow(
+    "w",
+    Undo,
+    [_leaf("a"), WaitFor("approval", "approved", str), _leaf("b")],
+    services={"svc": Service},
+)
+
+
+def test_a_wait_is_under_way_until_its_signal_and_a_cancel_does_not_wait_for_it() -> None:
+    progress = Progress()
+    actions = run(WAITING, progress, Started(), StepAnswered("a"))
+    assert actions == [Perform("a"), Await("approval")]
+    assert (progress.active, progress.awaiting) == (("approval",), ("approved",))
+    assert run(WAITING, progress, SignalReceived("approval")) == [Perform("b")]
+    assert progress.awaiting == ()
+    assert run(WAITING, progress, SignalReceived("approval")) == []  # once
+    cancelled = Progress()
+    run(WAITING, cancelled, Started(), StepAnswered("a"))
+    assert run(WAITING, cancelled, CancelRequested()) == [Compensate("a")]
+    assert cancelled.failure == Failure("approval", CANCELLED, technical=False)
+    assert cancelled.awaiting == ()
+
+
+def test_a_signal_is_awaited_by_one_wait_only() -> None:
+    with pytest.raises(InvalidWorkflowError, match="signal 'go' is empty or awaited twice"):
+        Workflow(
+            "w",
+            Undo,
+            [_leaf("a"), WaitFor("one", "go", str), WaitFor("two", "go", str)],
+            services={"svc": Service},
+        )

@@ -9,7 +9,9 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
 import msgspec
 import pytest
 
@@ -19,13 +21,18 @@ from coordination import (
     Branch,
     Compute,
     Failure,
+    Hybrid,
     InvalidWorkflowError,
+    Mediator,
     Outcome,
     Rejected,
+    StampCoupled,
     Step,
     Strategy,
+    WaitFor,
     Workflow,
     WorkflowContext,
+    WorkflowEndedError,
     WorkflowResult,
 )
 from coordination.scenarios.order_placement import (
@@ -37,12 +44,13 @@ from coordination.scenarios.order_placement import (
     OrderService,
     PaymentService,
     PlaceOrder,
+    SendEmail,
     order_workflow,
     screened_order_workflow,
 )
 
 from .test_fault_equivalence import HOSTED, PLACEMENTS, second_bus
-from .test_strategies import STRATEGIES
+from .test_strategies import STRATEGIES, GatedFulfillment
 
 pytestmark = pytest.mark.anyio
 
@@ -70,33 +78,45 @@ class ScreenedShop:
 
 
 @contextlib.asynccontextmanager
-async def screened_shop(
+async def placed(
     bus: Bus,
     placement: tuple[str, str],
-    workflow: Workflow[PlaceOrder] = screened_order_workflow,
-) -> AsyncIterator[ScreenedShop]:
+    workflow: Workflow[PlaceOrder],
+    services: dict[str, Any],
+) -> AsyncIterator[Strategy[PlaceOrder]]:
+    """`workflow` under a strategy, placed as `placement` says: (layout, strategy)."""
     layout, strategy = placement
     factory = HOSTED[strategy] if layout == "hosted" else STRATEGIES[strategy]
-    payment = PaymentService(declined=frozenset({"mallory"}))
-    fraud = FraudService(suspicious=frozenset({"eve"}))
     prefix = f"language{next(_prefixes)}"  # JetStream keeps what a test left: not for the next
     async with contextlib.AsyncExitStack() as stack:
         system = await stack.enter_async_context(ActorSystem(bus, prefix=prefix))
-        for name, service in [
-            ("order", OrderService()),
-            ("payment", payment),
-            ("fulfillment", FulfillmentService(stock={"book": 100, "rare": 0})),
-            ("email", EmailService()),
-            ("fraud", fraud),
-        ]:
+        for name, service in services.items():
             await system.spawn(lambda service=service: service, name=name)
         if layout == "hosted":
             await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type]
         if layout != "one":
             starter_bus = await stack.enter_async_context(second_bus(bus))
             system = await stack.enter_async_context(ActorSystem(starter_bus, prefix=prefix))
-        running = await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type]
-        yield ScreenedShop(running, payment, fraud)  # type: ignore[arg-type]
+        yield await stack.enter_async_context(factory(system, workflow))  # type: ignore[arg-type,misc]
+
+
+@contextlib.asynccontextmanager
+async def screened_shop(
+    bus: Bus,
+    placement: tuple[str, str],
+    workflow: Workflow[PlaceOrder] = screened_order_workflow,
+) -> AsyncIterator[ScreenedShop]:
+    payment = PaymentService(declined=frozenset({"mallory"}))
+    fraud = FraudService(suspicious=frozenset({"eve"}))
+    services = {
+        "order": OrderService(),
+        "payment": payment,
+        "fulfillment": FulfillmentService(stock={"book": 100, "rare": 0}),
+        "email": EmailService(),
+        "fraud": fraud,
+    }
+    async with placed(bus, placement, workflow, services) as running:
+        yield ScreenedShop(running, payment, fraud)
 
 
 PLAIN = ("create_order", "payment", "fulfillment", "confirmation", "mark_placed")
@@ -319,3 +339,155 @@ def test_a_compute_says_what_it_returns() -> None:
     with pytest.raises(InvalidWorkflowError, match="say what it returns"):
         Compute("quote", lambda c: 1)
     assert Compute("quote", quote).returns == Quote | Rejected
+
+
+class Approval(msgspec.Struct, frozen=True):
+    by: str
+
+
+def approved_workflow() -> Workflow[PlaceOrder]:
+    """Order placement that waits, once the item is fulfilled, for a manager's approval
+    before it confirms to the customer who approved it."""
+    steps = {step.name: step for step in order_workflow.steps}
+    return Workflow(
+        "approved-order-placement",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            steps["payment"],
+            steps["fulfillment"],
+            WaitFor("approval", "approved", Approval),
+            Step(
+                "confirmation",
+                "email",
+                lambda c: SendEmail(c.input.customer, f"approved by {c.results['approval'].by}"),
+                wait=False,
+                reads=("approval",),
+            ),
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+@contextlib.asynccontextmanager
+async def approving_shop(
+    bus: Bus, placement: tuple[str, str]
+) -> AsyncIterator[tuple[Strategy[PlaceOrder], GatedFulfillment, EmailService]]:
+    shipping, email = GatedFulfillment(), EmailService()
+    services = {
+        "order": OrderService(),
+        "payment": PaymentService(),
+        "fulfillment": shipping,
+        "email": email,
+    }
+    try:
+        async with placed(bus, placement, approved_workflow(), services) as running:
+            yield running, shipping, email
+    finally:
+        shipping.gate.set()  # a held fulfillment lets go, so the services can stop
+
+
+async def waits_for_its_signal(orders: Strategy[PlaceOrder], workflow_id: str) -> None:
+    """Until the instance waits for its approval, as its status says (every strategy knows
+    it: the instance waits with the process that started it)."""
+    with anyio.fail_after(10):
+        while (await orders.status(workflow_id)).current_step != "approval":  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    status = await orders.status(workflow_id)
+    assert status.completed_steps == PLAIN[:3]
+
+
+async def test_a_wait_takes_its_signal_before_or_after_it_is_reached(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    async with approving_shop(bus, strategy) as (orders, shipping, email):
+        early = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+        with anyio.fail_after(5):
+            await shipping.entered.wait()
+        await orders.signal(early, "approved", Approval("mia"))  # kept until it waits
+        shipping.gate.set()
+        done = await orders.result(early, timeout=10)
+        late = await orders.start(PlaceOrder("o2", "bob", "book", 1, 1000))
+        await waits_for_its_signal(orders, late)
+        await orders.signal(late, "approved", Approval("raj"))
+        later = await orders.result(late, timeout=10)
+        with pytest.raises(WorkflowEndedError, match="comes too late"):
+            await orders.signal(late, "approved", Approval("raj"))
+        with pytest.raises(ValueError, match="waits for no signal 'rejected'"):
+            await orders.signal(late, "rejected", Approval("raj"))
+    assert (done.outcome, later.outcome) == (Outcome.COMPLETED, Outcome.COMPLETED)
+    assert done.results["approval"] == Approval("mia")  # the payload is the wait's reply
+    assert ("ann", "approved by mia") in email.sent
+    assert ("bob", "approved by raj") in email.sent
+
+
+async def test_a_cancel_does_not_wait_for_a_signal(bus: Bus, strategy: tuple[str, str]) -> None:
+    async with approving_shop(bus, strategy) as (orders, shipping, _):
+        shipping.gate.set()
+        waiting = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+        await waits_for_its_signal(orders, waiting)
+        with pytest.raises(TypeError, match="carries"):
+            await orders.signal(waiting, "approved", "mia")
+        assert await orders.cancel(waiting, by="ops")
+        result = await orders.result(waiting, timeout=10)
+    assert result.outcome is Outcome.CANCELLED
+    assert result.failure == Failure("approval", "cancelled", technical=False)
+
+
+@pytest.mark.parametrize("name", ["mediator", "stamp_coupled", "query_all", "front_controller"])
+async def test_any_process_may_send_a_signal(bus: Bus, name: str) -> None:
+    """A signal sent to a strategy object in another process reaches the instance through
+    the process that started it."""
+    workflow = approved_workflow()
+    async with ActorSystem(bus) as services:
+        for service_name, service in [
+            ("order", OrderService()),
+            ("payment", PaymentService()),
+            ("fulfillment", FulfillmentService(stock={"book": 10})),
+            ("email", EmailService()),
+        ]:
+            await services.spawn(lambda service=service: service, name=service_name)
+        async with (
+            ActorSystem(bus) as here,
+            ActorSystem(bus) as there,
+            STRATEGIES[name](here, workflow) as ours,  # type: ignore[arg-type]
+            STRATEGIES[name](there, workflow) as theirs,  # type: ignore[arg-type]
+        ):
+            started = await theirs.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            await ours.signal(started, "approved", Approval("mia"))
+            result = await ours.result(started, timeout=10)
+            with pytest.raises(WorkflowEndedError):
+                await ours.signal(started, "approved", Approval("mia"))
+    assert result.outcome is Outcome.COMPLETED
+    assert result.results["approval"] == Approval("mia")
+
+
+async def test_a_hybrid_hands_a_signal_to_the_part_that_waits_for_it(bus: Bus) -> None:
+    """The wait is in the rest: a signal that comes while the core runs is kept by the
+    hybrid until the rest has started."""
+    async with ActorSystem(bus) as system:
+        shipping = GatedFulfillment()
+        for name, service in [
+            ("order", OrderService()),
+            ("payment", PaymentService()),
+            ("fulfillment", shipping),
+            ("email", EmailService()),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        hybrid = Hybrid(
+            system,
+            approved_workflow(),
+            core=Mediator,
+            rest=StampCoupled,
+            handoff="fulfillment",
+        )
+        async with hybrid:
+            started = await hybrid.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            with anyio.fail_after(5):
+                await shipping.entered.wait()  # the core is under way
+            await hybrid.signal(started, "approved", Approval("mia"))
+            shipping.gate.set()
+            result = await hybrid.result(started, timeout=10)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.results["approval"] == Approval("mia")

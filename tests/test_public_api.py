@@ -58,5 +58,5 @@ def test_a_strategy_shows_its_user_only_the_strategy_api(name: str) -> None:
 
     text = pydoc.render_doc(getattr(coordination, name), renderer=pydoc.plaintext)
     shown = set(re.findall(r"^ \|  (?:async )?([a-z]\w*)\(", text, re.MULTILINE))
-    api = {"start", "status", "result", "cancel", "pause", "resume", "stuck"}
+    api = {"start", "status", "result", "cancel", "pause", "resume", "signal", "stuck"}
     assert shown == api

@@ -27,6 +27,7 @@ from .. import core
 from .._metrics import WorkflowMetrics
 from .._status import Outcome
 from ..core import (
+    Await,
     Calculate,
     Choose,
     Compensate,
@@ -129,6 +130,11 @@ class _Host(Protocol[In]):
         self, adapter: Adapter[In] | None, workflow_id: str, compute: Compute, data: Carried | None
     ) -> tuple[Carried | None, core.Event]:
         """Run `compute`: what the events carry from then on, and the answer for the core."""
+
+    async def _park(
+        self, workflow_id: str, step: str, progress: Progress, data: Carried | None
+    ) -> None:
+        """The instance waits for a signal (the wait `step`) with the process that started it."""
 
     async def _step_started(
         self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
@@ -599,6 +605,8 @@ class Adapter(Actor, Generic[In]):
                 carried, happened = await engine._calculate(self, workflow_id, compute, carried)
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(pending, progress, more, carried)
+            elif kind is Await:
+                await engine._park(workflow_id, action.step, progress, carried)  # type: ignore[union-attr]
             elif kind is Compensate:
                 undo = self._index[action.step]  # type: ignore[union-attr]
                 unwind = Unwind(

@@ -43,11 +43,12 @@ from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, NatsBus, Subscription, new_id
 
 from .. import core
+from .._errors import CoordinationError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
-from ..core import Calculate, Choose, End, Perform, Progress, SendNotices, Started
+from ..core import Await, Calculate, Choose, Compensate, Perform, Progress, SendNotices, Started
 from ..core._executor import send_notices
 from ..definition._workflow import (
     Branch,
@@ -56,6 +57,7 @@ from ..definition._workflow import (
     Workflow,
     WorkflowContext,
     check_input,
+    check_signal,
 )
 from ._acks import EventSender, ack_subject, acknowledger, decode_acks, flush_acks
 from ._adapter import Adapter
@@ -68,6 +70,7 @@ from ._events import (
     Carried,
     Ended,
     Hold,
+    Parked,
     Unwind,
     advance_id,
     unwind_id,
@@ -103,6 +106,11 @@ class _Client(Actor):
 
     async def ended(self, event: Ended) -> None:
         self.engine._finish(event)
+        if event.ack:
+            self.engine._acks_out.acknowledge(self.engine._route, event.ack)
+
+    async def parked(self, event: Parked) -> None:
+        await self.engine._parked_here(event)
         if event.ack:
             self.engine._acks_out.acknowledge(self.engine._route, event.ack)
 
@@ -219,6 +227,12 @@ class Choreography(Generic[In]):
         """The instances someone cancelled (the latest `REMEMBERED_CANCELS`): each adapter
         here turns one around at the next step it sees end."""
         self._paused: set[str] = set()
+        self._waiting: dict[str, Parked] = {}
+        """The instances of this process's that wait here for a signal."""
+        self._signals: dict[str, dict[str, msgspec.Raw]] = {}
+        """The signals each running instance of this process's has had, by wait: kept from
+        the moment they come, which may be before the instance waits for them."""
+        self._step_index = {step.name: index for index, step in enumerate(workflow.steps)}
         self._history: OrderedDict[str, list[str]] = OrderedDict()
         """What operators did, per instance: `<UTC time> <who>: <what>`."""
         self._progress: dict[str, float] = {}
@@ -393,8 +407,68 @@ class Choreography(Generic[In]):
         await self._audit(workflow_id, by, "cancel")
         self._cancel_seen(workflow_id)  # the adapters here know at once
         await self._broadcast(Cancel(workflow_id, self._route))
+        await self._cancel_waiting(workflow_id)
         await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
+
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> None:
+        """Send the instance a signal (see `Strategy.signal`). It goes to the process that
+        started the instance, where the instance waits for it; one that comes first is kept
+        there until the instance does."""
+        wait, value = check_signal(self.workflow, signal, payload)
+        if await self._remote.signal(workflow_id, signal, value):
+            return
+        if not await self._still_running(workflow_id):
+            raise WorkflowEndedError(f"{workflow_id} has ended: signal {signal!r} comes too late")
+        received = self._signals.setdefault(workflow_id, {})
+        if wait.name in received:
+            raise CoordinationError(f"{workflow_id} has had signal {signal!r} already")
+        received[wait.name] = msgspec.Raw(_encode(value))
+        parked = self._waiting.get(workflow_id)
+        if parked is not None and parked.step == wait.name:
+            await self._go_on(workflow_id)
+
+    async def _park(
+        self, workflow_id: str, step: str, progress: Progress, data: Carried | None
+    ) -> None:
+        """The instance waits for a signal: to the process that started it, where it comes."""
+        parked = Parked(workflow_id, step, progress, data, ack=self._ack_to)
+        await self._emit_event(
+            self._owners_endpoint(workflow_id), parked, f"{workflow_id}.parked.{step}"
+        )
+
+    async def _parked_here(self, event: Parked) -> None:
+        """An instance of this process's waits here: on at once, if its signal came."""
+        workflow_id = event.workflow_id
+        if workflow_id in self._waiting or not self.outcomes.knows(workflow_id):
+            return  # a duplicate, or an instance forgotten
+        if not self.outcomes.is_running(workflow_id):
+            return
+        self._waiting[workflow_id] = event
+        self._progressed(workflow_id)
+        if event.step in self._signals.get(workflow_id, {}):
+            await self._go_on(workflow_id)
+        elif workflow_id in self._cancelled:  # cancelled before it came to wait
+            await self._cancel_waiting(workflow_id)
+
+    async def _go_on(self, workflow_id: str) -> None:
+        parked = self._waiting.pop(workflow_id)
+        payload = self._signals[workflow_id][parked.step]
+        data = parked.data
+        if data is not None:
+            data = Carried(data.input, {**data.results, parked.step: payload}, data.trail)
+        progress, actions = core.apply(
+            self.workflow, parked.progress, core.SignalReceived(parked.step)
+        )
+        await self._carry_out_here(workflow_id, progress, actions, data)
+
+    async def _cancel_waiting(self, workflow_id: str) -> None:
+        """A cancel of an instance that waits here: it turns around from here, at once."""
+        parked = self._waiting.pop(workflow_id, None)
+        if parked is None:
+            return
+        progress, actions = core.apply(self.workflow, parked.progress, core.CancelRequested())
+        await self._carry_out_here(workflow_id, progress, actions, parked.data)
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold the instance: the step under way finishes, and its next event waits in the
@@ -533,6 +607,14 @@ class Choreography(Generic[In]):
                 since_progress=perf_counter() - seen,
                 paused=workflow_id in self._paused,
             )
+        parked = self._waiting.get(workflow_id)
+        if parked is not None and status.outcome is Outcome.RUNNING:  # it waits here: known
+            status = msgspec.structs.replace(
+                status,
+                current_step=parked.step,
+                completed_steps=parked.progress.completed,
+                unknown=status.unknown - {"current_step", "completed_steps"},
+            )
         history = self._history.get(workflow_id)
         if history:
             status = msgspec.structs.replace(status, history=tuple(history))
@@ -578,8 +660,10 @@ class Choreography(Generic[In]):
     def _finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
         self._progress.pop(event.workflow_id, None)
+        self._waiting.pop(event.workflow_id, None)
         self._paused.discard(event.workflow_id)
         result = self._result_of(event)
+        self._signals.pop(event.workflow_id, None)
         progress = event.progress
         status = WorkflowStatus(
             event.workflow_id,
@@ -655,7 +739,7 @@ class Choreography(Generic[In]):
     async def _emit_event(
         self,
         to: ActorRef[Any],
-        event: Advance | Unwind | Ended | Begin | Cancel,
+        event: Advance | Unwind | Ended | Begin | Cancel | Parked,
         message_id: str,
         timeout: float | None = None,
     ) -> None:
@@ -728,31 +812,49 @@ class Choreography(Generic[In]):
             await self._send(self.workflow.steps[0].service, advance)
             return
         progress, actions = core.apply(self.workflow, Progress(), Started())
-        carried: Carried | None = data
-        while actions and type(actions[0]) in (Choose, Calculate):
-            first = actions[0]
-            if type(first) is Choose:
-                branch = self.workflow.branches[first.branch]
-                progress, actions = await self._choose(None, workflow_id, branch, progress, data)
-            else:
-                compute = self.workflow.computes[first.step]  # type: ignore[union-attr]
-                carried, happened = await self._calculate(None, workflow_id, compute, carried)
-                progress, actions = core.apply(self.workflow, progress, happened)
-        assert carried is not None
-        data = carried
+        await self._carry_out_here(workflow_id, progress, actions, data)
+
+    async def _carry_out_here(
+        self, workflow_id: str, progress: Progress, actions: core.Actions, data: Carried | None
+    ) -> None:
+        """Carry out what the core says of an instance this process has in hand (at its
+        start, or waiting here for a signal), as an adapter would."""
+        route, ack = self._route, self._ack_to
         for action in actions:
-            if type(action) is Perform:
-                index = self.workflow.steps.index(self.workflow.step(action.step))
-                advance = Advance(
-                    workflow_id, index, data, route=self._route, ack=self._ack_to, progress=progress
-                )
+            kind = type(action)
+            if kind is Choose:
+                branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
+                decided = await self._choose(None, workflow_id, branch, progress, data)
+                await self._carry_out_here(workflow_id, *decided, data)
+            elif kind is Calculate:
+                compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
+                data, happened = await self._calculate(None, workflow_id, compute, data)
+                progress, more = core.apply(self.workflow, progress, happened)
+                await self._carry_out_here(workflow_id, progress, more, data)
+            elif kind is Await:
+                await self._parked_here(Parked(workflow_id, action.step, progress, data))  # type: ignore[union-attr]
+            elif kind is Perform:
+                index = self._step_index[action.step]  # type: ignore[union-attr]
+                advance = Advance(workflow_id, index, data, route=route, ack=ack, progress=progress)
                 await self._send(self.workflow.steps[index].service, advance)
-            elif type(action) is SendNotices:
-                context = self._codec.context(workflow_id, data.input, data.results)
+            elif kind is Compensate:
+                index = self._step_index[action.step]  # type: ignore[union-attr]
+                unwind = Unwind(workflow_id, index, progress, data, route=route, ack=ack)
+                await self._send(self.workflow.steps[index].service, unwind)
+            elif kind is SendNotices:
+                here = await self._data_here(workflow_id, data)
+                context = self._codec.context(workflow_id, here.input, here.results)
                 context.failure = progress.failure
                 await self._notify(context, workflow_id)
-            elif type(action) is End:
-                await self._announce_end(Ended(workflow_id, progress, data, ack=self._ack_to))
+            else:  # End
+                await self._announce_end(Ended(workflow_id, progress, data, ack=ack))
+
+    async def _data_here(self, workflow_id: str, data: Carried | None) -> Carried:
+        """The request and replies of an instance this process has in hand (what its events
+        carry; a strategy whose events carry none says where it is)."""
+        if data is None:
+            raise LookupError(f"{workflow_id}: no data at hand")
+        return data
 
     async def _choose(
         self,

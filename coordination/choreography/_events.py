@@ -26,6 +26,7 @@ __all__ = (
     "Carried",
     "Ended",
     "Hold",
+    "Parked",
     "RecordQuery",
     "RecordReply",
     "StepStarted",
@@ -98,6 +99,18 @@ class Ended(Message, tag="corps.Ended", omit_defaults=True):
     """The workflow is over: `progress` says how (the core's final state)."""
 
     workflow_id: str
+    progress: Progress
+    data: Carried | None = None
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
+
+
+class Parked(Message, tag="corps.Parked", omit_defaults=True):
+    """The instance waits for a signal (the wait `step`): it goes to the process that started
+    it, where signals come, and stays there until its signal does."""
+
+    workflow_id: str
+    step: str
     progress: Progress
     data: Carried | None = None
     ack: str = ""

@@ -22,7 +22,7 @@ from ..definition._workflow import Workflow
 from ..stores._store import InstanceState, MemoryStateStore, StateStore
 from ._adapter import Adapter
 from ._engine import Choreography
-from ._events import Audit, Begin, Carried, Ended, StepStarted
+from ._events import Audit, Begin, Carried, Ended, Parked, StepStarted
 
 __all__ = ("FrontController",)
 
@@ -66,6 +66,11 @@ class _Front(Actor):
         state.progress = msg.progress
         await self.store.save(state)
         self.engine._finish(msg)
+        if msg.ack:
+            self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
+
+    async def parked(self, msg: Parked) -> None:
+        await self.engine._parked_here(msg)
         if msg.ack:
             self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
 

@@ -31,7 +31,7 @@ from brokers import (
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
-from ..definition._workflow import Compute, Failure, Workflow, WorkflowContext
+from ..definition._workflow import Compute, Failure, Step, Workflow, WorkflowContext
 from ._adapter import Adapter
 from ._engine import Choreography
 from ._events import EVENT_RETRY, Carried, Ended, RecordQuery, RecordReply
@@ -164,15 +164,24 @@ class QueryAll(Choreography[In]):
         except msgspec.DecodeError:
             return
         raw = self._inputs.get(query.workflow_id)
-        reply = RecordReply(found=False) if raw is None else RecordReply(True, request=[raw])
+        signals = self._signals.get(query.workflow_id, {})
+        reply = (
+            RecordReply(found=False)
+            if raw is None
+            else RecordReply(True, request=[raw], results=dict(signals))
+        )
         await self.system.bus.publish(msg.reply, _encode(reply))
 
     @property
     def _starter_keeps_request(self) -> bool:
         """Whether the process that starts an instance keeps its request for the steps to
-        ask for: with remote sidecars (the first service may run anywhere), or when the flow
-        begins with a branch (which service gets the first step depends on it)."""
-        return self.remote_sidecars or self.workflow.first is not self.workflow.steps[0]
+        ask for: with remote sidecars (the first service may run anywhere), when the flow
+        begins with a branch (which service gets the first step depends on it), or when it
+        waits for signals (which come to the starter, and belong to no service)."""
+        workflow = self.workflow
+        return (
+            self.remote_sidecars or workflow.first is not workflow.steps[0] or bool(workflow.waits)
+        )
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         if self._starter_keeps_request:
@@ -183,8 +192,24 @@ class QueryAll(Choreography[In]):
         self._inputs.pop(event.workflow_id, None)
         super()._finish(event)
 
-    async def _starters_input(self, workflow_id: str) -> msgspec.Raw | None:
-        """The request of `workflow_id`, from the process that started it (remote sidecars)."""
+    def _result_of(self, event: Ended) -> WorkflowResult:
+        """The end, with the payloads of the signals it had (its steps' replies are with the
+        services, gathered by `result`)."""
+        result = super()._result_of(event)
+        signals = self._signals.get(event.workflow_id)
+        if not signals:
+            return result
+        return msgspec.structs.replace(result, results=self._codec.results(signals))
+
+    async def _data_here(self, workflow_id: str, data: Carried | None) -> Carried:
+        raw = self._inputs.get(workflow_id)
+        if raw is None:
+            raise LookupError(f"{workflow_id}: the request is not kept here")
+        return Carried(raw, {})
+
+    async def _from_starter(self, workflow_id: str) -> RecordReply | None:
+        """The request of `workflow_id`, and the payloads of its signals, from the process
+        that started it."""
         owner = owner_of(workflow_id)
         if owner is None:
             return None
@@ -194,8 +219,7 @@ class QueryAll(Choreography[In]):
             msg = await self.system.bus.request(subject, query, self.query_timeout)
         except (BusTimeoutError, NoRespondersError, BusConnectionError):
             return None
-        reply = _reply_decoder.decode(msg.data)
-        return reply.request[0] if reply.request else None
+        return _reply_decoder.decode(msg.data)
 
     async def _close(self) -> None:
         for subscription in self._subscriptions:
@@ -446,18 +470,24 @@ class QueryAll(Choreography[In]):
     ) -> Carried:
         """The request, and the replies named in `reads`, from the services that hold them."""
         everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
-        services = {s.name: s.service for s in everything}
+        services = {s.name: s.service for s in everything if isinstance(s, Step)}
         # the first service took the request (and a hybrid's replies, which came with it),
         # unless the starter keeps it
         first = [] if self._starter_keeps_request else [self.workflow.steps[0].service]
-        wanted = dict.fromkeys([*first, *(services[r] for r in reads)])
+        wanted = dict.fromkeys([*first, *(services[r] for r in reads if r in services)])
         mine = self._record(adapter, workflow_id)
         others = [service for service in wanted if service != adapter.service]
         raw_input = mine.input
-        if raw_input is None and self._starter_keeps_request:
-            raw_input = await self._starters_input(workflow_id)
+        signalled: dict[str, msgspec.Raw] = {}
+        waits = [name for name in reads if name in self.workflow.waits]
+        if self._starter_keeps_request and (raw_input is None or waits):
+            starters = await self._from_starter(workflow_id)  # signals belong to no service
+            if starters is not None:
+                if raw_input is None and starters.request:
+                    raw_input = starters.request[0]
+                signalled = starters.results
         if self.remote_sidecars:  # the service's other copies may hold what this one lacks
-            missing = [name for name in reads if name not in mine.results]
+            missing = [name for name in reads if name not in mine.results and name in services]
             others = list(dict.fromkeys(services[name] for name in missing))
             if raw_input is None and self.workflow.steps[0].service not in others:
                 others.append(self.workflow.steps[0].service)
@@ -477,6 +507,7 @@ class QueryAll(Choreography[In]):
             else []
         )
         results = {name: mine.results[name] for name in reads if name in mine.results}
+        results.update({name: signalled[name] for name in waits if name in signalled})
         for record in records:
             if raw_input is None and record.request:
                 raw_input = record.request[0]
@@ -495,9 +526,8 @@ class QueryAll(Choreography[In]):
         results: dict[str, msgspec.Raw] = {}
         for record in records:
             results.update(record.results)
-        return WorkflowResult(
-            workflow_id, ended.outcome, self._codec.results(results), ended.failure, ended.attention
-        )
+        replies = {**ended.results, **self._codec.results(results)}  # with the signals'
+        return WorkflowResult(workflow_id, ended.outcome, replies, ended.failure, ended.attention)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """Every participant's record, merged."""

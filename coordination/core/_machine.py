@@ -31,6 +31,9 @@ every strategy drives this same machine, so the rules live here and nowhere else
   strategy runs its function and answers as a service's answer would (`StepAnswered`,
   `StepRejected`, `StepFailed`). It completes like a step and is never compensated (it
   changed nothing).
+- **Waits.** A wait for a signal is under way until the strategy says `SignalReceived` (the
+  core says `Await`, and lists the signal in `awaiting`); then it completes like a step. A
+  cancel does not wait for it: the instance turns around at once, naming the wait.
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -44,12 +47,13 @@ from typing import Any
 import msgspec
 
 from .._status import Outcome
-from ..definition._workflow import Branch, Compute, Failure, Node, Step, Workflow
+from ..definition._workflow import Branch, Compute, Failure, Node, Step, WaitFor, Workflow
 
 __all__ = (
     "CANCELLED",
     "Action",
     "Actions",
+    "Await",
     "BranchChosen",
     "Calculate",
     "CancelRequested",
@@ -64,6 +68,7 @@ __all__ = (
     "Progress",
     "ResumeRequested",
     "SendNotices",
+    "SignalReceived",
     "Started",
     "StepAnswered",
     "StepCancelled",
@@ -176,6 +181,12 @@ class BranchChosen(msgspec.Struct, frozen=True, gc=False):
     then: bool
 
 
+class SignalReceived(msgspec.Struct, frozen=True, gc=False):
+    """The signal the wait `step` waits for came (its payload is the step's reply)."""
+
+    step: str
+
+
 class CancelRequested(msgspec.Struct, frozen=True, gc=False):
     """Someone asked to cancel the instance."""
 
@@ -204,6 +215,7 @@ class CompensationFailed(msgspec.Struct, frozen=True, gc=False):
 Event = (
     Started
     | BranchChosen
+    | SignalReceived
     | StepAnswered
     | StepRejected
     | StepFailed
@@ -221,6 +233,13 @@ Event = (
 
 class Perform(msgspec.Struct, frozen=True, gc=False):
     """Build `step`'s command and send it (with the step's message id, `message_id`)."""
+
+    step: str
+
+
+class Await(msgspec.Struct, frozen=True, gc=False):
+    """The wait `step` is under way: answer `SignalReceived` once its signal came (at once,
+    for one that came early)."""
 
     step: str
 
@@ -253,7 +272,7 @@ class End(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
-Action = Perform | Choose | Calculate | Compensate | SendNotices | End
+Action = Perform | Choose | Calculate | Await | Compensate | SendNotices | End
 
 Actions = tuple[Action, ...]
 """What to do, in order: a tuple, often shared (callers only read it)."""
@@ -357,6 +376,14 @@ def _branch_chosen(workflow: Workflow[Any], progress: Progress, event: BranchCho
     return _start(progress, following)
 
 
+def _signalled(workflow: Workflow[Any], progress: Progress, event: SignalReceived) -> Actions:
+    step = event.step
+    if step not in progress.active:
+        return _NOTHING  # not waited for (yet), or cancelled meanwhile
+    progress.awaiting = _without(progress.awaiting, workflow.waits[step].signal)
+    return _answered(workflow, progress, StepAnswered(step))
+
+
 def _rejected(workflow: Workflow[Any], progress: Progress, event: StepRejected) -> Actions:
     return _step_failed(workflow, progress, Failure(event.step, event.reason, technical=False))
 
@@ -388,6 +415,10 @@ def _cancel_requested(
     progress.cancel_requested = True
     if progress.held:  # nothing under way: turn around now
         return _cancel_now(workflow, progress, progress.held[0])
+    waiting = [name for name in progress.active if name in workflow.waits]
+    if waiting:  # a wait has no end of its own to wait for
+        progress.awaiting = ()
+        return _cancel_now(workflow, progress, waiting[0])
     return _NOTHING  # on with it once the step under way ends
 
 
@@ -452,6 +483,9 @@ def _start(progress: Progress, node: Node) -> Actions:
         return (Choose(node.name),)
     if kind is Compute:
         return (Calculate(node.name),)
+    if kind is WaitFor:
+        progress.awaiting = (*progress.awaiting, node.signal)  # type: ignore[union-attr]
+        return (Await(node.name),)
     return _perform(node.name)
 
 
@@ -483,6 +517,7 @@ def _undo_next(progress: Progress) -> Actions:
 _HANDLERS: dict[type, Callable[[Workflow[Any], Progress, Any], Actions]] = {
     Started: _started,
     BranchChosen: _branch_chosen,
+    SignalReceived: _signalled,
     StepAnswered: _answered,
     StepRejected: _rejected,
     StepFailed: _failed,

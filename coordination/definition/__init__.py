@@ -9,6 +9,7 @@ from ._workflow import (
     Rejected,
     RetryPolicy,
     Step,
+    WaitFor,
     Workflow,
     WorkflowContext,
 )
@@ -21,6 +22,7 @@ __all__ = (
     "Rejected",
     "RetryPolicy",
     "Step",
+    "WaitFor",
     "Workflow",
     "WorkflowContext",
 )

@@ -17,7 +17,7 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._workflow import Workflow
+from ._workflow import Compute, WaitFor, Workflow
 
 __all__ = ("ReplyCodec", "reply_decoder")
 
@@ -47,13 +47,14 @@ class ReplyCodec:
     """The decoders of a workflow's replies, by step (steps nobody waits for have none)."""
 
     def __init__(self, workflow: Workflow[Any]) -> None:
-        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
-            step.name: reply_decoder(workflow.services[step.service])
-            for step in (*workflow.done_elsewhere, *workflow.steps)
-            if step.wait
-        }
-        for compute in workflow.computes.values():
-            self.decoders[compute.name] = msgspec.msgpack.Decoder(compute.returns)
+        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+        for node in (*workflow.done_elsewhere, *workflow.leaf_nodes):
+            if isinstance(node, Compute):
+                self.decoders[node.name] = msgspec.msgpack.Decoder(node.returns)
+            elif isinstance(node, WaitFor):
+                self.decoders[node.name] = msgspec.msgpack.Decoder(node.payload)
+            elif node.wait:
+                self.decoders[node.name] = reply_decoder(workflow.services[node.service])
 
     def results(self, raw: Mapping[str, msgspec.Raw]) -> dict[str, Any]:
         """Typed replies, by step, from their bytes."""

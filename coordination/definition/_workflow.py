@@ -28,10 +28,12 @@ __all__ = (
     "Replies",
     "RetryPolicy",
     "Step",
+    "WaitFor",
     "Workflow",
     "WorkflowContext",
     "builder_context",
     "check_input",
+    "check_signal",
     "nothing_to_read",
 )
 
@@ -195,8 +197,8 @@ class Branch:
 
     name: str
     when: Callable[[WorkflowContext[Any]], bool]
-    then: Sequence[Step | Branch | Compute] = ()
-    otherwise: Sequence[Step | Branch | Compute] = ()
+    then: Sequence[Step | Branch | Compute | WaitFor] = ()
+    otherwise: Sequence[Step | Branch | Compute | WaitFor] = ()
     reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -243,7 +245,33 @@ class Compute:
             object.__setattr__(self, "returns", hints["return"])
 
 
-Node = Step | Branch | Compute
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """The instance waits here for `signal`, an event from outside (a customer accepting, an
+    expert approving): `strategy.signal(workflow_id, signal, payload)` sends it, and the
+    payload, of type `payload`, becomes this step's reply, which later steps may read. A
+    signal that comes before the instance waits for it is kept until it does.
+
+    A wait is never compensated (it changed nothing), and a cancel does not wait for it.
+    """
+
+    name: str
+    signal: str
+    payload: Any
+
+    def decode(self, value: Any) -> Any:
+        """`value` as the payload type says (TypeError for one of another type): what every
+        strategy hands the builders that read it."""
+        try:
+            return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=self.payload)
+        except (msgspec.ValidationError, TypeError) as exc:
+            raise TypeError(
+                f"signal {self.signal!r} carries {self.payload!r}, not {type(value).__name__}: "
+                f"{exc}"
+            ) from None
+
+
+Node = Step | Branch | Compute | WaitFor
 """What a workflow's flow is made of."""
 
 
@@ -270,11 +298,11 @@ class Workflow(Generic[In]):
         self,
         name: str,
         input_type: type[In],
-        steps: Sequence[Step | Branch | Compute],
+        steps: Sequence[Step | Branch | Compute | WaitFor],
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
-        done_elsewhere: Sequence[Step] = (),
+        done_elsewhere: Sequence[Step | Compute | WaitFor] = (),
     ) -> None:
         self.name = name
         self.input_type = input_type
@@ -284,9 +312,16 @@ class Workflow(Generic[In]):
         """Every step, each path's in turn (a branch's `then` before its `otherwise`)."""
         self.branches: dict[str, Branch] = {b.name: b for b in _branches_in(self.flow)}
         self.computes: dict[str, Compute] = {c.name: c for c in _computes_in(self.flow)}
-        self.leaves: tuple[str, ...] = tuple(n.name for n in _leaves_in(self.flow))
-        """The names of the steps and computes, in the order of the flow."""
-        self.linear = not self.branches and not self.computes
+        self.waits: dict[str, WaitFor] = {
+            w.name: w for w in _walk(self.flow) if isinstance(w, WaitFor)
+        }
+        self.signals: dict[str, WaitFor] = {w.signal: w for w in self.waits.values()}
+        """The waits, by the signal each waits for."""
+        self.leaf_nodes: tuple[Step | Compute | WaitFor, ...] = tuple(_leaves_in(self.flow))
+        """The steps, computes and waits, in the order of the flow."""
+        self.leaves: tuple[str, ...] = tuple(n.name for n in self.leaf_nodes)
+        """Their names."""
+        self.linear = not self.branches and not self.computes and not self.waits
         """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
         """Steps another strategy runs before this workflow (a hybrid's core): their replies
@@ -320,7 +355,9 @@ class Workflow(Generic[In]):
 
     def node(self, name: str) -> Node:
         """The step, branch or compute named `name` (KeyError for none)."""
-        found: Node | None = self.by_name.get(name) or self.computes.get(name)
+        found: Node | None = (
+            self.by_name.get(name) or self.computes.get(name) or self.waits.get(name)
+        )
         return found if found is not None else self.branches[name]
 
     def __repr__(self) -> str:
@@ -337,6 +374,14 @@ class Workflow(Generic[In]):
             raise InvalidWorkflowError(f"workflow {self.name!r} has no step")
         names = [step.name for step in self.steps] + [b.name for b in _branches_in(self.flow)]
         names += [c.name for c in _computes_in(self.flow)]
+        waits = [node for node in _walk(self.flow) if isinstance(node, WaitFor)]
+        names += [w.name for w in waits]
+        signals = [w.signal for w in waits]
+        for signal in signals:
+            if not signal or signals.count(signal) > 1:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: signal {signal!r} is empty or awaited twice"
+                )
         for name in names:
             if not name or names.count(name) > 1:
                 raise InvalidWorkflowError(
@@ -347,7 +392,9 @@ class Workflow(Generic[In]):
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: branch {branch.name!r} has no step on either path"
                 )
-        used = [(s.name, s.service) for s in (*self.done_elsewhere, *self.steps)]
+        used = [
+            (s.name, s.service) for s in (*self.done_elsewhere, *self.steps) if isinstance(s, Step)
+        ]
         used += [("on_failure", n.service) for n in self.on_failure]
         for step_name, service in used:
             if service not in self.services:
@@ -355,7 +402,8 @@ class Workflow(Generic[In]):
                     f"workflow {self.name!r}: {step_name!r} uses service {service!r}, which is "
                     f"not among its services ({', '.join(sorted(self.services))})"
                 )
-        self._check_reads(self.flow, frozenset(s.name for s in self.done_elsewhere if s.wait))
+        before = {s.name for s in self.done_elsewhere if not isinstance(s, Step) or s.wait}
+        self._check_reads(self.flow, frozenset(before))
         self._check_compensations(self.flow, ())
 
     def _check_reads(self, nodes: Sequence[Node], answered: frozenset[str]) -> frozenset[str]:
@@ -363,7 +411,7 @@ class Workflow(Generic[In]):
         replies given on every path through `nodes`."""
         for node in nodes:
             kind = type(node).__name__.lower()
-            for name in node.reads:
+            for name in () if isinstance(node, WaitFor) else node.reads:
                 if name not in answered:
                     raise InvalidWorkflowError(
                         f"workflow {self.name!r}: {kind} {node.name!r} reads {name!r}, which "
@@ -373,7 +421,7 @@ class Workflow(Generic[In]):
                 answered = self._check_reads(node.then, answered) & self._check_reads(
                     node.otherwise, answered
                 )
-            elif isinstance(node, Compute) or node.wait:
+            elif isinstance(node, (Compute, WaitFor)) or node.wait:
                 answered |= {node.name}
         return answered
 
@@ -388,7 +436,7 @@ class Workflow(Generic[In]):
                 self._check_compensations(node.then, rest)
                 self._check_compensations(node.otherwise, rest)
                 continue
-            if isinstance(node, Compute):
+            if isinstance(node, (Compute, WaitFor)):
                 continue  # nothing to undo: it changed nothing
             if not node.wait or node.compensation is not None or node.nothing_to_undo:
                 continue
@@ -423,7 +471,7 @@ def _computes_in(nodes: Sequence[Node]) -> list[Compute]:
     return [node for node in _walk(nodes) if isinstance(node, Compute)]
 
 
-def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute]:
+def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor]:
     return [node for node in _walk(nodes) if not isinstance(node, Branch)]
 
 
@@ -434,6 +482,16 @@ def _may_fail_in(nodes: Sequence[Node]) -> list[Step | Compute]:
         for node in _walk(nodes)
         if isinstance(node, Compute) or (isinstance(node, Step) and node.wait)
     ]
+
+
+def check_signal(workflow: Workflow[Any], signal: str, payload: Any) -> tuple[WaitFor, Any]:
+    """The wait `signal` is for, and `payload` as its type says: ValueError for a signal the
+    flow does not wait for, TypeError for a payload of another type."""
+    wait = workflow.signals.get(signal)
+    if wait is None:
+        waited = ", ".join(sorted(workflow.signals)) or "none"
+        raise ValueError(f"{workflow.name} waits for no signal {signal!r} (it waits for: {waited})")
+    return wait, wait.decode(payload)
 
 
 def check_input(workflow: Workflow[Any], workflow_input: object) -> None:

@@ -27,7 +27,7 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 
 from .. import core
-from .._errors import UnknownWorkflowError
+from .._errors import CoordinationError, UnknownWorkflowError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
@@ -36,6 +36,7 @@ from .._status_query import GetStatus, StatusReply, reply_from_state, status_fro
 from ..core import (
     Action,
     Actions,
+    Await,
     BranchChosen,
     Calculate,
     CancelRequested,
@@ -48,6 +49,7 @@ from ..core import (
     Perform,
     ResumeRequested,
     SendNotices,
+    SignalReceived,
     Started,
     StepAnswered,
     StepFailed,
@@ -63,6 +65,7 @@ from ..definition._workflow import (
     WorkflowContext,
     builder_context,
     check_input,
+    check_signal,
 )
 from ..stores._store import InstanceState, MemoryStateStore, StateStore
 
@@ -315,6 +318,25 @@ class Mediator(Generic[In]):
             await self._apply(run, CancelRequested())
         return True
 
+    async def signal(self, workflow_id: str, signal: str, payload: Any) -> None:
+        """Send the instance a signal (see `Strategy.signal`); one that comes before the
+        instance waits for it is kept, in the store with the replies."""
+        wait, value = check_signal(self.workflow, signal, payload)
+        if await self._remote.signal(workflow_id, signal, value):
+            return
+        run = await self._running_run(workflow_id)
+        if run is None:
+            raise WorkflowEndedError(f"{workflow_id} has ended: signal {signal!r} comes too late")
+        results = run.state.results
+        if wait.name in results:
+            raise CoordinationError(f"{workflow_id} has had signal {signal!r} already")
+        results[wait.name] = value
+        with acting_as(self.name):
+            if wait.name in run.state.progress.active:
+                await self._apply(run, SignalReceived(wait.name))
+            else:  # early: kept until the instance waits for it
+                await self._save(run.state)
+
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold a running instance: the step under way finishes, and no further step starts
         until `resume`. False when it had ended (or was paused already)."""
@@ -401,6 +423,8 @@ class Mediator(Generic[In]):
             return Choose(name)
         if name in self.workflow.computes:
             return Calculate(name)
+        if name in self.workflow.waits:
+            return Await(name)
         return Perform(name)
 
     async def _apply(self, run: _Run, event: core.Event) -> None:
@@ -439,6 +463,8 @@ class Mediator(Generic[In]):
                     await self._choose(run, self.workflow.branches[branch])
                 case Calculate(step=step):
                     await self._calculate(run, self.workflow.computes[step])
+                case Await(step=step) if step in state.results:  # its signal came early
+                    await self._apply(run, SignalReceived(step))
                 case Compensate(step=step):
                     await self._compensate(run, self.workflow.step(step))
                 case SendNotices():
