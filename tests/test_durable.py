@@ -37,6 +37,7 @@ from coordination import (
     StateStore,
     Strategy,
     UnknownWorkflowError,
+    WaitFor,
     Workflow,
     WorkflowContext,
 )
@@ -647,3 +648,43 @@ async def test_a_mediator_takes_up_only_the_instances_no_live_process_drives(
             gated.gate.set()
             assert (await it.result(held, timeout=10)).outcome is Outcome.COMPLETED
     assert shop.payment.charges == {"o1": 1000}  # charged once, whoever drove it
+
+
+class Approval(msgspec.Struct, frozen=True):
+    by: str
+
+
+def _approved() -> Workflow[PlaceOrder]:
+    steps = {step.name: step for step in order_workflow.steps}
+    return Workflow(
+        "approved",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            steps["payment"],
+            steps["fulfillment"],
+            WaitFor("approval", "approved", Approval),
+            steps["confirmation"],
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+async def test_a_signal_kept_in_the_store_survives_a_restart(bus: Bus, place: Place) -> None:
+    """A signal that came before the instance waits is kept with its replies: the mediator
+    that takes the instance up after a restart finds it there and goes on."""
+    workflow = _approved()
+    fulfillment = GatedFulfillment()
+    async with open_shop(bus, fulfillment=fulfillment, strategy="stamp_coupled") as shop:
+        async with Mediator(shop.system, workflow, store=await place.open(workflow)) as first:
+            workflow_id = await first.start(order(1))
+            with anyio.fail_after(5):
+                await fulfillment.entered.wait()
+            await first.signal(workflow_id, "approved", Approval("mia"))  # early
+        fulfillment.gate.set()
+        async with Mediator(shop.system, workflow, store=await place.open(workflow)) as again:
+            assert again.resumed == 1
+            result = await again.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.COMPLETED
+    assert result.results["approval"] == Approval("mia")
