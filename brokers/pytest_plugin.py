@@ -6,6 +6,9 @@ point, so installing corps makes them available).
   `async def test_x(bus)` runs on both. The NATS runs carry the `nats` marker
   (`pytest -m "not nats"` skips them).
 - `bus_kind`: "memory" or "nats", the kind the current `bus` is.
+- `clock`: a `coordination.ManualClock`. Give it to a strategy (`clock=clock`), and
+  `await clock.advance(seconds)` skips time: a test of a one-day `Sleep` runs in
+  milliseconds.
 
 Async tests need anyio's pytest plugin (`@pytest.mark.anyio`) on the asyncio backend.
 """
@@ -13,6 +16,7 @@ Async tests need anyio's pytest plugin (`@pytest.mark.anyio`) on the asyncio bac
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +25,7 @@ from ._memory import MemoryBus
 from ._nats import NatsBus
 from ._nats_server import NatsServer
 
-__all__ = ("bus", "bus_kind", "nats_server")
+__all__ = ("bus", "bus_kind", "clock", "nats_server")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,3 +55,11 @@ async def bus(bus_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Bu
     server: NatsServer = request.getfixturevalue("nats_server")
     async with NatsBus(server.url) as nats_bus:
         yield nats_bus
+
+
+@pytest.fixture
+def clock() -> Any:
+    """A clock that moves only when the test says (`await clock.advance(seconds)`)."""
+    from coordination import ManualClock
+
+    return ManualClock()

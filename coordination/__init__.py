@@ -12,6 +12,7 @@ with any strategy: `Mediator` (orchestration), or one of the choreographies, `Fr
 core of a workflow under one strategy and the rest under another.
 """
 
+from ._clock import Clock, ManualClock, SystemClock
 from ._errors import (
     CoordinationError,
     InvalidWorkflowError,
@@ -29,6 +30,7 @@ from .definition import (
     Notify,
     Rejected,
     RetryPolicy,
+    Sleep,
     Step,
     WaitFor,
     Workflow,
@@ -49,6 +51,7 @@ from .testing import History, HistoryRules, HistoryVerdict
 
 __all__ = (
     "Branch",
+    "Clock",
     "Compute",
     "CoordinationError",
     "EventSourced",
@@ -60,6 +63,7 @@ __all__ = (
     "HistoryVerdict",
     "Hybrid",
     "InvalidWorkflowError",
+    "ManualClock",
     "Mediator",
     "MemoryEventStore",
     "MemoryStateStore",
@@ -70,12 +74,14 @@ __all__ = (
     "QueryAll",
     "Rejected",
     "RetryPolicy",
+    "Sleep",
     "SqliteEventStore",
     "SqliteStateStore",
     "StampCoupled",
     "StateStore",
     "Step",
     "Strategy",
+    "SystemClock",
     "UnknownWorkflowError",
     "WaitFor",
     "Workflow",

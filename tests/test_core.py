@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import Actor, Request
-from coordination import Branch, Failure, InvalidWorkflowError, Outcome, Step, WaitFor, Workflow
+from coordination import (
+    Branch,
+    Failure,
+    InvalidWorkflowError,
+    Outcome,
+    Sleep,
+    Step,
+    WaitFor,
+    Workflow,
+)
 from coordination.core import (
     CANCELLED,
     Action,
@@ -31,12 +40,16 @@ from coordination.core import (
     SendNotices,
     SignalReceived,
     Started,
+    StartTimer,
     StepAnswered,
     StepCancelled,
     StepFailed,
     StepRejected,
+    Timer,
+    TimerFired,
     apply,
     outcome_of,
+    set_timer,
 )
 
 
@@ -435,3 +448,21 @@ def test_a_signal_is_awaited_by_one_wait_only() -> None:
             [_leaf("a"), WaitFor("one", "go", str), WaitFor("two", "go", str)],
             services={"svc": Service},
         )
+
+
+SLEEPING = Workflow(
+    "w", Undo, [_leaf("a"), Sleep("nap", seconds=60), _leaf("b")], services={"svc": Service}
+)
+
+
+def test_a_sleep_is_under_way_until_its_timer_fires() -> None:
+    progress = Progress()
+    assert run(SLEEPING, progress, Started(), StepAnswered("a")) == [
+        Perform("a"),
+        StartTimer("nap"),
+    ]
+    set_timer(progress, "nap", 1_060.0)
+    assert progress.timers == (Timer("nap", 1_060.0),)
+    assert run(SLEEPING, progress, TimerFired("nap")) == [Perform("b")]
+    assert progress.timers == ()
+    assert progress.completed == ("a", "nap")

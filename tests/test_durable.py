@@ -25,6 +25,7 @@ from coordination import (
     EventStore,
     Failure,
     FrontController,
+    ManualClock,
     Mediator,
     MemoryEventStore,
     MemoryStateStore,
@@ -32,6 +33,7 @@ from coordination import (
     NatsStateStore,
     Outcome,
     Rejected,
+    Sleep,
     SqliteEventStore,
     SqliteStateStore,
     StateStore,
@@ -688,3 +690,34 @@ async def test_a_signal_kept_in_the_store_survives_a_restart(bus: Bus, place: Pl
             result = await again.result(workflow_id, timeout=5)
     assert result.outcome is Outcome.COMPLETED
     assert result.results["approval"] == Approval("mia")
+
+
+async def test_a_sleep_survives_a_restart_on_a_durable_store(
+    bus: Bus, place: Place, clock: ManualClock
+) -> None:
+    """The end of a sleep is kept in the store: a mediator that takes the instance up after
+    a restart sleeps until then, not a whole sleep again."""
+    steps = {step.name: step for step in order_workflow.steps}
+    workflow = Workflow(
+        "sleepy",
+        PlaceOrder,
+        [steps["create_order"], Sleep("overnight", seconds=3_600), steps["payment"]],
+        services=order_workflow.services,
+    )
+    async with open_shop(bus, strategy="stamp_coupled") as shop:
+        store = await place.open(workflow)
+        async with Mediator(shop.system, workflow, store=store, clock=clock) as first:
+            workflow_id = await first.start(order(1))
+            with anyio.fail_after(5):
+                while (await first.status(workflow_id)).current_step != "overnight":  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        await clock.advance(3_000)  # the process was down for most of the night
+        store = await place.open(workflow)
+        async with Mediator(shop.system, workflow, store=store, clock=clock) as again:
+            assert again.resumed == 1
+            await clock.advance(599)
+            assert (await again.status(workflow_id)).current_step == "overnight"
+            await clock.advance(1)
+            result = await again.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.COMPLETED
+    assert shop.payment.charges == {"o1": 1000}

@@ -20,12 +20,17 @@ from brokers import Bus
 from coordination import (
     Branch,
     Compute,
+    EventSourced,
     Failure,
+    FrontController,
     Hybrid,
     InvalidWorkflowError,
+    ManualClock,
     Mediator,
     Outcome,
+    QueryAll,
     Rejected,
+    Sleep,
     StampCoupled,
     Step,
     Strategy,
@@ -388,14 +393,17 @@ async def approving_shop(
         shipping.gate.set()  # a held fulfillment lets go, so the services can stop
 
 
-async def waits_for_its_signal(orders: Strategy[PlaceOrder], workflow_id: str) -> None:
-    """Until the instance waits for its approval, as its status says (every strategy knows
-    it: the instance waits with the process that started it)."""
+async def until_at(orders: Strategy[PlaceOrder], workflow_id: str, step: str) -> None:
+    """Until the instance is at `step` (a wait or a sleep), as its status says: every
+    strategy knows it, since the instance waits with the process that started it."""
     with anyio.fail_after(10):
-        while (await orders.status(workflow_id)).current_step != "approval":  # noqa: ASYNC110
+        while (await orders.status(workflow_id)).current_step != step:  # noqa: ASYNC110
             await anyio.sleep(0.01)
-    status = await orders.status(workflow_id)
-    assert status.completed_steps == PLAIN[:3]
+
+
+async def waits_for_its_signal(orders: Strategy[PlaceOrder], workflow_id: str) -> None:
+    await until_at(orders, workflow_id, "approval")
+    assert (await orders.status(workflow_id)).completed_steps == PLAIN[:3]
 
 
 async def test_a_wait_takes_its_signal_before_or_after_it_is_reached(
@@ -491,3 +499,63 @@ async def test_a_hybrid_hands_a_signal_to_the_part_that_waits_for_it(bus: Bus) -
             result = await hybrid.result(started, timeout=10)
     assert result.outcome is Outcome.COMPLETED
     assert result.results["approval"] == Approval("mia")
+
+
+def cooling_off_workflow() -> Workflow[PlaceOrder]:
+    """Order placement that waits a day, once paid, before it ships."""
+    steps = {step.name: step for step in order_workflow.steps}
+    return Workflow(
+        "cooling-off",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            steps["payment"],
+            Sleep("cooling_off", seconds=86_400),
+            steps["fulfillment"],
+            steps["confirmation"],
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+SLEEPERS: dict[str, Any] = {
+    "mediator": Mediator,
+    "stamp_coupled": StampCoupled,
+    "front_controller": FrontController,
+    "query_all": QueryAll,
+    "event_sourced": EventSourced,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SLEEPERS))
+async def test_a_sleep_of_a_day_ends_when_the_clock_says_so(
+    bus: Bus, clock: ManualClock, name: str
+) -> None:
+    payment, fulfillment = PaymentService(), FulfillmentService(stock={"book": 10})
+    services = {
+        "order": OrderService(),
+        "payment": payment,
+        "fulfillment": fulfillment,
+        "email": EmailService(),
+    }
+    async with ActorSystem(bus) as system:
+        for service_name, service in services.items():
+            await system.spawn(lambda service=service: service, name=service_name)
+        async with SLEEPERS[name](system, cooling_off_workflow(), clock=clock) as orders:
+            shipped = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            kept = await orders.start(PlaceOrder("o2", "bob", "book", 1, 1000))
+            await until_at(orders, shipped, "cooling_off")
+            await until_at(orders, kept, "cooling_off")
+            assert await orders.cancel(kept, by="customer")  # a cancel does not wait a day
+            cancelled = await orders.result(kept, timeout=10)
+            await clock.advance(86_399)
+            assert (await orders.status(shipped)).current_step == "cooling_off"
+            assert fulfillment.shipped == {}
+            await clock.advance(1)
+            result = await orders.result(shipped, timeout=10)
+    assert result.outcome is Outcome.COMPLETED
+    assert fulfillment.shipped == {"o1": 1}
+    assert cancelled.outcome is Outcome.CANCELLED
+    assert cancelled.failure == Failure("cooling_off", "cancelled", technical=False)
+    assert payment.refunds == {"o2": 1000}

@@ -36,6 +36,7 @@ from ..core import (
     Perform,
     Progress,
     SendNotices,
+    StartTimer,
     StepAnswered,
     StepCancelled,
     StepFailed,
@@ -605,7 +606,7 @@ class Adapter(Actor, Generic[In]):
                 carried, happened = await engine._calculate(self, workflow_id, compute, carried)
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(pending, progress, more, carried)
-            elif kind is Await:
+            elif kind is Await or kind is StartTimer:  # on with the process that started it
                 await engine._park(workflow_id, action.step, progress, carried)  # type: ignore[union-attr]
             elif kind is Compensate:
                 undo = self._index[action.step]  # type: ignore[union-attr]

@@ -43,12 +43,23 @@ from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, NatsBus, Subscription, new_id
 
 from .. import core
+from .._clock import Clock, SystemClock, Timers
 from .._errors import CoordinationError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
-from ..core import Await, Calculate, Choose, Compensate, Perform, Progress, SendNotices, Started
+from ..core import (
+    Await,
+    Calculate,
+    Choose,
+    Compensate,
+    Perform,
+    Progress,
+    SendNotices,
+    Started,
+    StartTimer,
+)
 from ..core._executor import send_notices
 from ..definition._workflow import (
     Branch,
@@ -183,8 +194,12 @@ class Choreography(Generic[In]):
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
         durable_events: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.system = system
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        """What the timers of `Sleep` read (a `ManualClock` in a test skips time)."""
+        self._timers = Timers(self.clock)
         self.sidecars = sidecars
         self.remote_sidecars = remote_sidecars
         self.durable_events = durable_events
@@ -343,6 +358,7 @@ class Choreography(Generic[In]):
         stored, self._stored = self._stored, None
         if stored is not None:  # the events in hand first, while the services still run
             await stored.close()
+        await self._timers.close()
         await self._close()
         await self._remote.close()
         control, self._control = self._control, None
@@ -446,7 +462,12 @@ class Choreography(Generic[In]):
             return
         self._waiting[workflow_id] = event
         self._progressed(workflow_id)
-        if event.step in self._signals.get(workflow_id, {}):
+        sleep = self.workflow.sleeps.get(event.step)
+        if sleep is not None:  # it sleeps here, on this process's clock
+            due = sleep.due(self.clock.now())
+            core.set_timer(event.progress, event.step, due)
+            self._timers.arm(workflow_id, due, lambda: self._wake(workflow_id))
+        elif event.step in self._signals.get(workflow_id, {}):
             await self._go_on(workflow_id)
         elif workflow_id in self._cancelled:  # cancelled before it came to wait
             await self._cancel_waiting(workflow_id)
@@ -462,11 +483,19 @@ class Choreography(Generic[In]):
         )
         await self._carry_out_here(workflow_id, progress, actions, data)
 
+    async def _wake(self, workflow_id: str) -> None:
+        parked = self._waiting.pop(workflow_id, None)
+        if parked is None:
+            return
+        progress, actions = core.apply(self.workflow, parked.progress, core.TimerFired(parked.step))
+        await self._carry_out_here(workflow_id, progress, actions, parked.data)
+
     async def _cancel_waiting(self, workflow_id: str) -> None:
         """A cancel of an instance that waits here: it turns around from here, at once."""
         parked = self._waiting.pop(workflow_id, None)
         if parked is None:
             return
+        self._timers.cancel(workflow_id)
         progress, actions = core.apply(self.workflow, parked.progress, core.CancelRequested())
         await self._carry_out_here(workflow_id, progress, actions, parked.data)
 
@@ -660,7 +689,8 @@ class Choreography(Generic[In]):
     def _finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
         self._progress.pop(event.workflow_id, None)
-        self._waiting.pop(event.workflow_id, None)
+        if self._waiting.pop(event.workflow_id, None) is not None:
+            self._timers.cancel(event.workflow_id)
         self._paused.discard(event.workflow_id)
         result = self._result_of(event)
         self._signals.pop(event.workflow_id, None)
@@ -831,7 +861,7 @@ class Choreography(Generic[In]):
                 data, happened = await self._calculate(None, workflow_id, compute, data)
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out_here(workflow_id, progress, more, data)
-            elif kind is Await:
+            elif kind is Await or kind is StartTimer:
                 await self._parked_here(Parked(workflow_id, action.step, progress, data))  # type: ignore[union-attr]
             elif kind is Perform:
                 index = self._step_index[action.step]  # type: ignore[union-attr]

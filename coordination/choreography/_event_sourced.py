@@ -17,6 +17,7 @@ import msgspec
 from actors import ActorSystem
 from brokers import Msg, Subscription
 
+from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowStatus
@@ -54,6 +55,7 @@ class EventSourced(Choreography[In]):
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
         durable_events: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -64,6 +66,7 @@ class EventSourced(Choreography[In]):
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
             durable_events=durable_events,
+            clock=clock,
         )
         self.store: EventStore = store if store is not None else MemoryEventStore()
         self._taps: list[Subscription] = []

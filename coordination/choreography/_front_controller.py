@@ -15,6 +15,7 @@ import msgspec
 
 from actors import Actor, ActorSystem
 
+from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._status import Outcome, WorkflowStatus
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
@@ -109,6 +110,7 @@ class FrontController(Choreography[In]):
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
         durable_events: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -119,6 +121,7 @@ class FrontController(Choreography[In]):
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
             durable_events=durable_events,
+            clock=clock,
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks

@@ -28,6 +28,7 @@ from brokers import (
     new_id,
 )
 
+from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
@@ -109,6 +110,7 @@ class QueryAll(Choreography[In]):
         acknowledged: bool | None = None,
         remote_sidecars: bool = False,
         durable_events: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(
             system,
@@ -119,6 +121,7 @@ class QueryAll(Choreography[In]):
             acknowledged=acknowledged,
             remote_sidecars=remote_sidecars,
             durable_events=durable_events,
+            clock=clock,
         )
         self.remember = remember
         self.query_timeout = query_timeout

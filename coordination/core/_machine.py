@@ -34,6 +34,9 @@ every strategy drives this same machine, so the rules live here and nowhere else
 - **Waits.** A wait for a signal is under way until the strategy says `SignalReceived` (the
   core says `Await`, and lists the signal in `awaiting`); then it completes like a step. A
   cancel does not wait for it: the instance turns around at once, naming the wait.
+- **Sleeps.** A sleep is under way until the strategy says `TimerFired` (the core says
+  `StartTimer`; the strategy, which has the clock, records the timer in `timers` with
+  `set_timer` and fires it when due). A cancel does not wait for it either.
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -47,7 +50,16 @@ from typing import Any
 import msgspec
 
 from .._status import Outcome
-from ..definition._workflow import Branch, Compute, Failure, Node, Step, WaitFor, Workflow
+from ..definition._workflow import (
+    Branch,
+    Compute,
+    Failure,
+    Node,
+    Sleep,
+    Step,
+    WaitFor,
+    Workflow,
+)
 
 __all__ = (
     "CANCELLED",
@@ -69,15 +81,18 @@ __all__ = (
     "ResumeRequested",
     "SendNotices",
     "SignalReceived",
+    "StartTimer",
     "Started",
     "StepAnswered",
     "StepCancelled",
     "StepFailed",
     "StepRejected",
     "Timer",
+    "TimerFired",
     "apply",
     "message_id",
     "outcome_of",
+    "set_timer",
     "undo_message_id",
 )
 
@@ -187,6 +202,12 @@ class SignalReceived(msgspec.Struct, frozen=True, gc=False):
     step: str
 
 
+class TimerFired(msgspec.Struct, frozen=True, gc=False):
+    """The sleep `step`'s timer is due."""
+
+    step: str
+
+
 class CancelRequested(msgspec.Struct, frozen=True, gc=False):
     """Someone asked to cancel the instance."""
 
@@ -216,6 +237,7 @@ Event = (
     Started
     | BranchChosen
     | SignalReceived
+    | TimerFired
     | StepAnswered
     | StepRejected
     | StepFailed
@@ -240,6 +262,13 @@ class Perform(msgspec.Struct, frozen=True, gc=False):
 class Await(msgspec.Struct, frozen=True, gc=False):
     """The wait `step` is under way: answer `SignalReceived` once its signal came (at once,
     for one that came early)."""
+
+    step: str
+
+
+class StartTimer(msgspec.Struct, frozen=True, gc=False):
+    """The sleep `step` begins: set its timer on the strategy's clock (`set_timer`), and
+    answer `TimerFired` when it is due."""
 
     step: str
 
@@ -272,7 +301,7 @@ class End(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
-Action = Perform | Choose | Calculate | Await | Compensate | SendNotices | End
+Action = Perform | Choose | Calculate | Await | StartTimer | Compensate | SendNotices | End
 
 Actions = tuple[Action, ...]
 """What to do, in order: a tuple, often shared (callers only read it)."""
@@ -384,6 +413,19 @@ def _signalled(workflow: Workflow[Any], progress: Progress, event: SignalReceive
     return _answered(workflow, progress, StepAnswered(step))
 
 
+def set_timer(progress: Progress, step: str, due: float) -> None:
+    """Record that the sleep `step` ends at `due` (seconds since the epoch)."""
+    progress.timers = (*(t for t in progress.timers if t.name != step), Timer(step, due))
+
+
+def _timer_fired(workflow: Workflow[Any], progress: Progress, event: TimerFired) -> Actions:
+    step = event.step
+    progress.timers = tuple(t for t in progress.timers if t.name != step)
+    if step not in progress.active:
+        return _NOTHING  # cancelled meanwhile, or fired before
+    return _answered(workflow, progress, StepAnswered(step))
+
+
 def _rejected(workflow: Workflow[Any], progress: Progress, event: StepRejected) -> Actions:
     return _step_failed(workflow, progress, Failure(event.step, event.reason, technical=False))
 
@@ -415,9 +457,10 @@ def _cancel_requested(
     progress.cancel_requested = True
     if progress.held:  # nothing under way: turn around now
         return _cancel_now(workflow, progress, progress.held[0])
-    waiting = [name for name in progress.active if name in workflow.waits]
-    if waiting:  # a wait has no end of its own to wait for
+    waiting = [n for n in progress.active if n in workflow.waits or n in workflow.sleeps]
+    if waiting:  # a wait or a sleep has no end of its own to wait for
         progress.awaiting = ()
+        progress.timers = ()
         return _cancel_now(workflow, progress, waiting[0])
     return _NOTHING  # on with it once the step under way ends
 
@@ -486,6 +529,8 @@ def _start(progress: Progress, node: Node) -> Actions:
     if kind is WaitFor:
         progress.awaiting = (*progress.awaiting, node.signal)  # type: ignore[union-attr]
         return (Await(node.name),)
+    if kind is Sleep:
+        return (StartTimer(node.name),)
     return _perform(node.name)
 
 
@@ -518,6 +563,7 @@ _HANDLERS: dict[type, Callable[[Workflow[Any], Progress, Any], Actions]] = {
     Started: _started,
     BranchChosen: _branch_chosen,
     SignalReceived: _signalled,
+    TimerFired: _timer_fired,
     StepAnswered: _answered,
     StepRejected: _rejected,
     StepFailed: _failed,

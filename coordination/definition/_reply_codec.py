@@ -17,7 +17,7 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._workflow import Compute, WaitFor, Workflow
+from ._workflow import Compute, Sleep, WaitFor, Workflow
 
 __all__ = ("ReplyCodec", "reply_decoder")
 
@@ -53,6 +53,8 @@ class ReplyCodec:
                 self.decoders[node.name] = msgspec.msgpack.Decoder(node.returns)
             elif isinstance(node, WaitFor):
                 self.decoders[node.name] = msgspec.msgpack.Decoder(node.payload)
+            elif isinstance(node, Sleep):
+                continue  # it answers nothing
             elif node.wait:
                 self.decoders[node.name] = reply_decoder(workflow.services[node.service])
 

@@ -27,6 +27,7 @@ __all__ = (
     "Rejected",
     "Replies",
     "RetryPolicy",
+    "Sleep",
     "Step",
     "WaitFor",
     "Workflow",
@@ -197,8 +198,8 @@ class Branch:
 
     name: str
     when: Callable[[WorkflowContext[Any]], bool]
-    then: Sequence[Step | Branch | Compute | WaitFor] = ()
-    otherwise: Sequence[Step | Branch | Compute | WaitFor] = ()
+    then: Sequence[Step | Branch | Compute | WaitFor | Sleep] = ()
+    otherwise: Sequence[Step | Branch | Compute | WaitFor | Sleep] = ()
     reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -271,7 +272,29 @@ class WaitFor:
             ) from None
 
 
-Node = Step | Branch | Compute | WaitFor
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """The instance sleeps for `seconds`, or until `until` (seconds since the epoch), on its
+    strategy's clock: a durable timer where the strategy keeps its instances durably (the
+    Mediator on a durable store), which survives a restart. Never compensated; a cancel does
+    not wait for it to end."""
+
+    name: str
+    seconds: float | None = None
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.until is None):
+            raise InvalidWorkflowError(f"sleep {self.name!r}: give seconds or until, not both")
+        if self.seconds is not None and self.seconds < 0:
+            raise InvalidWorkflowError(f"sleep {self.name!r}: seconds must be >= 0")
+
+    def due(self, now: float) -> float:
+        """When a sleep that begins at `now` ends."""
+        return now + self.seconds if self.seconds is not None else float(self.until or 0.0)
+
+
+Node = Step | Branch | Compute | WaitFor | Sleep
 """What a workflow's flow is made of."""
 
 
@@ -298,11 +321,11 @@ class Workflow(Generic[In]):
         self,
         name: str,
         input_type: type[In],
-        steps: Sequence[Step | Branch | Compute | WaitFor],
+        steps: Sequence[Step | Branch | Compute | WaitFor | Sleep],
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
-        done_elsewhere: Sequence[Step | Compute | WaitFor] = (),
+        done_elsewhere: Sequence[Step | Compute | WaitFor | Sleep] = (),
     ) -> None:
         self.name = name
         self.input_type = input_type
@@ -317,11 +340,14 @@ class Workflow(Generic[In]):
         }
         self.signals: dict[str, WaitFor] = {w.signal: w for w in self.waits.values()}
         """The waits, by the signal each waits for."""
-        self.leaf_nodes: tuple[Step | Compute | WaitFor, ...] = tuple(_leaves_in(self.flow))
-        """The steps, computes and waits, in the order of the flow."""
+        self.sleeps: dict[str, Sleep] = {
+            n.name: n for n in _walk(self.flow) if isinstance(n, Sleep)
+        }
+        self.leaf_nodes: tuple[Step | Compute | WaitFor | Sleep, ...] = tuple(_leaves_in(self.flow))
+        """The steps, computes, waits and sleeps, in the order of the flow."""
         self.leaves: tuple[str, ...] = tuple(n.name for n in self.leaf_nodes)
         """Their names."""
-        self.linear = not self.branches and not self.computes and not self.waits
+        self.linear = not (self.branches or self.computes or self.waits or self.sleeps)
         """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
         """Steps another strategy runs before this workflow (a hybrid's core): their replies
@@ -356,7 +382,10 @@ class Workflow(Generic[In]):
     def node(self, name: str) -> Node:
         """The step, branch or compute named `name` (KeyError for none)."""
         found: Node | None = (
-            self.by_name.get(name) or self.computes.get(name) or self.waits.get(name)
+            self.by_name.get(name)
+            or self.computes.get(name)
+            or self.waits.get(name)
+            or self.sleeps.get(name)
         )
         return found if found is not None else self.branches[name]
 
@@ -376,6 +405,7 @@ class Workflow(Generic[In]):
         names += [c.name for c in _computes_in(self.flow)]
         waits = [node for node in _walk(self.flow) if isinstance(node, WaitFor)]
         names += [w.name for w in waits]
+        names += [n.name for n in _walk(self.flow) if isinstance(n, Sleep)]
         signals = [w.signal for w in waits]
         for signal in signals:
             if not signal or signals.count(signal) > 1:
@@ -411,7 +441,7 @@ class Workflow(Generic[In]):
         replies given on every path through `nodes`."""
         for node in nodes:
             kind = type(node).__name__.lower()
-            for name in () if isinstance(node, WaitFor) else node.reads:
+            for name in () if isinstance(node, (WaitFor, Sleep)) else node.reads:
                 if name not in answered:
                     raise InvalidWorkflowError(
                         f"workflow {self.name!r}: {kind} {node.name!r} reads {name!r}, which "
@@ -421,7 +451,7 @@ class Workflow(Generic[In]):
                 answered = self._check_reads(node.then, answered) & self._check_reads(
                     node.otherwise, answered
                 )
-            elif isinstance(node, (Compute, WaitFor)) or node.wait:
+            elif isinstance(node, (Compute, WaitFor)) or (isinstance(node, Step) and node.wait):
                 answered |= {node.name}
         return answered
 
@@ -436,7 +466,7 @@ class Workflow(Generic[In]):
                 self._check_compensations(node.then, rest)
                 self._check_compensations(node.otherwise, rest)
                 continue
-            if isinstance(node, (Compute, WaitFor)):
+            if isinstance(node, (Compute, WaitFor, Sleep)):
                 continue  # nothing to undo: it changed nothing
             if not node.wait or node.compensation is not None or node.nothing_to_undo:
                 continue
@@ -471,7 +501,7 @@ def _computes_in(nodes: Sequence[Node]) -> list[Compute]:
     return [node for node in _walk(nodes) if isinstance(node, Compute)]
 
 
-def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor]:
+def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor | Sleep]:
     return [node for node in _walk(nodes) if not isinstance(node, Branch)]
 
 

@@ -27,6 +27,7 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 
 from .. import core
+from .._clock import Clock, SystemClock, Timers
 from .._errors import CoordinationError, UnknownWorkflowError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
@@ -51,9 +52,11 @@ from ..core import (
     SendNotices,
     SignalReceived,
     Started,
+    StartTimer,
     StepAnswered,
     StepFailed,
     StepRejected,
+    TimerFired,
 )
 from ..core._executor import CommandPort, send_notices, tell_with_retry
 from ..definition._workflow import (
@@ -134,8 +137,12 @@ class Mediator(Generic[In]):
         store: StateStore | None = None,
         keep_finished: int = DEFAULT_KEEP,
         stuck_after: float = 60.0,
+        clock: Clock | None = None,
     ) -> None:
         self.system = system
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        """What the timers of `Sleep` read (a `ManualClock` in a test skips time)."""
+        self._timers = Timers(self.clock)
         self.stuck_after = stuck_after
         """Seconds without progress after which a running instance counts as stuck."""
         self.workflow = workflow
@@ -196,6 +203,7 @@ class Mediator(Generic[In]):
         port, self._port = self._port, None
         if port is not None:
             await port.close()
+        await self._timers.close()
         await self._remote.close()
         workers, self._workers = self._workers, set()
         for worker in workers:
@@ -406,8 +414,14 @@ class Mediator(Generic[In]):
             self.outcomes.add(workflow_id)
             resumed += 1
             with acting_as(self.name):
+                for timer in progress.timers:  # a sleep goes on where it was: its end is kept
+                    self._arm(run, timer.name, timer.due)
                 actions: Actions = (
-                    *(self._restart(name) for name in progress.active),
+                    *(
+                        self._restart(name)
+                        for name in progress.active
+                        if name not in self.workflow.sleeps
+                    ),
                     *(Compensate(step) for step in progress.compensating),
                 )
                 if not actions and not progress.held:  # saved before its first step
@@ -416,6 +430,17 @@ class Mediator(Generic[In]):
         if resumed:
             logger.info("%s: resumed %d running instances", self.name, resumed)
         return resumed
+
+    def _arm(self, run: _Run, step: str, due: float) -> None:
+        """Fire the sleep `step` of `run` when `due`."""
+        workflow_id = run.state.workflow_id
+
+        async def fire() -> None:
+            if self._runs.get(workflow_id) is run:
+                with acting_as(self.name):
+                    await self._apply(run, TimerFired(step))
+
+        self._timers.arm(f"{workflow_id}.{step}", due, fire)
 
     def _restart(self, name: str) -> Action:
         """The action that starts `name` (a step, a branch or a compute) again."""
@@ -465,6 +490,11 @@ class Mediator(Generic[In]):
                     await self._calculate(run, self.workflow.computes[step])
                 case Await(step=step) if step in state.results:  # its signal came early
                     await self._apply(run, SignalReceived(step))
+                case StartTimer(step=step):
+                    due = self.workflow.sleeps[step].due(self.clock.now())
+                    core.set_timer(state.progress, step, due)
+                    await self._save(state)
+                    self._arm(run, step, due)
                 case Compensate(step=step):
                     await self._compensate(run, self.workflow.step(step))
                 case SendNotices():
