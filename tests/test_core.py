@@ -466,3 +466,19 @@ def test_a_sleep_is_under_way_until_its_timer_fires() -> None:
     assert run(SLEEPING, progress, TimerFired("nap")) == [Perform("b")]
     assert progress.timers == ()
     assert progress.completed == ("a", "nap")
+
+
+def test_a_wait_that_times_out_fails_there_unless_it_has_a_default() -> None:
+    def waiting(**options: Any) -> Workflow[Any]:
+        wait = WaitFor("approval", "approved", str, timeout=60, **options)
+        return Workflow("w", Undo, [_leaf("a"), wait, _leaf("b")], services={"svc": Service})
+
+    strict, progress = waiting(), Progress()
+    run(strict, progress, Started(), StepAnswered("a"))
+    set_timer(progress, "approval", 60.0)
+    assert run(strict, progress, TimerFired("approval")) == [Compensate("a")]
+    assert progress.failure == Failure("approval", "no signal 'approved' within 60 s", False)
+    lenient, progress = waiting(on_timeout="nobody"), Progress()
+    run(lenient, progress, Started(), StepAnswered("a"))
+    assert run(lenient, progress, TimerFired("approval")) == [Perform("b")]
+    assert progress.awaiting == ()

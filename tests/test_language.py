@@ -559,3 +559,75 @@ async def test_a_sleep_of_a_day_ends_when_the_clock_says_so(
     assert cancelled.outcome is Outcome.CANCELLED
     assert cancelled.failure == Failure("cooling_off", "cancelled", technical=False)
     assert payment.refunds == {"o2": 1000}
+
+
+def approval_by_deadline(name: str, **options: Any) -> Workflow[PlaceOrder]:
+    """`approved_workflow`, its wait given an hour."""
+    steps = {node.name: node for node in approved_workflow().flow}
+    wait = WaitFor("approval", "approved", Approval, timeout=3_600, **options)
+    return Workflow(
+        name,
+        PlaceOrder,
+        [
+            steps["create_order"],
+            steps["payment"],
+            steps["fulfillment"],
+            wait,
+            steps["confirmation"],
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SLEEPERS))
+async def test_a_wait_that_times_out_fails_there_or_goes_on_with_its_default(
+    bus: Bus, clock: ManualClock, name: str
+) -> None:
+    payment, email = PaymentService(), EmailService()
+    services = {
+        "order": OrderService(),
+        "payment": payment,
+        "fulfillment": FulfillmentService(stock={"book": 10}),
+        "email": email,
+    }
+    async with ActorSystem(bus) as system:
+        for service_name, service in services.items():
+            await system.spawn(lambda service=service: service, name=service_name)
+        async with (
+            SLEEPERS[name](system, approval_by_deadline("strict"), clock=clock) as strict,
+            SLEEPERS[name](
+                system, approval_by_deadline("lenient", on_timeout=Approval("nobody")), clock=clock
+            ) as lenient,
+        ):
+            unanswered = await strict.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            answered = await strict.start(PlaceOrder("o2", "bob", "book", 1, 1000))
+            defaulted = await lenient.start(PlaceOrder("o3", "cy", "book", 1, 1000))
+            for orders, workflow_id in (
+                (strict, unanswered),
+                (strict, answered),
+                (lenient, defaulted),
+            ):
+                await until_at(orders, workflow_id, "approval")
+            await clock.advance(1_800)
+            await strict.signal(answered, "approved", Approval("mia"))  # in time
+            await clock.advance(1_800)
+            failed = await strict.result(unanswered, timeout=10)
+            done = await strict.result(answered, timeout=10)
+            default = await lenient.result(defaulted, timeout=10)
+    assert failed.outcome is Outcome.COMPENSATED
+    assert failed.failure == Failure(
+        "approval", "no signal 'approved' within 3600 s", technical=False
+    )
+    assert payment.refunds == {"o1": 1000}
+    assert done.outcome is Outcome.COMPLETED
+    assert default.outcome is Outcome.COMPLETED
+    assert default.results["approval"] == Approval("nobody")
+    assert ("cy", "approved by nobody") in email.sent
+
+
+def test_a_wait_default_has_its_payload_type() -> None:
+    with pytest.raises(TypeError, match="carries"):
+        WaitFor("approval", "approved", Approval, timeout=1, on_timeout="nobody")
+    with pytest.raises(InvalidWorkflowError, match="on_timeout needs a timeout"):
+        WaitFor("approval", "approved", Approval, on_timeout=Approval("x"))

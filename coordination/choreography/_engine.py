@@ -62,6 +62,7 @@ from ..core import (
 )
 from ..core._executor import send_notices
 from ..definition._workflow import (
+    FAIL,
     Branch,
     Compute,
     Rejected,
@@ -463,17 +464,23 @@ class Choreography(Generic[In]):
         self._waiting[workflow_id] = event
         self._progressed(workflow_id)
         sleep = self.workflow.sleeps.get(event.step)
+        wait = self.workflow.waits.get(event.step)
         if sleep is not None:  # it sleeps here, on this process's clock
             due = sleep.due(self.clock.now())
             core.set_timer(event.progress, event.step, due)
             self._timers.arm(workflow_id, due, lambda: self._wake(workflow_id))
         elif event.step in self._signals.get(workflow_id, {}):
             await self._go_on(workflow_id)
+        elif wait is not None and wait.timeout is not None:  # its signal has until then
+            due = self.clock.now() + wait.timeout
+            core.set_timer(event.progress, event.step, due)
+            self._timers.arm(workflow_id, due, lambda: self._wake(workflow_id))
         elif workflow_id in self._cancelled:  # cancelled before it came to wait
             await self._cancel_waiting(workflow_id)
 
     async def _go_on(self, workflow_id: str) -> None:
         parked = self._waiting.pop(workflow_id)
+        self._timers.cancel(workflow_id)  # a wait's timeout
         payload = self._signals[workflow_id][parked.step]
         data = parked.data
         if data is not None:
@@ -484,11 +491,20 @@ class Choreography(Generic[In]):
         await self._carry_out_here(workflow_id, progress, actions, data)
 
     async def _wake(self, workflow_id: str) -> None:
+        """A timer is due: a sleep's end, or a wait's timeout (which goes on with the wait's
+        `on_timeout`, or fails the instance)."""
         parked = self._waiting.pop(workflow_id, None)
         if parked is None:
             return
+        data = parked.data
+        wait = self.workflow.waits.get(parked.step)
+        if wait is not None and wait.on_timeout is not FAIL:
+            payload = msgspec.Raw(_encode(wait.decode(wait.on_timeout)))
+            self._signals.setdefault(workflow_id, {})[parked.step] = payload
+            if data is not None:
+                data = Carried(data.input, {**data.results, parked.step: payload}, data.trail)
         progress, actions = core.apply(self.workflow, parked.progress, core.TimerFired(parked.step))
-        await self._carry_out_here(workflow_id, progress, actions, parked.data)
+        await self._carry_out_here(workflow_id, progress, actions, data)
 
     async def _cancel_waiting(self, workflow_id: str) -> None:
         """A cancel of an instance that waits here: it turns around from here, at once."""

@@ -51,6 +51,7 @@ import msgspec
 
 from .._status import Outcome
 from ..definition._workflow import (
+    FAIL,
     Branch,
     Compute,
     Failure,
@@ -410,6 +411,7 @@ def _signalled(workflow: Workflow[Any], progress: Progress, event: SignalReceive
     if step not in progress.active:
         return _NOTHING  # not waited for (yet), or cancelled meanwhile
     progress.awaiting = _without(progress.awaiting, workflow.waits[step].signal)
+    progress.timers = tuple(t for t in progress.timers if t.name != step)  # its timeout
     return _answered(workflow, progress, StepAnswered(step))
 
 
@@ -423,6 +425,11 @@ def _timer_fired(workflow: Workflow[Any], progress: Progress, event: TimerFired)
     progress.timers = tuple(t for t in progress.timers if t.name != step)
     if step not in progress.active:
         return _NOTHING  # cancelled meanwhile, or fired before
+    wait = workflow.waits.get(step)
+    if wait is not None:  # a wait's timeout: on with its default, or fail there
+        progress.awaiting = _without(progress.awaiting, wait.signal)
+        if wait.on_timeout is FAIL:
+            return _step_failed(workflow, progress, Failure(step, wait.timed_out, technical=False))
     return _answered(workflow, progress, StepAnswered(step))
 
 

@@ -20,6 +20,7 @@ from actors import Actor, Message, Request
 from .._errors import InvalidWorkflowError
 
 __all__ = (
+    "FAIL",
     "Branch",
     "Compute",
     "Failure",
@@ -246,6 +247,10 @@ class Compute:
             object.__setattr__(self, "returns", hints["return"])
 
 
+FAIL: Any = object()
+"""A wait's `on_timeout` that fails the instance (the default)."""
+
+
 @dataclass(frozen=True, slots=True)
 class WaitFor:
     """The instance waits here for `signal`, an event from outside (a customer accepting, an
@@ -253,12 +258,31 @@ class WaitFor:
     payload, of type `payload`, becomes this step's reply, which later steps may read. A
     signal that comes before the instance waits for it is kept until it does.
 
+    With `timeout` (seconds, on the strategy's clock), a wait that has not had its signal by
+    then fails the instance there, as a refusal would (`Failure(name, "no signal ... within
+    ... s")`), or, with `on_timeout`, goes on with that payload instead.
+
     A wait is never compensated (it changed nothing), and a cancel does not wait for it.
     """
 
     name: str
     signal: str
     payload: Any
+    timeout: float | None = None
+    on_timeout: Any = FAIL
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout < 0:
+            raise InvalidWorkflowError(f"wait {self.name!r}: timeout must be >= 0")
+        if self.on_timeout is not FAIL:
+            if self.timeout is None:
+                raise InvalidWorkflowError(f"wait {self.name!r}: on_timeout needs a timeout")
+            self.decode(self.on_timeout)  # TypeError now, not when it times out
+
+    @property
+    def timed_out(self) -> str:
+        """The reason a wait that timed out fails with."""
+        return f"no signal {self.signal!r} within {self.timeout} s"
 
     def decode(self, value: Any) -> Any:
         """`value` as the payload type says (TypeError for one of another type): what every

@@ -60,6 +60,7 @@ from ..core import (
 )
 from ..core._executor import CommandPort, send_notices, tell_with_retry
 from ..definition._workflow import (
+    FAIL,
     Branch,
     Compute,
     Rejected,
@@ -341,6 +342,7 @@ class Mediator(Generic[In]):
         results[wait.name] = value
         with acting_as(self.name):
             if wait.name in run.state.progress.active:
+                self._timers.cancel(f"{workflow_id}.{wait.name}")  # its timeout, if any
                 await self._apply(run, SignalReceived(wait.name))
             else:  # early: kept until the instance waits for it
                 await self._save(run.state)
@@ -436,9 +438,17 @@ class Mediator(Generic[In]):
         workflow_id = run.state.workflow_id
 
         async def fire() -> None:
-            if self._runs.get(workflow_id) is run:
-                with acting_as(self.name):
-                    await self._apply(run, TimerFired(step))
+            if self._runs.get(workflow_id) is not run:
+                return
+            wait = self.workflow.waits.get(step)
+            if (
+                wait is not None
+                and wait.on_timeout is not FAIL
+                and step in run.state.progress.active
+            ):
+                run.state.results[step] = wait.decode(wait.on_timeout)  # its signal's stand-in
+            with acting_as(self.name):
+                await self._apply(run, TimerFired(step))
 
         self._timers.arm(f"{workflow_id}.{step}", due, fire)
 
@@ -490,6 +500,12 @@ class Mediator(Generic[In]):
                     await self._calculate(run, self.workflow.computes[step])
                 case Await(step=step) if step in state.results:  # its signal came early
                     await self._apply(run, SignalReceived(step))
+                case Await(step=step) if self.workflow.waits[step].timeout is not None:
+                    timeout = self.workflow.waits[step].timeout
+                    due = self.clock.now() + (timeout or 0.0)
+                    core.set_timer(state.progress, step, due)
+                    await self._save(state)
+                    self._arm(run, step, due)
                 case StartTimer(step=step):
                     due = self.workflow.sleeps[step].due(self.clock.now())
                     core.set_timer(state.progress, step, due)
