@@ -8,22 +8,30 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import anyio
 import pytest
 
 from actors import ActorSystem
 from brokers import Bus
 from coordination import (
+    EventSourced,
     FrontController,
     Hybrid,
     InvalidWorkflowError,
+    ManualClock,
     Mediator,
     Outcome,
+    QueryAll,
+    StampCoupled,
     UnknownWorkflowError,
 )
 from coordination._remote import owner_of
 from coordination.scenarios.sysops_squad import (
+    CUSTOMER_ACCEPTS,
     TICKET_RESOLVED,
+    Acceptance,
     AssignmentService,
     BillingService,
     NotificationService,
@@ -32,6 +40,7 @@ from coordination.scenarios.sysops_squad import (
     SurveyService,
     TicketService,
     ValidationService,
+    accepted_ticket_workflow,
     ticket_workflow,
 )
 
@@ -248,3 +257,64 @@ def test_a_hybrid_needs_a_hand_off_inside_the_workflow() -> None:
         Hybrid(None, ticket_workflow, core=Mediator, rest=FrontController, handoff="nope")  # type: ignore[arg-type]
     with pytest.raises(InvalidWorkflowError, match="hand-off"):
         Hybrid(None, ticket_workflow, core=Mediator, rest=FrontController, handoff="close_ticket")  # type: ignore[arg-type]
+
+
+CLOCKED = {
+    "mediator": Mediator,
+    "stamp_coupled": StampCoupled,
+    "front_controller": FrontController,
+    "query_all": QueryAll,
+    "event_sourced": EventSourced,
+}
+
+
+async def _until_at(strategy: Any, workflow_id: str, step: str) -> None:
+    with anyio.fail_after(10):
+        while (await strategy.status(workflow_id)).current_step != step:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("name", sorted(CLOCKED))
+async def test_the_customer_accepts_the_fix_and_the_survey_waits_a_day(
+    bus: Bus, clock: ManualClock, name: str
+) -> None:
+    """The seeds' ticket in full: the customer's acceptance is a signal (a week of silence
+    counts as yes, a no unwinds the ticket), and the survey goes out a day after the bill."""
+    tickets, survey, billing = TicketService(), SurveyService(), BillingService()
+    assignment = AssignmentService(["sam", "kim", "lee"])
+    validation = ValidationService({"ann": "basic", "bob": "basic", "cy": "basic"})
+    async with ActorSystem(bus) as system:
+        for service_name, service in [
+            ("ticket", tickets),
+            ("validation", validation),
+            ("assignment", assignment),
+            ("notification", NotificationService()),
+            ("resolution", ResolutionService()),
+            ("billing", billing),
+            ("survey", survey),
+        ]:
+            await system.spawn(lambda service=service: service, name=service_name)
+        async with CLOCKED[name](system, accepted_ticket_workflow, clock=clock) as squad:
+            happy = await squad.start(SubmitTicket("t1", "ann", "printer on fire"))
+            unhappy = await squad.start(SubmitTicket("t2", "bob", "screen dark"))
+            silent = await squad.start(SubmitTicket("t3", "cy", "no sound"))
+            for ticket in (happy, unhappy, silent):
+                await _until_at(squad, ticket, "acceptance")
+            await squad.signal(happy, CUSTOMER_ACCEPTS, Acceptance(accepted=True))
+            await squad.signal(unhappy, CUSTOMER_ACCEPTS, Acceptance(False, "still dark"))
+            refused = await squad.result(unhappy, timeout=10)
+            await _until_at(squad, happy, "survey_delay")
+            assert survey.sent == []  # not before a day has passed
+            await clock.advance(7 * 24 * 3600)  # the silent customer's week; happy's day
+            await _until_at(squad, silent, "survey_delay")
+            await clock.advance(24 * 3600)
+            done, deemed = [await squad.result(t, timeout=10) for t in (happy, silent)]
+    assert (done.outcome, deemed.outcome) == (Outcome.COMPLETED, Outcome.COMPLETED)
+    assert deemed.results["acceptance"] == Acceptance(True, "no answer within a week")
+    assert sorted(survey.sent) == ["t1", "t3"]
+    assert refused.outcome is Outcome.COMPENSATED
+    assert refused.failure is not None
+    assert (refused.failure.step, refused.failure.technical) == ("accepted", False)
+    assert "still dark" in refused.failure.reason
+    assert "t2" not in billing.invoices
+    assert sorted(assignment.free) == ["kim", "lee", "sam"]  # every expert free again

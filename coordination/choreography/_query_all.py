@@ -428,7 +428,7 @@ class QueryAll(Choreography[In]):
     ) -> WorkflowContext[In]:
         """What a branch or a compute reads, fetched from the services that hold it (the
         starter, at the beginning of the flow, has the request at hand)."""
-        if adapter is None:
+        if adapter is None and data is not None:
             return await super()._context_for(adapter, workflow_id, name, reads, data)
         fetched = await self._fetch_reads(adapter, workflow_id, reads)
         return self._codec.context(workflow_id, fetched.input, fetched.results, reads, name)
@@ -448,7 +448,7 @@ class QueryAll(Choreography[In]):
         return data
 
     async def _fetch_reads(
-        self, adapter: Adapter[In], workflow_id: str, reads: tuple[str, ...]
+        self, adapter: Adapter[In] | None, workflow_id: str, reads: tuple[str, ...]
     ) -> Carried:
         """The request, and the replies named in `reads`, from the services that hold them;
         a compute's reply is worked out again from what it reads."""
@@ -469,17 +469,19 @@ class QueryAll(Choreography[In]):
         return Carried(fetched.input, {name: results[name] for name in reads if name in results})
 
     async def _fetch_replies(
-        self, adapter: Adapter[In], workflow_id: str, reads: tuple[str, ...]
+        self, adapter: Adapter[In] | None, workflow_id: str, reads: tuple[str, ...]
     ) -> Carried:
-        """The request, and the replies named in `reads`, from the services that hold them."""
+        """The request, and the replies named in `reads`, from the services that hold them
+        (asked by `adapter`, or, for None, by the process that started the instance, which
+        holds no reply of its own)."""
         everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
         services = {s.name: s.service for s in everything if isinstance(s, Step)}
         # the first service took the request (and a hybrid's replies, which came with it),
         # unless the starter keeps it
         first = [] if self._starter_keeps_request else [self.workflow.steps[0].service]
         wanted = dict.fromkeys([*first, *(services[r] for r in reads if r in services)])
-        mine = self._record(adapter, workflow_id)
-        others = [service for service in wanted if service != adapter.service]
+        mine = self._record(adapter, workflow_id) if adapter is not None else _Record()
+        others = [service for service in wanted if adapter is None or service != adapter.service]
         raw_input = mine.input
         signalled: dict[str, msgspec.Raw] = {}
         waits = [name for name in reads if name in self.workflow.waits]
@@ -499,7 +501,7 @@ class QueryAll(Choreography[In]):
         # saying so, if it reads it). The request is asked until found: it is needed.
         records = (
             await self._gather(
-                adapter._adapter_name,
+                adapter._adapter_name if adapter is not None else "client",
                 others,
                 workflow_id,
                 persist=not self.remote_sidecars or raw_input is None,

@@ -414,7 +414,7 @@ class Workflow(Generic[In]):
         return found if found is not None else self.branches[name]
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.name!r}: {' -> '.join(s.name for s in self.steps)}>"
+        return f"<Workflow {self.name!r}: {' -> '.join(self.leaves)}>"
 
     def step(self, name: str) -> Step:
         """The step named `name` (KeyError for none)."""

@@ -17,6 +17,11 @@ notice), with a front controller for status:
 ```python
 Hybrid(system, ticket_workflow, core=Mediator, rest=FrontController, handoff=TICKET_RESOLVED)
 ```
+
+`accepted_ticket_workflow` is the ticket as the seeds tell it in full: once the expert has
+resolved it, the customer accepts the fix (a signal, `CUSTOMER_ACCEPTS`; a week without an
+answer counts as accepted), a refusal unwinds the ticket, and the survey goes out a day after
+the bill.
 """
 
 from __future__ import annotations
@@ -25,10 +30,22 @@ import msgspec
 
 from actors import Actor, Message, Request, idempotent
 
-from ..definition._workflow import Notify, Rejected, RetryPolicy, Step, Workflow, WorkflowContext
+from ..definition._workflow import (
+    Compute,
+    Notify,
+    Rejected,
+    RetryPolicy,
+    Sleep,
+    Step,
+    WaitFor,
+    Workflow,
+    WorkflowContext,
+)
 
 __all__ = (
+    "CUSTOMER_ACCEPTS",
     "TICKET_RESOLVED",
+    "Acceptance",
     "AssignmentService",
     "BillingService",
     "NoExpertFree",
@@ -38,6 +55,7 @@ __all__ = (
     "SurveyService",
     "TicketService",
     "ValidationService",
+    "accepted_ticket_workflow",
     "ticket_workflow",
 )
 
@@ -361,4 +379,52 @@ ticket_workflow: Workflow[SubmitTicket] = Workflow(
         Notify("notification", _failure_notice),
         Notify("ticket", lambda c: MarkTicket(c.input.ticket_id, _failed_status(c))),
     ],
+)
+
+
+CUSTOMER_ACCEPTS = "customer-accepts"
+"""The signal by which the customer says whether the fix works."""
+WEEK = 7 * 24 * 3600.0
+DAY = 24 * 3600.0
+
+
+class Acceptance(msgspec.Struct, frozen=True):
+    """The customer's answer: does the fix work?"""
+
+    accepted: bool
+    note: str = ""
+
+
+def _accepted(context: WorkflowContext[SubmitTicket]) -> Acceptance | Rejected:
+    answer: Acceptance = context.results["acceptance"]
+    if not answer.accepted:
+        return Rejected(f"the customer did not accept the fix: {answer.note}")
+    return answer
+
+
+_ticket_steps = {step.name: step for step in ticket_workflow.steps}
+
+accepted_ticket_workflow: Workflow[SubmitTicket] = Workflow(
+    "sysops-accepted-ticket",
+    SubmitTicket,
+    [
+        *(
+            _ticket_steps[name]
+            for name in ("create_ticket", "validate", "assign", "notify_expert", TICKET_RESOLVED)
+        ),
+        WaitFor(
+            "acceptance",
+            CUSTOMER_ACCEPTS,
+            Acceptance,
+            timeout=WEEK,
+            on_timeout=Acceptance(accepted=True, note="no answer within a week"),
+        ),
+        Compute("accepted", _accepted, reads=("acceptance",), returns=Acceptance),
+        _ticket_steps["release_expert"],
+        _ticket_steps["bill"],
+        Sleep("survey_delay", seconds=DAY),
+        *(_ticket_steps[name] for name in ("survey", "completion_notice", "close_ticket")),
+    ],
+    services=ticket_workflow.services,
+    on_failure=ticket_workflow.on_failure,
 )
