@@ -631,3 +631,29 @@ def test_a_wait_default_has_its_payload_type() -> None:
         WaitFor("approval", "approved", Approval, timeout=1, on_timeout="nobody")
     with pytest.raises(InvalidWorkflowError, match="on_timeout needs a timeout"):
         WaitFor("approval", "approved", Approval, on_timeout=Approval("x"))
+
+
+async def test_status_while_running_follows_the_way_taken(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """Mid-way, a strategy that can see the steps done names those of the path taken only."""
+    held = GatedFulfillment()
+    services = {
+        "order": OrderService(),
+        "payment": PaymentService(),
+        "fulfillment": held,
+        "email": EmailService(),
+        "fraud": FraudService(),
+    }
+    try:
+        async with placed(bus, strategy, screened_order_workflow, services) as orders:
+            small = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            with anyio.fail_after(5):
+                await held.entered.wait()
+            status = await orders.status(small)
+            held.gate.set()
+            await orders.result(small, timeout=10)
+    finally:
+        held.gate.set()
+    assert status.completed_steps in (None, ("create_order", "payment"))
+    assert status.current_step in (None, "fulfillment")

@@ -138,7 +138,12 @@ class _Host(Protocol[In]):
         """The instance waits for a signal (the wait `step`) with the process that started it."""
 
     async def _step_started(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        step: int,
+        data: Carried | None,
+        progress: Progress | None = None,
     ) -> None: ...
 
     def _step_done(
@@ -340,7 +345,7 @@ class Adapter(Actor, Generic[In]):
                 await self._decide(pending, StepCancelled(step.name), data)
                 return
             if engine._tracks_starts:
-                await engine._step_started(self, workflow_id, index, data)
+                await engine._step_started(self, workflow_id, index, data, event.progress)
         try:
             command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service

@@ -965,7 +965,12 @@ class Choreography(Generic[In]):
         return self._codec.context(workflow_id, data.input, data.results, reads, name)
 
     async def _step_started(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        step: int,
+        data: Carried | None,
+        progress: Progress | None = None,
     ) -> None:
         """An adapter is about to perform step number `step`."""
 

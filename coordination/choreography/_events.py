@@ -156,6 +156,8 @@ class StepStarted(Message, tag="corps.StepStarted"):
 
     workflow_id: str
     step: int
+    completed: tuple[str, ...] | None = None
+    """The steps done before it, in a flow with branches (else the steps before it)."""
 
 
 class RecordQuery(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):

@@ -19,6 +19,7 @@ from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._status import Outcome, WorkflowStatus
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
+from ..core import Progress
 from ..definition._workflow import Workflow
 from ..stores._store import InstanceState, MemoryStateStore, StateStore
 from ._adapter import Adapter
@@ -58,7 +59,8 @@ class _Front(Actor):
             return  # a late call back: the end is recorded already
         names = self.names
         state.progress.active = (names[msg.step],)
-        state.progress.completed = tuple(names[: msg.step])
+        completed = msg.completed
+        state.progress.completed = tuple(names[: msg.step]) if completed is None else completed
         await self.store.save(state)
         self.engine._progressed(msg.workflow_id)
 
@@ -166,11 +168,17 @@ class FrontController(Choreography[In]):
         await self._emit_event(self._endpoint, Begin(workflow_id, data), f"{workflow_id}.begin")
 
     async def _step_started(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        step: int,
+        data: Carried | None,
+        progress: Progress | None = None,
     ) -> None:
         if self.callbacks:
             front = self._owners_endpoint(workflow_id)
-            await front.tell(StepStarted(workflow_id, step), correlation_id=workflow_id)
+            completed = progress.completed if progress is not None else None
+            await front.tell(StepStarted(workflow_id, step, completed), correlation_id=workflow_id)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:
         """The front controller's record: start and end, and the current step when the

@@ -32,6 +32,7 @@ from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
+from ..core import Progress
 from ..definition._workflow import Compute, Failure, Step, Workflow, WorkflowContext
 from ._adapter import Adapter
 from ._engine import Choreography
@@ -263,7 +264,12 @@ class QueryAll(Choreography[In]):
         return record
 
     async def _step_started(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self,
+        adapter: Adapter[In],
+        workflow_id: str,
+        step: int,
+        data: Carried | None,
+        progress: Progress | None = None,
     ) -> None:
         record = self._record(adapter, workflow_id)
         if data is not None and step == 0:  # the request (and a hybrid's replies) come first
