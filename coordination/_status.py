@@ -52,6 +52,12 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     history: tuple[str, ...] = ()
     """What operators did to it: `<UTC time> <who>: <what>`, in order (every strategy; kept
     in the store by the Mediator and the front controller)."""
+    awaiting: tuple[str, ...] = ()
+    """The signals it waits for (a `WaitFor`): every strategy knows them, since under a
+    choreography a waiting instance waits with the process that started it."""
+    wakes_at: float | None = None
+    """When its pending timer is due, in seconds since the epoch on its strategy's clock: a
+    `Sleep`'s end, or the deadline of a wait with a timeout."""
 
     @property
     def finished(self) -> bool:

@@ -26,6 +26,8 @@ class StatusReply(msgspec.Struct, frozen=True):
     attention: list[str] = []
     paused: bool = False
     history: list[str] = []
+    awaiting: list[str] = []
+    wakes_at: float | None = None
 
 
 class GetStatus(Request[StatusReply]):
@@ -49,6 +51,8 @@ def reply_from_state(state: InstanceState | None) -> StatusReply:
         attention=list(progress.attention),
         paused=progress.paused,
         history=list(state.history),
+        awaiting=list(progress.awaiting),
+        wakes_at=min((timer.due for timer in progress.timers), default=None),
     )
 
 
@@ -71,4 +75,6 @@ def status_from_reply(
         tuple(reply.attention),
         paused=reply.paused,
         history=tuple(reply.history),
+        awaiting=tuple(reply.awaiting),
+        wakes_at=reply.wakes_at,
     )

@@ -403,7 +403,9 @@ async def until_at(orders: Strategy[PlaceOrder], workflow_id: str, step: str) ->
 
 async def waits_for_its_signal(orders: Strategy[PlaceOrder], workflow_id: str) -> None:
     await until_at(orders, workflow_id, "approval")
-    assert (await orders.status(workflow_id)).completed_steps == PLAIN[:3]
+    status = await orders.status(workflow_id)
+    assert status.completed_steps == PLAIN[:3]
+    assert (status.awaiting, status.wakes_at) == (("approved",), None)
 
 
 async def test_a_wait_takes_its_signal_before_or_after_it_is_reached(
@@ -547,6 +549,8 @@ async def test_a_sleep_of_a_day_ends_when_the_clock_says_so(
             kept = await orders.start(PlaceOrder("o2", "bob", "book", 1, 1000))
             await until_at(orders, shipped, "cooling_off")
             await until_at(orders, kept, "cooling_off")
+            asleep = await orders.status(shipped)
+            assert (asleep.awaiting, asleep.wakes_at) == ((), clock.now() + 86_400)
             assert await orders.cancel(kept, by="customer")  # a cancel does not wait a day
             cancelled = await orders.result(kept, timeout=10)
             await clock.advance(86_399)
@@ -609,6 +613,9 @@ async def test_a_wait_that_times_out_fails_there_or_goes_on_with_its_default(
                 (lenient, defaulted),
             ):
                 await until_at(orders, workflow_id, "approval")
+                waiting = await orders.status(workflow_id)
+                assert waiting.awaiting == ("approved",)
+                assert waiting.wakes_at == clock.now() + 3_600
             await clock.advance(1_800)
             await strict.signal(answered, "approved", Approval("mia"))  # in time
             await clock.advance(1_800)

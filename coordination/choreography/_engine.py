@@ -654,11 +654,14 @@ class Choreography(Generic[In]):
             )
         parked = self._waiting.get(workflow_id)
         if parked is not None and status.outcome is Outcome.RUNNING:  # it waits here: known
+            timers = parked.progress.timers
             status = msgspec.structs.replace(
                 status,
                 current_step=parked.step,
                 completed_steps=parked.progress.completed,
                 unknown=status.unknown - {"current_step", "completed_steps"},
+                awaiting=parked.progress.awaiting,
+                wakes_at=min((timer.due for timer in timers), default=None),
             )
         history = self._history.get(workflow_id)
         if history:
