@@ -26,6 +26,7 @@ import msgspec
 
 from actors import ActorSystem
 
+from ._clock import Clock
 from ._errors import CoordinationError, InvalidWorkflowError, WorkflowEndedError
 from ._outcomes import DEFAULT_KEEP, Outcomes
 from ._remote import Remote, new_workflow_ids
@@ -37,7 +38,9 @@ __all__ = ("Hybrid",)
 
 In = TypeVar("In", bound=msgspec.Struct)
 
-StrategyFactory = Callable[[ActorSystem, Workflow[In]], Strategy[In]]
+StrategyFactory = Callable[..., Strategy[In]]
+"""Makes a part: called as `factory(system, workflow)`, and with `clock=` when the hybrid
+has one (a strategy class takes it)."""
 
 
 @dataclass(slots=True)
@@ -68,6 +71,7 @@ class Hybrid(Generic[In]):
         rest: StrategyFactory[In],
         handoff: str,
         keep_finished: int = DEFAULT_KEEP,
+        clock: Clock | None = None,
     ) -> None:
         if keep_finished < 1:
             raise ValueError("keep_finished must be >= 1")
@@ -94,8 +98,9 @@ class Hybrid(Generic[In]):
             on_failure=workflow.on_failure,
             done_elsewhere=self.core_workflow.leaf_nodes,
         )
-        self.core = core(system, self.core_workflow)
-        self.rest = rest(system, self.rest_workflow)
+        options = {} if clock is None else {"clock": clock}  # both parts on one clock
+        self.core = core(system, self.core_workflow, **options)
+        self.rest = rest(system, self.rest_workflow, **options)
         self.strategy = f"hybrid({self.core.strategy}+{self.rest.strategy})"
         self.keep_finished = keep_finished
         """How many finished instances `result` and `status` still know (the latest)."""

@@ -664,3 +664,29 @@ async def test_status_while_running_follows_the_way_taken(
         held.gate.set()
     assert status.completed_steps in (None, ("create_order", "payment"))
     assert status.current_step in (None, "fulfillment")
+
+
+async def test_a_hybrid_runs_both_parts_on_its_clock(bus: Bus, clock: ManualClock) -> None:
+    """A sleep in the rest of a hybrid ends when the hybrid's clock says so."""
+    async with ActorSystem(bus) as system:
+        for name, service in [
+            ("order", OrderService()),
+            ("payment", PaymentService()),
+            ("fulfillment", FulfillmentService(stock={"book": 10})),
+            ("email", EmailService()),
+        ]:
+            await system.spawn(lambda service=service: service, name=name)
+        hybrid = Hybrid(
+            system,
+            cooling_off_workflow(),
+            core=Mediator,
+            rest=FrontController,
+            handoff="payment",
+            clock=clock,
+        )
+        async with hybrid:
+            started = await hybrid.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            await until_at(hybrid, started, "cooling_off")  # type: ignore[arg-type]
+            await clock.advance(86_400)
+            result = await hybrid.result(started, timeout=10)
+    assert result.outcome is Outcome.COMPLETED
