@@ -27,16 +27,10 @@ from .. import core
 from .._metrics import WorkflowMetrics
 from .._status import Outcome
 from ..core import (
-    Await,
-    Calculate,
-    Choose,
-    Compensate,
     CompensationDone,
     CompensationFailed,
     Perform,
     Progress,
-    SendNotices,
-    StartTimer,
     StepAnswered,
     StepCancelled,
     StepFailed,
@@ -44,8 +38,6 @@ from ..core import (
 )
 from ..core._executor import CommandPort, tell_with_retry
 from ..definition._workflow import (
-    Branch,
-    Compute,
     Failure,
     Rejected,
     RetryPolicy,
@@ -117,25 +109,16 @@ class _Host(Protocol[In]):
         self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
     ) -> Carried: ...
 
-    async def _choose(
+    async def _carry_out(
         self,
         adapter: Adapter[In] | None,
         workflow_id: str,
-        branch: Branch,
         progress: Progress,
+        actions: core.Actions,
         data: Carried | None,
-    ) -> tuple[Progress, core.Actions]:
-        """Decide `branch` for the instance at `progress`: what the core makes of it."""
-
-    async def _calculate(
-        self, adapter: Adapter[In] | None, workflow_id: str, compute: Compute, data: Carried | None
-    ) -> tuple[Carried | None, core.Event]:
-        """Run `compute`: what the events carry from then on, and the answer for the core."""
-
-    async def _park(
-        self, workflow_id: str, step: str, progress: Progress, data: Carried | None
+        context: WorkflowContext[Any] | None = None,
     ) -> None:
-        """The instance waits for a signal (the wait `step`) with the process that started it."""
+        """Carry out what the core says of an instance, as events."""
 
     async def _step_started(
         self,
@@ -593,38 +576,11 @@ class Adapter(Actor, Generic[In]):
     async def _carry_out(
         self, pending: _Command, progress: Progress, actions: core.Actions, carried: Carried | None
     ) -> None:
-        """Carry out what the core said, as events (a branch decided and a compute run here,
-        and what the core says of them carried out in turn)."""
-        event = pending.event
-        workflow_id = event.workflow_id
-        engine = self.engine
-        for action in actions:
-            kind = type(action)
-            if kind is Perform:
-                await self._perform(workflow_id, action, progress, carried)  # type: ignore[arg-type]
-            elif kind is Choose:
-                branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
-                progress, more = await engine._choose(self, workflow_id, branch, progress, carried)
-                await self._carry_out(pending, progress, more, carried)
-            elif kind is Calculate:
-                compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
-                carried, happened = await engine._calculate(self, workflow_id, compute, carried)
-                progress, more = core.apply(self.workflow, progress, happened)
-                await self._carry_out(pending, progress, more, carried)
-            elif kind is Await or kind is StartTimer:  # on with the process that started it
-                await engine._park(workflow_id, action.step, progress, carried)  # type: ignore[union-attr]
-            elif kind is Compensate:
-                undo = self._index[action.step]  # type: ignore[union-attr]
-                unwind = Unwind(
-                    workflow_id, undo, progress, carried, route=engine._route, ack=engine._ack_to
-                )
-                await self.engine._send(self.steps[undo].service, unwind)
-            elif kind is SendNotices:
-                context = pending.context
-                context.failure = progress.failure
-                await engine._notify(context, workflow_id)
-            else:  # End
-                await engine._end(self, Ended(workflow_id, progress, carried, ack=engine._ack_to))
+        """Carry out what the core said, as events (the engine's one way to, for every
+        action)."""
+        await self.engine._carry_out(
+            self, pending.event.workflow_id, progress, actions, carried, pending.context
+        )
 
     def _progress_of(self, event: Advance) -> Progress:
         """Where the instance an `Advance` carries stands: as the event says, in a flow with

@@ -445,15 +445,6 @@ class Choreography(Generic[In]):
         if parked is not None and parked.step == wait.name:
             await self._go_on(workflow_id)
 
-    async def _park(
-        self, workflow_id: str, step: str, progress: Progress, data: Carried | None
-    ) -> None:
-        """The instance waits for a signal: to the process that started it, where it comes."""
-        parked = Parked(workflow_id, step, progress, data, ack=self._ack_to)
-        await self._emit_event(
-            self._owners_endpoint(workflow_id), parked, f"{workflow_id}.parked.{step}"
-        )
-
     async def _parked_here(self, event: Parked) -> None:
         """An instance of this process's waits here: on at once, if its signal came."""
         workflow_id = event.workflow_id
@@ -868,35 +859,70 @@ class Choreography(Generic[In]):
     ) -> None:
         """Carry out what the core says of an instance this process has in hand (at its
         start, or waiting here for a signal), as an adapter would."""
+        await self._carry_out(None, workflow_id, progress, actions, data)
+
+    async def _carry_out(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        progress: Progress,
+        actions: core.Actions,
+        data: Carried | None,
+        context: WorkflowContext[Any] | None = None,
+    ) -> None:
+        """Carry out what the core says of an instance, as events: where `adapter` has it
+        (`context` being the one its step was built with), or, for None, where the process
+        that started it has it. A branch is decided and a compute run in place, and what the
+        core says of them is carried out in turn; a wait or a sleep goes to the starter."""
         route, ack = self._route, self._ack_to
         for action in actions:
             kind = type(action)
-            if kind is Choose:
+            if kind is Perform:
+                index = self._step_index[action.step]  # type: ignore[union-attr]
+                advance = Advance(
+                    workflow_id,
+                    index,
+                    data,
+                    route=route,
+                    ack=ack,
+                    progress=None if self.workflow.linear else progress,
+                )
+                await self._send(self.workflow.steps[index].service, advance)
+            elif kind is Choose:
                 branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
-                decided = await self._choose(None, workflow_id, branch, progress, data)
-                await self._carry_out_here(workflow_id, *decided, data)
+                decided = await self._choose(adapter, workflow_id, branch, progress, data)
+                await self._carry_out(adapter, workflow_id, *decided, data, context)
             elif kind is Calculate:
                 compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
-                data, happened = await self._calculate(None, workflow_id, compute, data)
+                data, happened = await self._calculate(adapter, workflow_id, compute, data)
                 progress, more = core.apply(self.workflow, progress, happened)
-                await self._carry_out_here(workflow_id, progress, more, data)
+                await self._carry_out(adapter, workflow_id, progress, more, data, context)
             elif kind is Await or kind is StartTimer:
-                await self._parked_here(Parked(workflow_id, action.step, progress, data))  # type: ignore[union-attr]
-            elif kind is Perform:
-                index = self._step_index[action.step]  # type: ignore[union-attr]
-                advance = Advance(workflow_id, index, data, route=route, ack=ack, progress=progress)
-                await self._send(self.workflow.steps[index].service, advance)
+                parked = Parked(workflow_id, action.step, progress, data, ack=ack)  # type: ignore[union-attr]
+                if adapter is None:
+                    await self._parked_here(parked)
+                else:
+                    await self._emit_event(
+                        self._owners_endpoint(workflow_id),
+                        parked,
+                        f"{workflow_id}.parked.{parked.step}",
+                    )
             elif kind is Compensate:
                 index = self._step_index[action.step]  # type: ignore[union-attr]
                 unwind = Unwind(workflow_id, index, progress, data, route=route, ack=ack)
                 await self._send(self.workflow.steps[index].service, unwind)
             elif kind is SendNotices:
-                here = await self._data_here(workflow_id, data)
-                context = self._codec.context(workflow_id, here.input, here.results)
+                if context is None:
+                    here = await self._data_here(workflow_id, data)
+                    context = self._codec.context(workflow_id, here.input, here.results)
                 context.failure = progress.failure
                 await self._notify(context, workflow_id)
             else:  # End
-                await self._announce_end(Ended(workflow_id, progress, data, ack=ack))
+                ended = Ended(workflow_id, progress, data, ack=ack)
+                if adapter is None:
+                    await self._announce_end(ended)
+                else:
+                    await self._end(adapter, ended)
 
     async def _data_here(self, workflow_id: str, data: Carried | None) -> Carried:
         """The request and replies of an instance this process has in hand (what its events
