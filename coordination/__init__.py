@@ -24,10 +24,15 @@ from ._status import Outcome, WorkflowResult, WorkflowStatus
 from ._strategy import Strategy
 from .choreography import EventSourced, FrontController, QueryAll, StampCoupled
 from .definition import (
+    ALL,
+    ANY,
     Branch,
     Compute,
     Failure,
+    ForEach,
+    Join,
     Notify,
+    Parallel,
     Rejected,
     RetryPolicy,
     Sleep,
@@ -35,6 +40,7 @@ from .definition import (
     WaitFor,
     Workflow,
     WorkflowContext,
+    at_least,
 )
 from .mediator import Mediator
 from .stores import (
@@ -50,6 +56,8 @@ from .stores import (
 from .testing import History, HistoryRules, HistoryVerdict
 
 __all__ = (
+    "ALL",
+    "ANY",
     "Branch",
     "Clock",
     "Compute",
@@ -57,12 +65,14 @@ __all__ = (
     "EventSourced",
     "EventStore",
     "Failure",
+    "ForEach",
     "FrontController",
     "History",
     "HistoryRules",
     "HistoryVerdict",
     "Hybrid",
     "InvalidWorkflowError",
+    "Join",
     "ManualClock",
     "Mediator",
     "MemoryEventStore",
@@ -71,6 +81,7 @@ __all__ = (
     "NatsStateStore",
     "Notify",
     "Outcome",
+    "Parallel",
     "QueryAll",
     "Rejected",
     "RetryPolicy",
@@ -89,4 +100,5 @@ __all__ = (
     "WorkflowEndedError",
     "WorkflowResult",
     "WorkflowStatus",
+    "at_least",
 )

@@ -58,6 +58,10 @@ class WorkflowStatus(msgspec.Struct, frozen=True, gc=False):
     wakes_at: float | None = None
     """When its pending timer is due, in seconds since the epoch on its strategy's clock: a
     `Sleep`'s end, or the deadline of a wait with a timeout."""
+    active_steps: tuple[str, ...] = ()
+    """Every step under way: several while a `Parallel`'s branches run (`current_step` is
+    the latest of them). Empty where the pattern cannot see it (`current_step` is then in
+    `unknown`), and once the instance has ended."""
 
     @property
     def finished(self) -> bool:

@@ -28,6 +28,7 @@ class StatusReply(msgspec.Struct, frozen=True):
     history: list[str] = []
     awaiting: list[str] = []
     wakes_at: float | None = None
+    active: list[str] = []
 
 
 class GetStatus(Request[StatusReply]):
@@ -53,6 +54,7 @@ def reply_from_state(state: InstanceState | None) -> StatusReply:
         history=list(state.history),
         awaiting=list(progress.awaiting),
         wakes_at=min((timer.due for timer in progress.timers), default=None),
+        active=list(progress.active),
     )
 
 
@@ -77,4 +79,5 @@ def status_from_reply(
         history=tuple(reply.history),
         awaiting=tuple(reply.awaiting),
         wakes_at=reply.wakes_at,
+        active_steps=() if "current_step" in unknown else tuple(reply.active),
     )

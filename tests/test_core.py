@@ -482,3 +482,353 @@ def test_a_wait_that_times_out_fails_there_unless_it_has_a_default() -> None:
     run(lenient, progress, Started(), StepAnswered("a"))
     assert run(lenient, progress, TimerFired("approval")) == [Perform("b")]
     assert progress.awaiting == ()
+
+
+# -- parallels ------------------------------------------------------------------------------
+
+
+def parallel(join: Any = None, *, tail: bool = True) -> Workflow[Any]:
+    """a, then branches [x, y] and [z] at once, then b (unless not `tail`)."""
+    from coordination import ALL, Parallel
+
+    fork = Parallel(
+        "fork", [[_leaf("x"), _leaf("y")], [_leaf("z")]], join=ALL if join is None else join
+    )
+    steps: list[Any] = [_leaf("a"), fork]
+    if tail:
+        steps.append(_leaf("b"))
+    return Workflow("w", Undo, steps, services={"svc": Service})
+
+
+def test_a_parallel_starts_every_branch_and_goes_on_when_all_have_ended() -> None:
+    workflow = parallel()
+    progress = Progress()
+    assert run(workflow, progress, Started(), StepAnswered("a")) == [
+        Perform("a"),
+        Perform("x"),
+        Perform("z"),
+    ]
+    assert set(progress.active) == {"x", "z"}
+    assert run(workflow, progress, StepAnswered("z")) == []  # its branch ended: waits for x, y
+    assert run(workflow, progress, StepAnswered("x")) == [Perform("y")]
+    assert run(workflow, progress, StepAnswered("y")) == [Perform("b")]
+    assert run(workflow, progress, StepAnswered("b")) == [End(Outcome.COMPLETED)]
+    assert progress.completed == ("a", "z", "x", "y", "b")
+
+
+def test_a_failing_branch_waits_for_its_siblings_then_compensates_newest_first() -> None:
+    workflow = parallel()
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), StepAnswered("x"))
+    assert run(workflow, progress, StepRejected("z", "no")) == []  # y is under way: wait
+    assert progress.active == ("y",)
+    assert progress.failure == Failure("z", "no", technical=False)
+    # y answers after the join gave up: it is compensated with the rest, never followed
+    assert run(workflow, progress, StepAnswered("y")) == [Compensate("y")]
+    actions = run(
+        workflow, progress, CompensationDone("y"), CompensationDone("x"), CompensationDone("a")
+    )
+    assert actions == [Compensate("x"), Compensate("a"), SendNotices(), End(Outcome.COMPENSATED)]
+
+
+def test_a_cancel_while_branches_run_stops_them_all() -> None:
+    workflow = parallel()
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"))
+    assert run(workflow, progress, CancelRequested()) == []  # x and z are under way
+    assert run(workflow, progress, StepAnswered("x")) == []  # y never starts
+    assert progress.failure == Failure("x", CANCELLED, technical=False)
+    assert run(workflow, progress, StepFailed("z", "timeout")) == [Compensate("x")]
+    run(workflow, progress, CompensationDone("x"), CompensationDone("a"))
+    assert progress.outcome is Outcome.CANCELLED
+
+
+def test_an_any_join_goes_on_with_the_first_branch_and_the_other_lands_later() -> None:
+    from coordination import ANY
+
+    workflow = parallel(ANY)
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"))
+    assert run(workflow, progress, StepAnswered("z")) == [Perform("b")]  # x is still under way
+    assert progress.closed == ("fork",)
+    assert run(workflow, progress, StepAnswered("b")) == []  # the end waits for x to land
+    assert run(workflow, progress, StepAnswered("x")) == [End(Outcome.COMPLETED)]  # no y
+    assert progress.completed == ("a", "z", "b", "x")
+
+
+def test_an_abandoned_step_that_fails_changes_nothing_but_one_that_answered_is_undone() -> None:
+    from coordination import ANY
+
+    workflow = parallel(ANY)
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), StepAnswered("z"))
+    assert run(workflow, progress, StepRejected("x", "no")) == []  # its branch lost anyway
+    assert progress.failure is None
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), StepAnswered("z"), StepAnswered("x"))
+    assert run(workflow, progress, StepRejected("b", "no")) == [Compensate("x")]
+
+
+def test_at_least_n_of_three_branches() -> None:
+    from coordination import Parallel, at_least
+
+    fork = Parallel("fork", [[_leaf("x")], [_leaf("y")], [_leaf("z")]], join=at_least(2))
+    workflow = Workflow("w", Undo, [fork, _leaf("b")], services={"svc": Service})
+    progress = Progress()
+    assert run(workflow, progress, Started()) == [Perform("x"), Perform("y"), Perform("z")]
+    assert run(workflow, progress, StepAnswered("y")) == []
+    assert run(workflow, progress, StepAnswered("x")) == [Perform("b")]
+
+
+def test_a_pause_holds_each_branch_and_a_resume_lets_all_go_on() -> None:
+    workflow = parallel()
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), PauseRequested())
+    assert run(workflow, progress, StepAnswered("x"), StepAnswered("z")) == []
+    assert progress.held == ("y",)
+    assert run(workflow, progress, ResumeRequested()) == [Perform("y")]
+    progress = Progress()
+    run(workflow, progress, Started(), PauseRequested(), StepAnswered("a"))
+    assert progress.held == ("fork",)  # the parallel itself waits
+    assert run(workflow, progress, ResumeRequested()) == [Perform("x"), Perform("z")]
+
+
+def test_a_wait_in_a_branch_stops_when_the_instance_turns_around() -> None:
+    from coordination import Parallel
+
+    fork = Parallel("fork", [[WaitFor("ok", "ok", str)], [_leaf("z")]])
+    workflow = Workflow("w", Undo, [_leaf("a"), fork], services={"svc": Service})
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"))
+    assert progress.awaiting == ("ok",)
+    assert run(workflow, progress, StepRejected("z", "no")) == [Compensate("a")]
+    assert progress.awaiting == ()
+    assert progress.active == ()
+
+
+@pytest.mark.parametrize(
+    ("branches", "join", "message"),
+    [
+        ([], None, "has no branch"),
+        ([[], [_leaf("x")]], None, "has an empty branch"),
+        ([[_leaf("x")]], 2, "can never be met"),
+    ],
+)
+def test_bad_parallels_are_refused_when_built(branches: Any, join: Any, message: str) -> None:
+    from coordination import Parallel, at_least
+
+    fork = Parallel("fork", branches, **({} if join is None else {"join": at_least(join)}))
+    with pytest.raises(InvalidWorkflowError, match=message):
+        Workflow("w", Undo, [_leaf("a"), fork], services={"svc": Service})
+
+
+def test_a_reply_of_a_branch_is_readable_after_an_all_join_only() -> None:
+    from coordination import ANY, Parallel
+
+    def reader() -> Step:
+        return Step("r", "svc", lambda ctx: Go(), nothing_to_undo=True, reads=("x",))
+
+    Workflow(
+        "w",
+        Undo,
+        [Parallel("p", [[_leaf("x")], [_leaf("y")]]), reader()],
+        services={"svc": Service},
+    )
+    with pytest.raises(InvalidWorkflowError, match="reads 'x'"):
+        Workflow(
+            "w",
+            Undo,
+            [Parallel("p", [[_leaf("x")], [_leaf("y")]], join=ANY), reader()],
+            services={"svc": Service},
+        )
+    with pytest.raises(InvalidWorkflowError, match="reads 'x'"):  # not from a sibling branch
+        Workflow("w", Undo, [Parallel("p", [[_leaf("x")], [reader()]])], services={"svc": Service})
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> tuple[Any, list[tuple[int, str]]]:
+    from coordination import ALL, ANY
+
+    join = draw(st.sampled_from([ALL, ANY]))
+    moves = draw(
+        st.lists(
+            st.tuples(st.integers(0, 5), st.sampled_from(["answer", "answer", "reject", "fail"])),
+            max_size=30,
+        )
+    )
+    return join, moves
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=interleavings(), cancel_at=st.integers(-1, 10))
+def test_any_interleaving_of_branches_compensates_each_completed_step_once(
+    case: tuple[Any, list[tuple[int, str]]], cancel_at: int
+) -> None:
+    join, moves = case
+    workflow = parallel(join)
+    progress = Progress()
+    performing: list[str] = []
+    undoing: list[str] = []
+    effects: list[str] = []
+    undone: list[str] = []
+    ends: list[Outcome] = []
+
+    def feed(event: Event) -> None:
+        nonlocal progress
+        progress, actions = apply(workflow, progress, event)
+        for action in actions:
+            if isinstance(action, Perform):
+                assert action.step not in performing
+                assert action.step not in effects
+                performing.append(action.step)
+            elif isinstance(action, Compensate):
+                assert action.step in effects
+                assert action.step not in undone
+                undoing.append(action.step)
+            elif isinstance(action, End):
+                ends.append(action.outcome)
+
+    feed(Started())
+    for number, (pick, how) in enumerate(moves):
+        if number == cancel_at:
+            feed(CancelRequested())
+        if undoing:
+            step = undoing.pop(0)
+            undone.append(step)
+            feed(CompensationDone(step))
+        elif performing:
+            step = performing.pop(pick % len(performing))
+            if how == "answer":
+                effects.append(step)
+                feed(StepAnswered(step))
+            else:
+                feed((StepRejected if how == "reject" else StepFailed)(step, "no"))
+    while undoing or performing:  # everything under way ends well
+        if undoing:
+            step = undoing.pop(0)
+            undone.append(step)
+            feed(CompensationDone(step))
+        else:
+            step = performing.pop(0)
+            effects.append(step)
+            feed(StepAnswered(step))
+    assert len(ends) == 1
+    if ends[0] is Outcome.COMPLETED:
+        assert undone == []
+        assert "b" in effects
+    else:
+        assert undone == list(reversed(effects))  # every effect undone once, newest first
+
+
+# -- for-each -------------------------------------------------------------------------------
+
+
+def for_each(max_concurrency: int | None = None) -> Workflow[Any]:
+    """a, then one step per item (at most `max_concurrency` at once), then b."""
+    from coordination import ForEach
+
+    per_item = Step("check", "svc", lambda ctx: Go(), compensation=lambda ctx: Undo())
+    each = ForEach("checks", lambda ctx: [1, 2, 3], per_item, max_concurrency=max_concurrency)
+    return Workflow("w", Undo, [_leaf("a"), each, _leaf("b")], services={"svc": Service})
+
+
+def test_a_for_each_lists_its_items_then_runs_one_step_per_item() -> None:
+    from coordination.core import Collect, ItemsListed, ListItems
+
+    workflow = for_each()
+    progress = Progress()
+    assert run(workflow, progress, Started(), StepAnswered("a")) == [
+        Perform("a"),
+        ListItems("checks"),
+    ]
+    assert run(workflow, progress, ItemsListed("checks", 3)) == [
+        Perform("checks[0]"),
+        Perform("checks[1]"),
+        Perform("checks[2]"),
+    ]
+    assert run(workflow, progress, StepAnswered("checks[2]"), StepAnswered("checks[0]")) == []
+    assert run(workflow, progress, StepAnswered("checks[1]")) == [
+        Collect("checks", 3),
+        Perform("b"),
+    ]
+    assert progress.completed[-1] == "checks"
+
+
+def test_a_for_each_runs_at_most_its_concurrency_at_once() -> None:
+    from coordination.core import ItemsListed
+
+    workflow = for_each(max_concurrency=1)
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"))
+    assert run(workflow, progress, ItemsListed("checks", 3)) == [Perform("checks[0]")]
+    assert run(workflow, progress, StepAnswered("checks[0]")) == [Perform("checks[1]")]
+    assert progress.active == ("checks[1]",)
+
+
+def test_an_empty_list_goes_straight_on() -> None:
+    from coordination.core import Collect, ItemsListed
+
+    workflow = for_each()
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"))
+    assert run(workflow, progress, ItemsListed("checks", 0)) == [
+        Collect("checks", 0),
+        Perform("b"),
+    ]
+
+
+def test_a_failing_item_waits_for_the_others_then_undoes_every_completed_item() -> None:
+    from coordination.core import ItemsListed
+
+    workflow = for_each()
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), ItemsListed("checks", 3))
+    run(workflow, progress, StepAnswered("checks[1]"))
+    assert run(workflow, progress, StepRejected("checks[0]", "no")) == []
+    assert run(workflow, progress, StepAnswered("checks[2]")) == [Compensate("checks[2]")]
+    actions = run(
+        workflow,
+        progress,
+        CompensationDone("checks[2]"),
+        CompensationDone("checks[1]"),
+        CompensationDone("a"),
+    )
+    assert actions == [
+        Compensate("checks[1]"),
+        Compensate("a"),
+        SendNotices(),
+        End(Outcome.COMPENSATED),
+    ]
+
+
+def test_a_pause_holds_the_next_item() -> None:
+    from coordination.core import ItemsListed
+
+    workflow = for_each(max_concurrency=1)
+    progress = Progress()
+    run(workflow, progress, Started(), StepAnswered("a"), ItemsListed("checks", 2))
+    run(workflow, progress, PauseRequested(), StepAnswered("checks[0]"))
+    assert progress.held == ("checks[1]",)
+    assert run(workflow, progress, ResumeRequested()) == [Perform("checks[1]")]
+
+
+def test_bad_for_eaches_are_refused_when_built() -> None:
+    from coordination import ForEach
+
+    told = Step("note", "svc", lambda ctx: Go(), nothing_to_undo=True)
+    with pytest.raises(InvalidWorkflowError, match="builds the list"):
+        ForEach("each", None, told)  # type: ignore[arg-type]
+    with pytest.raises(InvalidWorkflowError, match="max_concurrency"):
+        ForEach("each", lambda ctx: [], told, max_concurrency=0)
+    bare = Step("check", "svc", lambda ctx: Go())
+    with pytest.raises(InvalidWorkflowError, match="another item can fail"):
+        Workflow("w", Undo, [ForEach("each", lambda ctx: [], bare)], services={"svc": Service})
+    with pytest.raises(InvalidWorkflowError, match="reads 'later'"):
+        Workflow(
+            "w",
+            Undo,
+            [ForEach("each", lambda ctx: [], told, reads=("later",)), _leaf("later")],
+            services={"svc": Service},
+        )
+    with pytest.raises(InvalidWorkflowError, match=r"\[ and \]"):
+        Workflow("w", Undo, [_leaf("a[0]")], services={"svc": Service})

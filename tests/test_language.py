@@ -15,13 +15,14 @@ import anyio
 import msgspec
 import pytest
 
-from actors import ActorSystem
+from actors import Actor, ActorSystem, Message, Request, current_message_id, idempotent
 from brokers import Bus
 from coordination import (
     Branch,
     Compute,
     EventSourced,
     Failure,
+    ForEach,
     FrontController,
     Hybrid,
     InvalidWorkflowError,
@@ -39,6 +40,7 @@ from coordination import (
     WorkflowContext,
     WorkflowEndedError,
     WorkflowResult,
+    WorkflowStatus,
 )
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
@@ -157,9 +159,18 @@ async def test_only_the_path_a_branch_takes_runs_and_is_undone(
     assert shop.payment.refunds == {"o4": HIGH_VALUE}  # the way back retraced the way taken
     small_status, big_status, back_status = statuses
     if small_status.completed_steps is not None:
-        assert small_status.completed_steps == PLAIN
-        assert big_status.completed_steps == SCREENED
+        assert in_any_order_of_the_parallel(small_status.completed_steps) == PLAIN
+        assert in_any_order_of_the_parallel(big_status.completed_steps) == SCREENED
         assert back_status.compensated_steps == ("payment",)
+
+
+def in_any_order_of_the_parallel(steps: tuple[str, ...] | None) -> tuple[str, ...]:
+    """`steps` with the reservation's two branches (which complete in either order) in the
+    order the flow declares them."""
+    assert steps is not None
+    both = [name for name in ("payment", "fulfillment") if name in steps]
+    inside = iter(both)
+    return tuple(next(inside) if name in both else name for name in steps)
 
 
 async def test_a_flow_may_begin_with_a_branch(bus: Bus, strategy: tuple[str, str]) -> None:
@@ -657,13 +668,106 @@ async def test_status_while_running_follows_the_way_taken(
             small = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
             with anyio.fail_after(5):
                 await held.entered.wait()
-            status = await orders.status(small)
+            status = await until_completed(orders, small, "payment")
             held.gate.set()
             await orders.result(small, timeout=10)
     finally:
         held.gate.set()
     assert status.completed_steps in (None, ("create_order", "payment"))
     assert status.current_step in (None, "fulfillment")
+    assert status.active_steps in ((), ("fulfillment",))
+
+
+async def until_completed(
+    orders: Strategy[PlaceOrder], workflow_id: str, step: str
+) -> WorkflowStatus:
+    """The instance's status once it says `step` completed (at once, for a strategy that
+    cannot see the steps completed)."""
+    with anyio.fail_after(10):
+        while True:
+            status = await orders.status(workflow_id)
+            if status.completed_steps is None or step in status.completed_steps:
+                return status
+            await anyio.sleep(0.01)
+
+
+async def test_the_branches_of_a_parallel_run_at_the_same_time(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """The payment is charged while the reservation, in the other branch, is held; the
+    instance goes on once both branches ended."""
+    held = GatedFulfillment()
+    payment = PaymentService()
+    services = {
+        "order": OrderService(),
+        "payment": payment,
+        "fulfillment": held,
+        "email": EmailService(),
+        "fraud": FraudService(),
+    }
+    try:
+        async with placed(bus, strategy, screened_order_workflow, services) as orders:
+            order = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            with anyio.fail_after(10):
+                await held.entered.wait()
+                while "o1" not in payment.charges:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            assert (await orders.status(order)).outcome is Outcome.RUNNING
+            held.gate.set()
+            result = await orders.result(order, timeout=10)
+    finally:
+        held.gate.set()
+    assert result.outcome is Outcome.COMPLETED
+    assert set(result.results) >= {"create_order", "payment", "fulfillment"}
+    assert held.shipped == {"o1": 1}
+
+
+async def test_a_failing_branch_undoes_what_every_branch_did(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """A declined card: the reservation, which ran beside it, is put back; an item out of
+    stock: the charge, which ran beside it, is refunded. Each exactly once."""
+    async with screened_shop(bus, strategy) as shop:
+        declined = await shop.run(PlaceOrder("o1", "mallory", "book", 1, 1000))
+        backordered = await shop.run(PlaceOrder("o2", "ann", "rare", 1, 1000))
+        statuses = [await shop.strategy.status(r.workflow_id) for r in (declined, backordered)]
+    assert [r.outcome for r in (declined, backordered)] == [Outcome.COMPENSATED] * 2
+    assert declined.failure == Failure("payment", "card declined", technical=False)
+    assert backordered.failure == Failure("fulfillment", "backordered", technical=False)
+    assert shop.payment.charges == {"o2": 1000}
+    assert shop.payment.refunds == {"o2": 1000}
+    known = [s.compensated_steps for s in statuses if s.compensated_steps is not None]
+    assert known in ([], [("fulfillment",), ("payment",)])
+
+
+async def test_a_cancel_while_the_branches_run_undoes_both(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    held = GatedFulfillment()
+    payment = PaymentService()
+    services = {
+        "order": OrderService(),
+        "payment": payment,
+        "fulfillment": held,
+        "email": EmailService(),
+        "fraud": FraudService(),
+    }
+    try:
+        async with placed(bus, strategy, screened_order_workflow, services) as orders:
+            order = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            with anyio.fail_after(10):
+                await held.entered.wait()
+                while "o1" not in payment.charges:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            assert await orders.cancel(order)
+            held.gate.set()
+            result = await orders.result(order, timeout=10)
+    finally:
+        held.gate.set()
+    assert result.outcome is Outcome.CANCELLED
+    assert payment.refunds == {"o1": 1000}
+    assert held.stock == {"book": 10}
+    assert held.shipped == {}
 
 
 async def test_a_hybrid_runs_both_parts_on_its_clock(bus: Bus, clock: ManualClock) -> None:
@@ -690,3 +794,126 @@ async def test_a_hybrid_runs_both_parts_on_its_clock(bus: Bus, clock: ManualCloc
             await clock.advance(86_400)
             result = await hybrid.result(started, timeout=10)
     assert result.outcome is Outcome.COMPLETED
+
+
+# -- for-each -------------------------------------------------------------------------------
+
+
+class Basket(msgspec.Struct, frozen=True):
+    order_id: str
+    items: list[str]
+
+
+class Reserved(Message):
+    item: str
+    message_id: str
+
+
+class Reserve(Request[Reserved | Rejected]):
+    order_id: str
+    item: str
+
+
+class Released(Message):
+    item: str
+
+
+class Release(Request[Released]):
+    order_id: str
+    item: str
+
+
+class Billed(Message):
+    items: list[str]
+
+
+class Bill(Request[Billed]):
+    order_id: str
+    items: list[str]
+
+
+class Warehouse(Actor):
+    """Reserves one unit of an item per request; an item out of stock is refused."""
+
+    def __init__(self, stock: dict[str, int]) -> None:
+        self.stock = dict(stock)
+        self.reserved: list[str] = []
+
+    @idempotent
+    async def reserve(self, msg: Reserve) -> Reserved | Rejected:
+        if self.stock.get(msg.item, 0) < 1:
+            return Rejected(f"{msg.item} out of stock")
+        self.stock[msg.item] -= 1
+        self.reserved.append(msg.item)
+        return Reserved(msg.item, current_message_id() or "")
+
+    @idempotent
+    async def release(self, msg: Release) -> Released:
+        self.stock[msg.item] += 1
+        return Released(msg.item)
+
+
+class Billing(Actor):
+    def __init__(self) -> None:
+        self.bills: list[list[str]] = []
+
+    async def bill(self, msg: Bill) -> Billed:
+        self.bills.append(msg.items)
+        return Billed(msg.items)
+
+
+def basket_workflow() -> Workflow[Any]:
+    return Workflow(
+        "basket",
+        Basket,
+        [
+            ForEach(
+                "reserve",
+                lambda c: c.input.items,
+                Step(
+                    "reserve_item",
+                    "warehouse",
+                    lambda c: Reserve(c.input.order_id, c.item),
+                    compensation=lambda c: Release(c.input.order_id, c.item),
+                ),
+                max_concurrency=2,
+            ),
+            Step(
+                "bill",
+                "billing",
+                lambda c: Bill(c.input.order_id, [r.item for r in c.results["reserve"]]),
+                reads=("reserve",),
+                nothing_to_undo=True,
+            ),
+        ],
+        services={"warehouse": Warehouse, "billing": Billing},
+    )
+
+
+async def test_a_for_each_runs_one_step_per_item_and_undoes_them_all_on_a_failure(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    if strategy[1] != "mediator":
+        pytest.skip("a ForEach runs under the Mediator only, for now")
+    warehouse = Warehouse({"pen": 5, "ink": 5, "pad": 0})
+    billing = Billing()
+    services = {"warehouse": warehouse, "billing": billing}
+    async with placed(bus, strategy, basket_workflow(), services) as baskets:
+        full = await baskets.result(
+            await baskets.start(Basket("b1", ["pen", "ink", "pen", "ink"])), timeout=10
+        )
+        empty = await baskets.result(await baskets.start(Basket("b2", [])), timeout=10)
+        short = await baskets.result(
+            await baskets.start(Basket("b3", ["pen", "pad", "ink"])), timeout=10
+        )
+    assert full.outcome is Outcome.COMPLETED
+    assert [r.item for r in full.results["reserve"]] == ["pen", "ink", "pen", "ink"]
+    ids = [r.message_id for r in full.results["reserve"]]
+    assert len(set(ids)) == 4
+    assert ids[0].endswith(".reserve[0]")
+    assert empty.outcome is Outcome.COMPLETED
+    assert empty.results["reserve"] == []
+    assert billing.bills == [["pen", "ink", "pen", "ink"], []]
+    assert short.outcome is Outcome.COMPENSATED
+    assert short.failure == Failure("reserve[1]", "pad out of stock", technical=False)
+    assert warehouse.stock == {"pen": 3, "ink": 3, "pad": 0}  # b3's reservations released

@@ -81,7 +81,9 @@ from ._events import (
     Cancel,
     Carried,
     Ended,
+    Handover,
     Hold,
+    Landed,
     Parked,
     Unwind,
     advance_id,
@@ -123,6 +125,16 @@ class _Client(Actor):
 
     async def parked(self, event: Parked) -> None:
         await self.engine._parked_here(event)
+        if event.ack:
+            self.engine._acks_out.acknowledge(self.engine._route, event.ack)
+
+    async def handover(self, event: Handover) -> None:
+        await self.engine._handed_over(event)
+        if event.ack:
+            self.engine._acks_out.acknowledge(self.engine._route, event.ack)
+
+    async def landed(self, event: Landed) -> None:
+        await self.engine._landed(event)
         if event.ack:
             self.engine._acks_out.acknowledge(self.engine._route, event.ack)
 
@@ -197,6 +209,8 @@ class Choreography(Generic[In]):
         durable_events: bool = False,
         clock: Clock | None = None,
     ) -> None:
+        if workflow.for_eaches:
+            raise ValueError(f"{workflow.name}: a ForEach runs under the Mediator only, for now")
         self.system = system
         self.clock: Clock = clock if clock is not None else SystemClock()
         """What the timers of `Sleep` read (a `ManualClock` in a test skips time)."""
@@ -243,8 +257,12 @@ class Choreography(Generic[In]):
         """The instances someone cancelled (the latest `REMEMBERED_CANCELS`): each adapter
         here turns one around at the next step it sees end."""
         self._paused: set[str] = set()
-        self._waiting: dict[str, Parked] = {}
-        """The instances of this process's that wait here for a signal."""
+        self._here: dict[str, _Held] = {}
+        """The instances of this process's it has in hand: waiting here for a signal or a
+        timer, or running the branches of a parallel, which this process drives."""
+        self._driven = frozenset(workflow.enclosing)
+        """The nodes inside parallels: while one is under way, this process drives the
+        instance."""
         self._signals: dict[str, dict[str, msgspec.Raw]] = {}
         """The signals each running instance of this process's has had, by wait: kept from
         the moment they come, which may be before the instance waits for them."""
@@ -441,70 +459,115 @@ class Choreography(Generic[In]):
         if wait.name in received:
             raise CoordinationError(f"{workflow_id} has had signal {signal!r} already")
         received[wait.name] = msgspec.Raw(_encode(value))
-        parked = self._waiting.get(workflow_id)
-        if parked is not None and parked.step == wait.name:
-            await self._go_on(workflow_id)
+        held = self._here.get(workflow_id)
+        if held is not None and wait.name in held.progress.active:
+            await self._go_on(workflow_id, wait.name)
+
+    def _take(self, workflow_id: str, progress: Progress, data: Carried | None) -> _Held | None:
+        """An instance of this process's comes to be driven here (None: a duplicate, or one
+        that has ended or is forgotten)."""
+        if workflow_id in self._here or not self.outcomes.is_running(workflow_id):
+            return None
+        held = self._here[workflow_id] = _Held(progress, data)
+        self._progressed(workflow_id)
+        return held
 
     async def _parked_here(self, event: Parked) -> None:
-        """An instance of this process's waits here: on at once, if its signal came."""
-        workflow_id = event.workflow_id
-        if workflow_id in self._waiting or not self.outcomes.knows(workflow_id):
-            return  # a duplicate, or an instance forgotten
-        if not self.outcomes.is_running(workflow_id):
-            return
-        self._waiting[workflow_id] = event
-        self._progressed(workflow_id)
-        sleep = self.workflow.sleeps.get(event.step)
-        wait = self.workflow.waits.get(event.step)
-        if sleep is not None:  # it sleeps here, on this process's clock
-            due = sleep.due(self.clock.now())
-            core.set_timer(event.progress, event.step, due)
-            self._timers.arm(workflow_id, due, lambda: self._wake(workflow_id))
-        elif event.step in self._signals.get(workflow_id, {}):
-            await self._go_on(workflow_id)
-        elif wait is not None and wait.timeout is not None:  # its signal has until then
-            due = self.clock.now() + wait.timeout
-            core.set_timer(event.progress, event.step, due)
-            self._timers.arm(workflow_id, due, lambda: self._wake(workflow_id))
-        elif workflow_id in self._cancelled:  # cancelled before it came to wait
-            await self._cancel_waiting(workflow_id)
+        """An instance of this process's comes to wait here (for a signal, or a timer)."""
+        if self._take(event.workflow_id, event.progress, event.data) is not None:
+            await self._wait_here(event.workflow_id, event.step)
 
-    async def _go_on(self, workflow_id: str) -> None:
-        parked = self._waiting.pop(workflow_id)
-        self._timers.cancel(workflow_id)  # a wait's timeout
-        payload = self._signals[workflow_id][parked.step]
-        data = parked.data
-        if data is not None:
-            data = Carried(data.input, {**data.results, parked.step: payload}, data.trail)
-        progress, actions = core.apply(
-            self.workflow, parked.progress, core.SignalReceived(parked.step)
-        )
+    async def _handed_over(self, event: Handover) -> None:
+        """An instance of this process's reached a parallel: its branches start from here."""
+        workflow_id = event.workflow_id
+        if self._take(workflow_id, event.progress, event.data) is None:
+            return
+        actions = tuple(core.start_action(self.workflow, name) for name in event.progress.active)
+        await self._carry_out_here(workflow_id, event.progress, actions, event.data)
+
+    async def _landed(self, event: Landed) -> None:
+        """A step this process drives ended: the core says what follows, from here."""
+        workflow_id = event.workflow_id
+        held = self._here.get(workflow_id)
+        if held is None:
+            return  # a duplicate after the end
+        self._progressed(workflow_id)
+        data = _merged(held.data, event.data)
+        step, reason = event.step, event.reason
+        happened: core.Event
+        if event.how == "answered":
+            happened = core.StepAnswered(step)
+        elif event.how == "rejected":
+            happened = core.StepRejected(step, reason)
+        elif event.how == "cancelled":
+            happened = core.StepCancelled(step)
+        else:
+            happened = core.StepFailed(step, reason)
+        progress, actions = core.apply(self.workflow, held.progress, happened)
         await self._carry_out_here(workflow_id, progress, actions, data)
 
-    async def _wake(self, workflow_id: str) -> None:
+    async def _wait_here(self, workflow_id: str, step: str) -> None:
+        """The instance waits here at `step`: on at once if its signal came; else the
+        timer of a sleep, or of a wait's timeout, is set on this process's clock."""
+        held = self._here[workflow_id]
+        sleep = self.workflow.sleeps.get(step)
+        wait = self.workflow.waits.get(step)
+        due: float | None = None
+        if sleep is not None:
+            due = sleep.due(self.clock.now())
+        elif step in self._signals.get(workflow_id, {}):
+            await self._go_on(workflow_id, step)
+            return
+        elif wait is not None and wait.timeout is not None:  # its signal has until then
+            due = self.clock.now() + wait.timeout
+        if due is not None:
+            core.set_timer(held.progress, step, due)
+            self._timers.arm(f"{workflow_id}.{step}", due, lambda: self._wake(workflow_id, step))
+        if workflow_id in self._cancelled:  # cancelled before it came to wait
+            await self._cancel_waiting(workflow_id)
+
+    async def _go_on(self, workflow_id: str, step: str) -> None:
+        """The wait `step` had its signal."""
+        held = self._here.get(workflow_id)
+        if held is None or step not in held.progress.active:
+            return
+        self._timers.cancel(f"{workflow_id}.{step}")  # its timeout
+        data = _with_reply(held.data, step, self._signals[workflow_id][step])
+        progress, actions = core.apply(self.workflow, held.progress, core.SignalReceived(step))
+        await self._carry_out_here(workflow_id, progress, actions, data)
+
+    async def _wake(self, workflow_id: str, step: str) -> None:
         """A timer is due: a sleep's end, or a wait's timeout (which goes on with the wait's
         `on_timeout`, or fails the instance)."""
-        parked = self._waiting.pop(workflow_id, None)
-        if parked is None:
+        held = self._here.get(workflow_id)
+        if held is None or step not in held.progress.active:
             return
-        data = parked.data
-        wait = self.workflow.waits.get(parked.step)
+        data = held.data
+        wait = self.workflow.waits.get(step)
         if wait is not None and wait.on_timeout is not FAIL:
             payload = msgspec.Raw(_encode(wait.decode(wait.on_timeout)))
-            self._signals.setdefault(workflow_id, {})[parked.step] = payload
-            if data is not None:
-                data = Carried(data.input, {**data.results, parked.step: payload}, data.trail)
-        progress, actions = core.apply(self.workflow, parked.progress, core.TimerFired(parked.step))
+            self._signals.setdefault(workflow_id, {})[step] = payload
+            data = _with_reply(data, step, payload)
+        progress, actions = core.apply(self.workflow, held.progress, core.TimerFired(step))
         await self._carry_out_here(workflow_id, progress, actions, data)
 
     async def _cancel_waiting(self, workflow_id: str) -> None:
-        """A cancel of an instance that waits here: it turns around from here, at once."""
-        parked = self._waiting.pop(workflow_id, None)
-        if parked is None:
+        """A cancel of an instance driven here: it turns around at once where it waits
+        (else once the steps under way have ended)."""
+        held = self._here.get(workflow_id)
+        if held is None:
             return
-        self._timers.cancel(workflow_id)
-        progress, actions = core.apply(self.workflow, parked.progress, core.CancelRequested())
-        await self._carry_out_here(workflow_id, progress, actions, parked.data)
+        for timer in held.progress.timers:
+            self._timers.cancel(f"{workflow_id}.{timer.name}")
+        progress, actions = core.apply(self.workflow, held.progress, core.CancelRequested())
+        await self._carry_out_here(workflow_id, progress, actions, held.data)
+
+    def _let_go(self, workflow_id: str) -> None:
+        """This process no longer drives the instance: its timers go too."""
+        held = self._here.pop(workflow_id, None)
+        if held is not None:
+            for timer in held.progress.timers:
+                self._timers.cancel(f"{workflow_id}.{timer.name}")
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold the instance: the step under way finishes, and its next event waits in the
@@ -643,16 +706,17 @@ class Choreography(Generic[In]):
                 since_progress=perf_counter() - seen,
                 paused=workflow_id in self._paused,
             )
-        parked = self._waiting.get(workflow_id)
-        if parked is not None and status.outcome is Outcome.RUNNING:  # it waits here: known
-            timers = parked.progress.timers
+        held = self._here.get(workflow_id)
+        if held is not None and status.outcome is Outcome.RUNNING:  # driven here: known
+            progress = held.progress
             status = msgspec.structs.replace(
                 status,
-                current_step=parked.step,
-                completed_steps=parked.progress.completed,
+                current_step=progress.current_step,
+                active_steps=progress.active,
+                completed_steps=progress.completed,
                 unknown=status.unknown - {"current_step", "completed_steps"},
-                awaiting=parked.progress.awaiting,
-                wakes_at=min((timer.due for timer in timers), default=None),
+                awaiting=progress.awaiting,
+                wakes_at=min((timer.due for timer in progress.timers), default=None),
             )
         history = self._history.get(workflow_id)
         if history:
@@ -699,8 +763,7 @@ class Choreography(Generic[In]):
     def _finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
         self._progress.pop(event.workflow_id, None)
-        if self._waiting.pop(event.workflow_id, None) is not None:
-            self._timers.cancel(event.workflow_id)
+        self._let_go(event.workflow_id)
         self._paused.discard(event.workflow_id)
         result = self._result_of(event)
         self._signals.pop(event.workflow_id, None)
@@ -779,7 +842,7 @@ class Choreography(Generic[In]):
     async def _emit_event(
         self,
         to: ActorRef[Any],
-        event: Advance | Unwind | Ended | Begin | Cancel | Parked,
+        event: Advance | Unwind | Ended | Begin | Cancel | Parked | Landed | Handover,
         message_id: str,
         timeout: float | None = None,
     ) -> None:
@@ -858,8 +921,46 @@ class Choreography(Generic[In]):
         self, workflow_id: str, progress: Progress, actions: core.Actions, data: Carried | None
     ) -> None:
         """Carry out what the core says of an instance this process has in hand (at its
-        start, or waiting here for a signal), as an adapter would."""
+        start, waiting here, or in a parallel's branches), as an adapter would; let it go
+        once nothing keeps it here."""
+        held = self._here.get(workflow_id)
+        if held is not None:
+            held.progress, held.data = progress, data
+        elif self._keeps(progress):  # it starts here with a wait, or a parallel
+            self._take(workflow_id, progress, data)
         await self._carry_out(None, workflow_id, progress, actions, data)
+        held = self._here.get(workflow_id)
+        if held is not None and not self._keeps(held.progress):
+            self._let_go(workflow_id)
+
+    def _keeps(self, progress: Progress) -> bool:
+        """Whether an instance at `progress` is driven here: it waits here, or steps of a
+        parallel's branches are under way (which report their end here)."""
+        workflow = self.workflow
+        driven = self._driven
+        return progress.outcome is Outcome.RUNNING and any(
+            name in driven or name in workflow.waits or name in workflow.sleeps
+            for name in progress.active
+        )
+
+    async def _report(self, workflow_id: str, happened: core.Event, data: Carried | None) -> None:
+        """A step the starter drives ended: tell the starter how."""
+        kind = type(happened)
+        how = (
+            "answered"
+            if kind is core.StepAnswered
+            else "rejected"
+            if kind is core.StepRejected
+            else "cancelled"
+            if kind is core.StepCancelled
+            else "failed"
+        )
+        step: str = happened.step  # type: ignore[union-attr]
+        reason: str = getattr(happened, "reason", "")
+        landed = Landed(workflow_id, step, how, reason, data, ack=self._ack_to)
+        await self._emit_event(
+            self._owners_endpoint(workflow_id), landed, f"{workflow_id}.landed.{step}"
+        )
 
     async def _carry_out(
         self,
@@ -873,8 +974,17 @@ class Choreography(Generic[In]):
         """Carry out what the core says of an instance, as events: where `adapter` has it
         (`context` being the one its step was built with), or, for None, where the process
         that started it has it. A branch is decided and a compute run in place, and what the
-        core says of them is carried out in turn; a wait or a sleep goes to the starter."""
+        core says of them is carried out in turn; a wait or a sleep goes to the starter, and
+        so does an instance that reaches a parallel (the starter drives the branches, and
+        the steps under way report their end to it)."""
         route, ack = self._route, self._ack_to
+        driven = self._driven
+        if adapter is not None and driven and _starts_any(actions, driven):
+            handover = Handover(workflow_id, progress, data, ack=ack)
+            await self._emit_event(
+                self._owners_endpoint(workflow_id), handover, f"{workflow_id}.handover"
+            )
+            return
         for action in actions:
             kind = type(action)
             if kind is Perform:
@@ -886,6 +996,7 @@ class Choreography(Generic[In]):
                     route=route,
                     ack=ack,
                     progress=None if self.workflow.linear else progress,
+                    report=adapter is None and any(name in driven for name in progress.active),
                 )
                 await self._send(self.workflow.steps[index].service, advance)
             elif kind is Choose:
@@ -895,13 +1006,18 @@ class Choreography(Generic[In]):
             elif kind is Calculate:
                 compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
                 data, happened = await self._calculate(adapter, workflow_id, compute, data)
+                held = self._here.get(workflow_id) if adapter is None else None
+                if held is not None:  # what the next steps read, from here on
+                    held.data = data
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(adapter, workflow_id, progress, more, data, context)
             elif kind is Await or kind is StartTimer:
-                parked = Parked(workflow_id, action.step, progress, data, ack=ack)  # type: ignore[union-attr]
+                step: str = action.step  # type: ignore[union-attr]
                 if adapter is None:
-                    await self._parked_here(parked)
+                    if workflow_id in self._here or self._take(workflow_id, progress, data):
+                        await self._wait_here(workflow_id, step)
                 else:
+                    parked = Parked(workflow_id, step, progress, data, ack=ack)
                     await self._emit_event(
                         self._owners_endpoint(workflow_id),
                         parked,
@@ -1024,3 +1140,40 @@ class Choreography(Generic[In]):
     ) -> Carried | None:
         """Step `step` was undone: what the next failure event carries."""
         return data
+
+
+class _Held:
+    """An instance this process drives for now: where it stands, and what its events carry
+    (mutable: each event that moves it on replaces both)."""
+
+    __slots__ = ("data", "progress")
+
+    def __init__(self, progress: Progress, data: Carried | None) -> None:
+        self.progress = progress
+        self.data = data
+
+
+def _starts_any(actions: core.Actions, names: frozenset[str]) -> bool:
+    """Whether `actions` start one of the nodes `names`."""
+    return any(
+        getattr(action, "step", None) in names or getattr(action, "branch", None) in names
+        for action in actions
+        if type(action) is not Compensate
+    )
+
+
+def _with_reply(data: Carried | None, step: str, reply: msgspec.Raw) -> Carried | None:
+    """`data` with `step`'s reply added."""
+    if data is None:
+        return None
+    return Carried(data.input, {**data.results, step: reply}, data.trail)
+
+
+def _merged(held: Carried | None, landed: Carried | None) -> Carried | None:
+    """What the events carry once a branch's step landed: the replies of every branch (and
+    the trail of each, in the order they came here)."""
+    if held is None or landed is None:
+        return landed if held is None else held
+    seen = set(held.trail)
+    trail = [*held.trail, *(entry for entry in landed.trail if entry not in seen)]
+    return Carried(held.input, {**held.results, **landed.results}, trail)

@@ -25,7 +25,9 @@ __all__ = (
     "Cancel",
     "Carried",
     "Ended",
+    "Handover",
     "Hold",
+    "Landed",
     "Parked",
     "RecordQuery",
     "RecordReply",
@@ -68,6 +70,9 @@ class Advance(Message, tag="corps.Advance", omit_defaults=True):
     progress: Progress | None = None
     """Where the instance stands, in a flow with branches (the way it took); None for a
     plain sequence of steps, where the step says it all."""
+    report: bool = False
+    """The process that started the instance drives it for now (the branches of a parallel
+    run): the step's end goes back there (`Landed`), which decides what follows."""
 
 
 class Unwind(Message, tag="corps.Unwind", omit_defaults=True):
@@ -111,6 +116,31 @@ class Parked(Message, tag="corps.Parked", omit_defaults=True):
 
     workflow_id: str
     step: str
+    progress: Progress
+    data: Carried | None = None
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
+
+
+class Landed(Message, tag="corps.Landed", omit_defaults=True):
+    """A step the starter drives (see `Advance.report`) ended at its service: `how` it ended
+    (`answered`, `rejected`, `failed`, `cancelled`: a cancel came before it started), why,
+    and the data the events carry from then on."""
+
+    workflow_id: str
+    step: str
+    how: str
+    reason: str = ""
+    data: Carried | None = None
+    ack: str = ""
+    """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
+
+
+class Handover(Message, tag="corps.Handover", omit_defaults=True):
+    """The instance reached a parallel: it goes to the process that started it, which drives
+    the branches and joins them (the nodes `progress` says are under way are to start)."""
+
+    workflow_id: str
     progress: Progress
     data: Carried | None = None
     ack: str = ""

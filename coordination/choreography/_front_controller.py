@@ -23,8 +23,8 @@ from ..core import Progress
 from ..definition._workflow import Workflow
 from ..stores._store import InstanceState, MemoryStateStore, StateStore
 from ._adapter import Adapter
-from ._engine import Choreography
-from ._events import Audit, Begin, Carried, Ended, Parked, StepStarted
+from ._engine import Choreography, _Client
+from ._events import Audit, Begin, Carried, Ended, StepStarted
 
 __all__ = ("FrontController",)
 
@@ -36,10 +36,12 @@ UNSEEN_WITHOUT_CALLBACKS = frozenset(
 UNSEEN_WITH_CALLBACKS = frozenset({"compensated_steps", "failure"})
 
 
-class _Front(Actor):
-    """The front controller: records start, progress (when called back) and end."""
+class _Front(_Client):
+    """The front controller: records start, progress (when called back) and end (and, as
+    every starter's endpoint, takes the instances it drives: waits, parallels)."""
 
     def __init__(self, engine: FrontController[Any]) -> None:
+        super().__init__(engine)
         self.engine = engine
         self.store = engine.store
         self.names = [step.name for step in engine.workflow.steps]
@@ -69,11 +71,6 @@ class _Front(Actor):
         state.progress = msg.progress
         await self.store.save(state)
         self.engine._finish(msg)
-        if msg.ack:
-            self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
-
-    async def parked(self, msg: Parked) -> None:
-        await self.engine._parked_here(msg)
         if msg.ack:
             self.engine._acks_out.acknowledge(self.engine._route, msg.ack)
 

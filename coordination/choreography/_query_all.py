@@ -567,7 +567,8 @@ class QueryAll(Choreography[In]):
         # A failed step whose reason is not told yet (the end is not announced): say so.
         unknown = frozenset({"failure"}) if failure is None and FAILED in states.values() else None
         started = [n for n in names if states.get(n) == STARTED]
-        current = started[-1] if started and outcome is Outcome.RUNNING else None
+        running = outcome is Outcome.RUNNING
+        current = started[-1] if started and running else None
         return WorkflowStatus(
             workflow_id,
             self.strategy,
@@ -578,6 +579,7 @@ class QueryAll(Choreography[In]):
             failure,
             unknown or frozenset(),
             tuple(attention),
+            active_steps=tuple(started) if running else (),
         )
 
 

@@ -37,6 +37,22 @@ every strategy drives this same machine, so the rules live here and nowhere else
 - **Sleeps.** A sleep is under way until the strategy says `TimerFired` (the core says
   `StartTimer`; the strategy, which has the clock, records the timer in `timers` with
   `set_timer` and fires it when due). A cancel does not wait for it either.
+- **Parallels.** Reaching a parallel starts the first node of each of its branches (the
+  parallel is in `forks` while it runs); a branch whose last node completes has ended
+  (`joined`). Once the join is met the instance goes on after the parallel; a branch still
+  running then is abandoned (the parallel is in `closed`): its wait or sleep stops at once,
+  its step under way completes when it answers (and counts as completed: a later failure
+  compensates it), and nothing after it starts. The instance ends once no step is under
+  way. A failure in any branch turns the instance around; it waits for the steps under way
+  in the other branches to land, then compensates every completed step, newest first. Many
+  steps may be under way: `active` holds them all, and a pause holds each branch's next
+  node in `held`.
+- **For-each.** Reaching a for-each, the core says `ListItems`: the strategy builds the list
+  and answers `ItemsListed` with its length. The items' steps (`<for-each>[<index>]`) then
+  run, up to its `max_concurrency` at once, the next starting as one completes; once all
+  have completed the core says `Collect` (gather the items' replies, in order, as the
+  for-each's reply) and goes on. An item that fails turns the instance around as a step
+  would, the items under way landing first; completed items are compensated like steps.
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -53,9 +69,12 @@ from .._status import Outcome
 from ..definition._workflow import (
     FAIL,
     Branch,
+    BranchEnd,
     Compute,
     Failure,
+    ForEach,
     Node,
+    Parallel,
     Sleep,
     Step,
     WaitFor,
@@ -71,11 +90,15 @@ __all__ = (
     "Calculate",
     "CancelRequested",
     "Choose",
+    "Collect",
     "Compensate",
     "CompensationDone",
     "CompensationFailed",
     "End",
     "Event",
+    "ItemsListed",
+    "ListItems",
+    "Listing",
     "PauseRequested",
     "Perform",
     "Progress",
@@ -94,6 +117,7 @@ __all__ = (
     "message_id",
     "outcome_of",
     "set_timer",
+    "start_action",
     "undo_message_id",
 )
 
@@ -106,6 +130,15 @@ class Timer(msgspec.Struct, frozen=True, gc=False):
 
     name: str
     due: float
+
+
+class Listing(msgspec.Struct, frozen=True, gc=False):
+    """A for-each's items: `count` of them, `started` so far, `done` so far."""
+
+    name: str
+    count: int
+    started: int
+    done: int
 
 
 class Progress(msgspec.Struct, omit_defaults=True, gc=False):
@@ -144,6 +177,17 @@ class Progress(msgspec.Struct, omit_defaults=True, gc=False):
     path: tuple[str, ...] = ()
     """The way the instance took through its branches (`<branch>:<path>`), so that its
     compensation retraces it."""
+    forks: tuple[str, ...] = ()
+    """The parallels under way (their join not met yet)."""
+    joined: tuple[str, ...] = ()
+    """The parallels' branches that ended (`<parallel>:<index>`)."""
+    closed: tuple[str, ...] = ()
+    """The parallels whose join was met while branches of theirs still ran (abandoned)."""
+    finishing: bool = False
+    """The flow has ended, and the instance ends once the steps still under way (in
+    abandoned branches) have answered."""
+    listings: tuple[Listing, ...] = ()
+    """The for-eaches reached, and how far their items are."""
 
     @property
     def current_step(self) -> str | None:
@@ -197,6 +241,13 @@ class BranchChosen(msgspec.Struct, frozen=True, gc=False):
     then: bool
 
 
+class ItemsListed(msgspec.Struct, frozen=True, gc=False):
+    """The for-each `step` built its list: `count` items."""
+
+    step: str
+    count: int
+
+
 class SignalReceived(msgspec.Struct, frozen=True, gc=False):
     """The signal the wait `step` waits for came (its payload is the step's reply)."""
 
@@ -237,6 +288,7 @@ class CompensationFailed(msgspec.Struct, frozen=True, gc=False):
 Event = (
     Started
     | BranchChosen
+    | ItemsListed
     | SignalReceived
     | TimerFired
     | StepAnswered
@@ -286,6 +338,21 @@ class Choose(msgspec.Struct, frozen=True, gc=False):
     branch: str
 
 
+class ListItems(msgspec.Struct, frozen=True, gc=False):
+    """Build the for-each `step`'s list, and answer `ItemsListed` with its length (or, for
+    an `over` that raises, `StepFailed`)."""
+
+    step: str
+
+
+class Collect(msgspec.Struct, frozen=True, gc=False):
+    """The `count` items of the for-each `step` have completed: their replies, in order,
+    are its reply."""
+
+    step: str
+    count: int
+
+
 class Compensate(msgspec.Struct, frozen=True, gc=False):
     """Build `step`'s compensation and send it (`undo_message_id`)."""
 
@@ -302,7 +369,18 @@ class End(msgspec.Struct, frozen=True, gc=False):
     outcome: Outcome
 
 
-Action = Perform | Choose | Calculate | Await | StartTimer | Compensate | SendNotices | End
+Action = (
+    Perform
+    | Choose
+    | Calculate
+    | Await
+    | StartTimer
+    | ListItems
+    | Collect
+    | Compensate
+    | SendNotices
+    | End
+)
 
 Actions = tuple[Action, ...]
 """What to do, in order: a tuple, often shared (callers only read it)."""
@@ -310,6 +388,9 @@ Actions = tuple[Action, ...]
 _NOTHING: Actions = ()
 
 _COMPLETED: Actions = (End(Outcome.COMPLETED),)
+
+_AN_ITEM: Any = object()
+"""What follows a for-each's item: the next item, or what follows the for-each."""
 
 _PERFORM: dict[str, Actions] = {}
 """`(Perform(step),)` by step name, made once: starting a step allocates no action."""
@@ -331,6 +412,22 @@ def message_id(workflow_id: str, step: str) -> str:
 def undo_message_id(workflow_id: str, step: str) -> str:
     """The message id of `step`'s compensation."""
     return f"{workflow_id}.{step}.undo"
+
+
+def start_action(workflow: Workflow[Any], name: str) -> Action:
+    """The action that starts the node `name` (for whoever takes up an instance whose
+    progress says `name` is under way)."""
+    if name in workflow.branches:
+        return Choose(name)
+    if name in workflow.computes:
+        return Calculate(name)
+    if name in workflow.waits:
+        return Await(name)
+    if name in workflow.sleeps:
+        return StartTimer(name)
+    if name in workflow.for_eaches:
+        return ListItems(name)
+    return _perform(name)[0]
 
 
 def outcome_of(progress: Progress) -> Outcome:
@@ -358,9 +455,9 @@ def apply(workflow: Workflow[Any], progress: Progress, event: Event) -> tuple[Pr
 
 
 def _started(workflow: Workflow[Any], progress: Progress, event: Started) -> Actions:
-    if progress.active or progress.completed or progress.held:
+    if progress.active or progress.completed or progress.held or progress.forks:
         return _NOTHING
-    return _start(progress, workflow.first)
+    return _start(workflow, progress, workflow.first)
 
 
 def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) -> Actions:
@@ -370,21 +467,25 @@ def _answered(workflow: Workflow[Any], progress: Progress, event: StepAnswered) 
     if step not in active:
         return _NOTHING  # a duplicate, or an answer after the step ended
     progress.completed = (*progress.completed, step)
+    if progress.failure is not None or (progress.closed and _abandoned(workflow, progress, step)):
+        progress.active = _without(active, step)  # it landed: nothing follows it
+        return _settle(workflow, progress)
     if progress.cancel_requested:
         progress.active = _without(active, step)
         return _turn_around(workflow, progress, _cancel_failure(step), cancelled=True)
-    following = workflow.next_step[step]
+    following = workflow.next_step.get(step, _AN_ITEM)
     if following is None:
         progress.active = _without(active, step)
-        progress.outcome = Outcome.COMPLETED
-        return _COMPLETED
-    if type(following) is not Step:  # a branch to decide, or a compute
+        return _flow_ended(progress)
+    if type(following) is not Step:  # a branch to decide, a compute, a parallel, an item
         progress.active = _without(active, step)
-        return _start(progress, following)
+        if following is _AN_ITEM:
+            return _item_done(workflow, progress, step)
+        return _start(workflow, progress, following)
     name = following.name
     if progress.paused:
         progress.active = _without(active, step)
-        progress.held = (name,)
+        progress.held = (*progress.held, name)
         return _NOTHING
     progress.active = (name,) if len(active) == 1 else (*_without(active, step), name)
     actions = _PERFORM.get(name)
@@ -396,14 +497,75 @@ def _branch_chosen(workflow: Workflow[Any], progress: Progress, event: BranchCho
     if branch not in progress.active:
         return _NOTHING  # decided already
     progress.active = _without(progress.active, branch)
+    if progress.failure is not None or (progress.closed and _abandoned(workflow, progress, branch)):
+        return _settle(workflow, progress)
     progress.path = (*progress.path, f"{branch}:{'then' if event.then else 'otherwise'}")
     if progress.cancel_requested:
         return _turn_around(workflow, progress, _cancel_failure(branch), cancelled=True)
     following = workflow.entry[(branch, event.then)]
     if following is None:
-        progress.outcome = Outcome.COMPLETED
-        return _COMPLETED
-    return _start(progress, following)
+        return _flow_ended(progress)
+    return _start(workflow, progress, following)
+
+
+def _items_listed(workflow: Workflow[Any], progress: Progress, event: ItemsListed) -> Actions:
+    name = event.step
+    if name not in progress.active:
+        return _NOTHING  # listed already
+    progress.active = _without(progress.active, name)
+    if progress.failure is not None or (progress.closed and _abandoned(workflow, progress, name)):
+        return _settle(workflow, progress)
+    if progress.cancel_requested:
+        return _turn_around(workflow, progress, _cancel_failure(name), cancelled=True)
+    for_each = workflow.for_eaches[name]
+    count = event.count
+    first = count if for_each.max_concurrency is None else min(count, for_each.max_concurrency)
+    progress.listings = (*progress.listings, Listing(name, count, first, 0))
+    if not count:
+        return _for_each_done(workflow, progress, for_each)
+    items = tuple(for_each.item_name(index) for index in range(first))
+    if progress.paused:
+        progress.held = (*progress.held, *items)
+        return _NOTHING
+    progress.active = (*progress.active, *items)
+    return tuple(_perform(item)[0] for item in items)
+
+
+def _item_done(workflow: Workflow[Any], progress: Progress, item: str) -> Actions:
+    """An item of a for-each completed: the next item starts; after the last, on."""
+    found = workflow.item(item)
+    assert found is not None
+    for_each = found[0]
+    listing = next(entry for entry in progress.listings if entry.name == for_each.name)
+    started, done = listing.started, listing.done + 1
+    actions = _NOTHING
+    if started < listing.count:
+        following = for_each.item_name(started)
+        started += 1
+        if progress.paused:
+            progress.held = (*progress.held, following)
+        else:
+            progress.active = (*progress.active, following)
+            actions = _perform(following)
+    progress.listings = tuple(
+        Listing(entry.name, entry.count, started, done) if entry is listing else entry
+        for entry in progress.listings
+    )
+    if done < listing.count:
+        return actions
+    return _for_each_done(workflow, progress, for_each)
+
+
+def _for_each_done(workflow: Workflow[Any], progress: Progress, for_each: ForEach) -> Actions:
+    """Every item completed: the for-each did, and the instance goes on after it."""
+    name = for_each.name
+    progress.completed = (*progress.completed, name)
+    listing = next(entry for entry in progress.listings if entry.name == name)
+    collect: Actions = (Collect(name, listing.count),) if for_each.step.wait else _NOTHING
+    following = workflow.next_step[name]
+    if following is None:
+        return collect + _flow_ended(progress)
+    return collect + _start(workflow, progress, following)
 
 
 def _signalled(workflow: Workflow[Any], progress: Progress, event: SignalReceived) -> Actions:
@@ -442,9 +604,12 @@ def _failed(workflow: Workflow[Any], progress: Progress, event: StepFailed) -> A
 
 
 def _step_failed(workflow: Workflow[Any], progress: Progress, failure: Failure) -> Actions:
-    if failure.step not in progress.active:
+    step = failure.step
+    if step not in progress.active:
         return _NOTHING
-    progress.active = _without(progress.active, failure.step)
+    progress.active = _without(progress.active, step)
+    if progress.failure is not None or (progress.closed and _abandoned(workflow, progress, step)):
+        return _settle(workflow, progress)  # turned around already, or its branch abandoned
     return _turn_around(workflow, progress, failure, cancelled=False)
 
 
@@ -459,15 +624,13 @@ def _step_cancelled(workflow: Workflow[Any], progress: Progress, event: StepCanc
 def _cancel_requested(
     workflow: Workflow[Any], progress: Progress, event: CancelRequested
 ) -> Actions:
-    if progress.cancel_requested or progress.failure is not None:
+    if progress.cancel_requested or progress.failure is not None or progress.finishing:
         return _NOTHING
     progress.cancel_requested = True
-    if progress.held:  # nothing under way: turn around now
+    if progress.held:  # held by a pause: turn around now
         return _cancel_now(workflow, progress, progress.held[0])
     waiting = [n for n in progress.active if n in workflow.waits or n in workflow.sleeps]
     if waiting:  # a wait or a sleep has no end of its own to wait for
-        progress.awaiting = ()
-        progress.timers = ()
         return _cancel_now(workflow, progress, waiting[0])
     return _NOTHING  # on with it once the step under way ends
 
@@ -482,9 +645,14 @@ def _resume_requested(
 ) -> Actions:
     progress.paused = False
     held, progress.held = progress.held, ()
-    if not held:
-        return _NOTHING
-    return _start(progress, workflow.node(held[0]))
+    actions = _NOTHING
+    for name in held:
+        if workflow.item(name) is not None:  # a for-each's next item
+            progress.active = (*progress.active, name)
+            actions += _perform(name)
+        else:
+            actions += _start(workflow, progress, workflow.node(name))
+    return actions
 
 
 def _compensation_done(
@@ -510,9 +678,11 @@ def _compensation_failed(
 
 
 def _cancel_now(workflow: Workflow[Any], progress: Progress, step: str) -> Actions:
-    progress.active = _without(progress.active, step)
+    _stop_waiting(workflow, progress, step)
     progress.held = _without(progress.held, step)
     progress.paused = False
+    if progress.failure is not None:  # turned around already: one fewer to wait for
+        return _settle(workflow, progress)
     return _turn_around(workflow, progress, _cancel_failure(step), cancelled=True)
 
 
@@ -521,14 +691,22 @@ def _cancel_failure(step: str) -> Failure:
     return Failure(step, CANCELLED, technical=False)
 
 
-def _start(progress: Progress, node: Node) -> Actions:
-    """Start `node` (perform a step, decide a branch, run a compute), unless a pause holds
-    it."""
-    if progress.paused:
-        progress.held = (node.name,)
-        return _NOTHING
-    progress.active = (*progress.active, node.name)
+def _start(workflow: Workflow[Any], progress: Progress, node: Node | BranchEnd) -> Actions:
+    """Start `node` (perform a step, decide a branch, run a compute, fork a parallel...),
+    unless a pause holds it; or end a parallel's branch."""
     kind = type(node)
+    if kind is BranchEnd:
+        return _branch_ended(workflow, progress, node)  # type: ignore[arg-type]
+    if progress.paused:
+        progress.held = (*progress.held, node.name)
+        return _NOTHING
+    if kind is Parallel:
+        progress.forks = (*progress.forks, node.name)
+        actions = _NOTHING
+        for branch in node.branches:  # type: ignore[union-attr]
+            actions += _start(workflow, progress, branch[0])
+        return actions
+    progress.active = (*progress.active, node.name)
     if kind is Branch:
         return (Choose(node.name),)
     if kind is Compute:
@@ -538,7 +716,81 @@ def _start(progress: Progress, node: Node) -> Actions:
         return (Await(node.name),)
     if kind is Sleep:
         return (StartTimer(node.name),)
+    if kind is ForEach:
+        return (ListItems(node.name),)
     return _perform(node.name)
+
+
+def _branch_ended(workflow: Workflow[Any], progress: Progress, end: BranchEnd) -> Actions:
+    """A branch of a parallel ended: on after the parallel once its join is met."""
+    name = end.parallel
+    progress.joined = (*progress.joined, end.name)
+    if name not in progress.forks:  # the join was met before: an abandoned branch's end
+        return _settle(workflow, progress)
+    parallel = workflow.parallels[name]
+    ended = sum(1 for joined in progress.joined if joined.rpartition(":")[0] == name)
+    if ended < parallel.needed:
+        return _NOTHING
+    progress.forks = _without(progress.forks, name)
+    if ended < len(parallel.branches):
+        _abandon(workflow, progress, name)
+    following = workflow.next_step[name]
+    if following is None:
+        return _flow_ended(progress)
+    return _start(workflow, progress, following)
+
+
+def _abandon(workflow: Workflow[Any], progress: Progress, parallel: str) -> None:
+    """The join of `parallel` is met: the branches of it still running stop. Their waits,
+    sleeps and held nodes go at once; their steps under way land later, starting nothing."""
+    progress.closed = (*progress.closed, parallel)
+    inside = workflow.enclosing
+    progress.forks = tuple(n for n in progress.forks if parallel not in inside.get(n, ()))
+    progress.held = tuple(n for n in progress.held if parallel not in inside.get(n, ()))
+    for name in progress.active:
+        if parallel in inside.get(name, ()) and (name in workflow.waits or name in workflow.sleeps):
+            _stop_waiting(workflow, progress, name)
+
+
+def _abandoned(workflow: Workflow[Any], progress: Progress, name: str) -> bool:
+    """Whether `name` runs in a branch that a met join abandoned."""
+    closed = progress.closed
+    inside = workflow.enclosing.get(name)
+    if inside is None:
+        item = workflow.item(name)  # a for-each's item runs where its for-each does
+        inside = workflow.enclosing.get(item[0].name, ()) if item is not None else ()
+    return any(parallel in closed for parallel in inside)
+
+
+def _stop_waiting(workflow: Workflow[Any], progress: Progress, name: str) -> None:
+    """The wait or sleep `name` stops: no signal or timer is waited for any more."""
+    progress.active = _without(progress.active, name)
+    progress.timers = tuple(t for t in progress.timers if t.name != name)
+    wait = workflow.waits.get(name)
+    if wait is not None:
+        progress.awaiting = _without(progress.awaiting, wait.signal)
+
+
+def _flow_ended(progress: Progress) -> Actions:
+    """The flow's last node completed: the instance ends, once no step is under way."""
+    if progress.active:
+        progress.finishing = True
+        return _NOTHING
+    progress.outcome = Outcome.COMPLETED
+    return _COMPLETED
+
+
+def _settle(workflow: Workflow[Any], progress: Progress) -> Actions:
+    """A step landed that starts nothing (turned around, finishing, or abandoned): once
+    none is under way, compensate (turned around) or end (finishing)."""
+    if progress.active:
+        return _NOTHING
+    if progress.failure is not None:
+        return _compensate_all(workflow, progress)
+    if progress.finishing:
+        progress.outcome = Outcome.COMPLETED
+        return _COMPLETED
+    return _NOTHING
 
 
 def _turn_around(
@@ -546,10 +798,23 @@ def _turn_around(
 ) -> Actions:
     progress.failure = failure
     progress.cancelled = cancelled
-    compensable = {step.name for step in workflow.steps if step.compensation is not None}
+    progress.held = progress.forks = ()
+    for name in progress.active:  # a wait or a sleep has no end of its own to wait for
+        if name in workflow.waits or name in workflow.sleeps:
+            _stop_waiting(workflow, progress, name)
+    if progress.active:  # the steps under way in other branches land first
+        return _NOTHING
+    return _compensate_all(workflow, progress)
+
+
+def _compensate_all(workflow: Workflow[Any], progress: Progress) -> Actions:
+    """Compensate every completed step that has a compensation, newest first."""
+    compensable = workflow.compensable
     done = set(progress.compensated)
     progress.undo = tuple(
-        name for name in reversed(progress.completed) if name in compensable and name not in done
+        name
+        for name in reversed(progress.completed)
+        if name not in done and (name in compensable or _undoable_item(workflow, name))
     )
     return _undo_next(progress)
 
@@ -566,9 +831,15 @@ def _undo_next(progress: Progress) -> Actions:
     return (SendNotices(), End(progress.outcome))
 
 
+def _undoable_item(workflow: Workflow[Any], name: str) -> bool:
+    item = workflow.item(name)
+    return item is not None and item[0].step.compensation is not None
+
+
 _HANDLERS: dict[type, Callable[[Workflow[Any], Progress, Any], Actions]] = {
     Started: _started,
     BranchChosen: _branch_chosen,
+    ItemsListed: _items_listed,
     SignalReceived: _signalled,
     TimerFired: _timer_fired,
     StepAnswered: _answered,

@@ -2,10 +2,15 @@
 failure path, checked when it is built."""
 
 from ._workflow import (
+    ALL,
+    ANY,
     Branch,
     Compute,
     Failure,
+    ForEach,
+    Join,
     Notify,
+    Parallel,
     Rejected,
     RetryPolicy,
     Sleep,
@@ -13,13 +18,19 @@ from ._workflow import (
     WaitFor,
     Workflow,
     WorkflowContext,
+    at_least,
 )
 
 __all__ = (
+    "ALL",
+    "ANY",
     "Branch",
     "Compute",
     "Failure",
+    "ForEach",
+    "Join",
     "Notify",
+    "Parallel",
     "Rejected",
     "RetryPolicy",
     "Sleep",
@@ -27,4 +38,5 @@ __all__ = (
     "WaitFor",
     "Workflow",
     "WorkflowContext",
+    "at_least",
 )

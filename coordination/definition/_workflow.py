@@ -8,6 +8,7 @@ with the same message id, so that an idempotent service never acts twice.
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +21,17 @@ from actors import Actor, Message, Request
 from .._errors import InvalidWorkflowError
 
 __all__ = (
+    "ALL",
+    "ANY",
     "FAIL",
     "Branch",
+    "BranchEnd",
     "Compute",
     "Failure",
+    "ForEach",
+    "Join",
     "Notify",
+    "Parallel",
     "Rejected",
     "Replies",
     "RetryPolicy",
@@ -33,6 +40,7 @@ __all__ = (
     "WaitFor",
     "Workflow",
     "WorkflowContext",
+    "at_least",
     "builder_context",
     "check_input",
     "check_signal",
@@ -61,12 +69,15 @@ class Failure(msgspec.Struct, frozen=True, gc=False):
 @dataclass(slots=True)
 class WorkflowContext(Generic[In]):
     """What command builders see: the input, the replies of the steps the building step
-    `reads`, and the failure once there is one."""
+    `reads`, the failure once there is one, and, for the step of a `ForEach`, the item it
+    is for."""
 
     workflow_id: str
     input: In
     results: dict[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
+    item: Any = None
+    """The item of a `ForEach`'s list the step is performed (or compensated) for."""
 
 
 class Replies(dict[str, Any]):
@@ -199,8 +210,8 @@ class Branch:
 
     name: str
     when: Callable[[WorkflowContext[Any]], bool]
-    then: Sequence[Step | Branch | Compute | WaitFor | Sleep] = ()
-    otherwise: Sequence[Step | Branch | Compute | WaitFor | Sleep] = ()
+    then: Sequence[Node] = ()
+    otherwise: Sequence[Node] = ()
     reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -318,7 +329,183 @@ class Sleep:
         return now + self.seconds if self.seconds is not None else float(self.until or 0.0)
 
 
-Node = Step | Branch | Compute | WaitFor | Sleep
+@dataclass(frozen=True, slots=True)
+class Join:
+    """When a `Parallel` goes on: once `count` of its branches have ended (None: all of
+    them). Use `ALL`, `ANY` or `at_least(n)`."""
+
+    count: int | None = None
+
+    def needed(self, branches: int) -> int:
+        """How many of `branches` branches must end for the join to be met."""
+        return branches if self.count is None else self.count
+
+    def __repr__(self) -> str:
+        if self.count is None:
+            return "ALL"
+        return "ANY" if self.count == 1 else f"at_least({self.count})"
+
+
+ALL = Join()
+"""A `Parallel` goes on once every branch has ended."""
+ANY = Join(1)
+"""A `Parallel` goes on once one branch has ended (the first to end wins)."""
+
+
+def at_least(n: int) -> Join:
+    """A `Parallel` goes on once `n` of its branches have ended."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidWorkflowError(f"at_least({n!r}): a join needs at least one branch")
+    return Join(n)
+
+
+@dataclass(frozen=True, slots=True)
+class Parallel:
+    """Branches that run at the same time: each is a sequence of nodes (steps, branches,
+    computes, waits, sleeps, further parallels), and the instance goes on after the
+    parallel once `join` is met (`ALL`, the default; `ANY`; `at_least(n)`).
+
+    The branches left running when the join is met stop: the step under way in each ends
+    (its effect is kept, and compensated if the instance turns around later), and nothing
+    after it in that branch starts. A failure in any branch turns the whole instance around:
+    no further step starts in the other branches, the steps under way end (their answers
+    land), then every completed step of every branch is compensated, newest first.
+
+    A later step may read a branch's replies only after an `ALL` join (with `ANY` or
+    `at_least`, which branches ended is not known in advance).
+    """
+
+    name: str
+    branches: Sequence[Sequence[Node]]
+    join: Join = ALL
+
+    def __post_init__(self) -> None:
+        branches: object = self.branches
+        if not isinstance(branches, Sequence) or not all(
+            isinstance(branch, Sequence) and not isinstance(branch, str) for branch in branches
+        ):
+            raise InvalidWorkflowError(
+                f"parallel {self.name!r}: branches is a list of lists of steps"
+            )
+        object.__setattr__(self, "branches", tuple(tuple(branch) for branch in self.branches))
+        if not isinstance(self.join, Join):
+            raise InvalidWorkflowError(
+                f"parallel {self.name!r}: join is ALL, ANY or at_least(n), not {self.join!r}"
+            )
+
+    @property
+    def needed(self) -> int:
+        """How many branches must end for the join to be met."""
+        return self.join.needed(len(self.branches))
+
+
+@dataclass(frozen=True, slots=True)
+class BranchEnd:
+    """The end of branch `index` of the parallel `parallel`: what follows a branch's last
+    node (an internal marker of the linked flow, never declared)."""
+
+    parallel: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.parallel}:{self.index}"
+
+
+MAX_ITEMS = 10_000
+"""The most items a `ForEach` takes by default (a longer list fails the instance there)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForEach:
+    """One step per item of a list (a map): `over(context)` builds the list from the input
+    and the replies named in `reads`, and `step` runs once per item, its builders (and its
+    compensation's) seeing the item as `context.item`. Up to `max_concurrency` items run at
+    once (None: all of them).
+
+    The items' replies, in the order of the list, are the for-each's reply
+    (`results[name]`, a list, which later steps may read); each item's own reply is
+    `results["<name>[<index>]"]`, and each item has its own message id
+    (`<workflow id>.<name>[<index>]`), so an idempotent service acts once per item.
+
+    A refused or failed item turns the instance around as a step would: no further item
+    starts, the items under way end, then every completed item (and every completed step
+    before them) is compensated, newest first. `over` must be a pure function of what it
+    reads (strategies work it out again where they need an item); a list longer than
+    `max_items` fails the instance at the for-each.
+    """
+
+    name: str
+    over: Callable[[WorkflowContext[Any]], Sequence[Any]]
+    step: Step
+    reads: tuple[str, ...] = ()
+    max_concurrency: int | None = None
+    max_items: int = MAX_ITEMS
+
+    def __post_init__(self) -> None:
+        if not callable(self.over):
+            raise InvalidWorkflowError(
+                f"for-each {self.name!r}: over must be a function that builds the list"
+            )
+        if not isinstance(self.step, Step):
+            raise InvalidWorkflowError(f"for-each {self.name!r}: step must be a Step")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise InvalidWorkflowError(f"for-each {self.name!r}: max_concurrency must be >= 1")
+        if self.max_items < 0:
+            raise InvalidWorkflowError(f"for-each {self.name!r}: max_items must be >= 0")
+        # the step's builders read what `over` reads too: it is worked out where they run
+        reads = tuple(dict.fromkeys((*self.reads, *self.step.reads)))
+        object.__setattr__(self, "step", dataclasses.replace(self.step, reads=reads))
+
+    def item_name(self, index: int) -> str:
+        """The name of item `index`'s step (and of its reply)."""
+        return f"{self.name}[{index}]"
+
+    def item_context(
+        self,
+        context: WorkflowContext[Any],
+        index: int,
+        *,
+        undo: bool = False,
+        items: list[Any] | None = None,
+    ) -> WorkflowContext[Any]:
+        """The context item `index`'s builders see (its compensation's, with `undo`): the
+        replies the step reads (and, undoing it, the item's own reply under the step's
+        name), and the item, from `items` (the list, when the caller has it) or worked out
+        again from the list `over` builds of `context`."""
+        step = self.step
+        results = context.results
+        visible = Replies(
+            self.item_name(index), {n: results[n] for n in step.reads if n in results}
+        )
+        own = self.item_name(index)
+        if undo and step.wait and own in results:
+            visible[step.name] = results[own]
+        if items is None:
+            items = self.items(builder_context(context, self.reads, self.name))
+        if index >= len(items):
+            raise LookupError(f"for-each {self.name!r}: no item {index} any more")
+        return WorkflowContext(
+            context.workflow_id, context.input, visible, context.failure, items[index]
+        )
+
+    def items(self, context: WorkflowContext[Any]) -> list[Any]:
+        """The list `over` builds for `context` (TypeError for something else than a list or
+        a tuple, ValueError for one longer than `max_items`)."""
+        items = self.over(context)
+        if not isinstance(items, (list, tuple)):
+            raise TypeError(
+                f"for-each {self.name!r}: over() must return a list, not {type(items).__name__}"
+            )
+        if len(items) > self.max_items:
+            raise ValueError(
+                f"for-each {self.name!r}: {len(items)} items, more than its max_items "
+                f"({self.max_items})"
+            )
+        return list(items)
+
+
+Node = Step | Branch | Compute | WaitFor | Sleep | Parallel | ForEach
 """What a workflow's flow is made of."""
 
 
@@ -345,7 +532,7 @@ class Workflow(Generic[In]):
         self,
         name: str,
         input_type: type[In],
-        steps: Sequence[Step | Branch | Compute | WaitFor | Sleep],
+        steps: Sequence[Node],
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
@@ -367,11 +554,26 @@ class Workflow(Generic[In]):
         self.sleeps: dict[str, Sleep] = {
             n.name: n for n in _walk(self.flow) if isinstance(n, Sleep)
         }
+        self.parallels: dict[str, Parallel] = {
+            n.name: n for n in _walk(self.flow) if isinstance(n, Parallel)
+        }
+        self.for_eaches: dict[str, ForEach] = {
+            n.name: n for n in _walk(self.flow) if isinstance(n, ForEach)
+        }
+        self.item_steps: frozenset[str] = frozenset(f.step.name for f in self.for_eaches.values())
+        """The steps a `ForEach` runs per item (never by their own name)."""
         self.leaf_nodes: tuple[Step | Compute | WaitFor | Sleep, ...] = tuple(_leaves_in(self.flow))
         """The steps, computes, waits and sleeps, in the order of the flow."""
         self.leaves: tuple[str, ...] = tuple(n.name for n in self.leaf_nodes)
         """Their names."""
-        self.linear = not (self.branches or self.computes or self.waits or self.sleeps)
+        self.linear = not (
+            self.branches
+            or self.computes
+            or self.waits
+            or self.sleeps
+            or self.parallels
+            or self.for_eaches
+        )
         """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
         """Steps another strategy runs before this workflow (a hybrid's core): their replies
@@ -381,27 +583,41 @@ class Workflow(Generic[In]):
         self._validate()
         self.by_name: dict[str, Step] = {step.name: step for step in self.steps}
         """The steps by name."""
-        self.next_step: dict[str, Node | None] = {}
-        """What follows each step on its path: a step, a branch to decide, or None (the
-        end)."""
-        self.entry: dict[tuple[str, bool], Node | None] = {}
+        self.compensable: frozenset[str] = frozenset(
+            step.name for step in self.steps if step.compensation is not None
+        )
+        """The steps that have a compensation."""
+        self.next_step: dict[str, Node | BranchEnd | None] = {}
+        """What follows each node on its path: a node, the end of a parallel's branch, or
+        None (the end)."""
+        self.enclosing: dict[str, tuple[str, ...]] = {}
+        """The parallels each node inside one runs in, outermost first."""
+        self.entry: dict[tuple[str, bool], Node | BranchEnd | None] = {}
         """Per branch and path (True: `then`), what the path starts with: its first node, or,
         for an empty path, what follows the branch."""
-        self._link(self.flow, None)
+        self._link(self.flow, None, ())
         self.first: Node = self.flow[0]
         self.input_decoder = msgspec.msgpack.Decoder(input_type)
 
-    def _link(self, nodes: Sequence[Node], after: Node | None) -> None:
-        """Say what follows each node of `nodes`, `after` following the last."""
+    def _link(
+        self, nodes: Sequence[Node], after: Node | BranchEnd | None, inside: tuple[str, ...]
+    ) -> None:
+        """Say what follows each node of `nodes`, `after` following the last; `inside` names
+        the parallels they run in."""
         for index, node in enumerate(nodes):
             following = nodes[index + 1] if index + 1 < len(nodes) else after
+            if inside:
+                self.enclosing[node.name] = inside
             if isinstance(node, Branch):
                 self.entry[(node.name, True)] = node.then[0] if node.then else following
                 self.entry[(node.name, False)] = node.otherwise[0] if node.otherwise else following
-                self._link(node.then, following)
-                self._link(node.otherwise, following)
-            else:
-                self.next_step[node.name] = following
+                self._link(node.then, following, inside)
+                self._link(node.otherwise, following, inside)
+                continue
+            self.next_step[node.name] = following
+            if isinstance(node, Parallel):
+                for number, branch in enumerate(node.branches):
+                    self._link(branch, BranchEnd(node.name, number), (*inside, node.name))
 
     def node(self, name: str) -> Node:
         """The step, branch or compute named `name` (KeyError for none)."""
@@ -410,8 +626,33 @@ class Workflow(Generic[In]):
             or self.computes.get(name)
             or self.waits.get(name)
             or self.sleeps.get(name)
+            or self.parallels.get(name)
+            or self.for_eaches.get(name)
         )
         return found if found is not None else self.branches[name]
+
+    def item(self, name: str) -> tuple[ForEach, int] | None:
+        """The for-each and the index of the item step `name` (`<for-each>[<index>]`), or
+        None for a name that is not one."""
+        base, bracket, rest = name.partition("[")
+        if not bracket or not rest.endswith("]"):
+            return None
+        for_each = self.for_eaches.get(base)
+        index = rest[:-1]
+        if for_each is None or not index.isdigit():
+            return None
+        return for_each, int(index)
+
+    def step_of(self, name: str) -> Step:
+        """The step named `name`, or, for an item of a for-each, the step it runs per item
+        (KeyError for none)."""
+        step = self.by_name.get(name)
+        if step is not None:
+            return step
+        item = self.item(name)
+        if item is None:
+            raise KeyError(name)
+        return item[0].step
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}: {' -> '.join(self.leaves)}>"
@@ -429,7 +670,7 @@ class Workflow(Generic[In]):
         names += [c.name for c in _computes_in(self.flow)]
         waits = [node for node in _walk(self.flow) if isinstance(node, WaitFor)]
         names += [w.name for w in waits]
-        names += [n.name for n in _walk(self.flow) if isinstance(n, Sleep)]
+        names += [n.name for n in _walk(self.flow) if isinstance(n, (Sleep, Parallel, ForEach))]
         signals = [w.signal for w in waits]
         for signal in signals:
             if not signal or signals.count(signal) > 1:
@@ -441,11 +682,17 @@ class Workflow(Generic[In]):
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: step name {name!r} is empty or used twice"
                 )
+            if "[" in name or "]" in name:
+                raise InvalidWorkflowError(
+                    f"workflow {self.name!r}: step name {name!r}: [ and ] name a for-each's items"
+                )
         for branch in _branches_in(self.flow):
             if not branch.then and not branch.otherwise:
                 raise InvalidWorkflowError(
                     f"workflow {self.name!r}: branch {branch.name!r} has no step on either path"
                 )
+        for parallel in self.parallels.values():
+            self._check_parallel(parallel)
         used = [
             (s.name, s.service) for s in (*self.done_elsewhere, *self.steps) if isinstance(s, Step)
         ]
@@ -460,11 +707,41 @@ class Workflow(Generic[In]):
         self._check_reads(self.flow, frozenset(before))
         self._check_compensations(self.flow, ())
 
+    def _check_parallel(self, parallel: Parallel) -> None:
+        where = f"workflow {self.name!r}: parallel {parallel.name!r}"
+        if not parallel.branches:
+            raise InvalidWorkflowError(f"{where} has no branch")
+        if not all(parallel.branches):
+            raise InvalidWorkflowError(f"{where} has an empty branch")
+        if parallel.needed > len(parallel.branches):
+            raise InvalidWorkflowError(
+                f"{where}: its join {parallel.join!r} can never be met, with "
+                f"{len(parallel.branches)} branches"
+            )
+
     def _check_reads(self, nodes: Sequence[Node], answered: frozenset[str]) -> frozenset[str]:
         """Check that each node reads only replies given on every path to it; return the
         replies given on every path through `nodes`."""
         for node in nodes:
             kind = type(node).__name__.lower()
+            if isinstance(node, ForEach):
+                for name in node.step.reads:  # what over() and the step's builders read
+                    if name not in answered:
+                        raise InvalidWorkflowError(
+                            f"workflow {self.name!r}: for-each {node.name!r} reads {name!r}, "
+                            "which is not a step that answers (wait=True) on every path "
+                            "before it"
+                        )
+                if node.step.wait:  # its reply: the items' replies, in order
+                    answered |= {node.name}
+                continue
+            if isinstance(node, Parallel):  # a branch reads what came before the parallel
+                given = [self._check_reads(branch, answered) for branch in node.branches]
+                if node.join.count is None:  # every branch ended: all their replies
+                    answered = answered.union(*given)
+                else:  # which ones is not known: only what all of them give
+                    answered = answered.union(frozenset.intersection(*given))
+                continue
             for name in () if isinstance(node, (WaitFor, Sleep)) else node.reads:
                 if name not in answered:
                     raise InvalidWorkflowError(
@@ -490,6 +767,20 @@ class Workflow(Generic[In]):
                 self._check_compensations(node.then, rest)
                 self._check_compensations(node.otherwise, rest)
                 continue
+            if isinstance(node, ForEach):  # its other items can fail beside each one
+                step = node.step
+                if step.wait and step.compensation is None and not step.nothing_to_undo:
+                    raise InvalidWorkflowError(
+                        f"workflow {self.name!r}: for-each {node.name!r}: its step "
+                        f"{step.name!r} has no compensation, but another item can fail; give "
+                        "it one, or say nothing_to_undo=True"
+                    )
+                continue
+            if isinstance(node, Parallel):  # the other branches run beside each one
+                for number, branch in enumerate(node.branches):
+                    others = tuple(b for n, b in enumerate(node.branches) if n != number)
+                    self._check_compensations(branch, (*others, *rest))
+                continue
             if isinstance(node, (Compute, WaitFor, Sleep)):
                 continue  # nothing to undo: it changed nothing
             if not node.wait or node.compensation is not None or node.nothing_to_undo:
@@ -511,6 +802,11 @@ def _walk(nodes: Sequence[Node]) -> Iterator[Node]:
         if isinstance(node, Branch):
             yield from _walk(node.then)
             yield from _walk(node.otherwise)
+        elif isinstance(node, Parallel):
+            for branch in node.branches:
+                yield from _walk(branch)
+        elif isinstance(node, ForEach):
+            yield node.step
 
 
 def _steps_in(nodes: Sequence[Node]) -> list[Step]:
@@ -526,7 +822,7 @@ def _computes_in(nodes: Sequence[Node]) -> list[Compute]:
 
 
 def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor | Sleep]:
-    return [node for node in _walk(nodes) if not isinstance(node, Branch)]
+    return [node for node in _walk(nodes) if not isinstance(node, (Branch, Parallel, ForEach))]
 
 
 def _may_fail_in(nodes: Sequence[Node]) -> list[Step | Compute]:

@@ -35,17 +35,19 @@ from .._remote import Remote, new_workflow_ids, owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus, history_entry
 from .._status_query import GetStatus, StatusReply, reply_from_state, status_from_reply
 from ..core import (
-    Action,
     Actions,
     Await,
     BranchChosen,
     Calculate,
     CancelRequested,
     Choose,
+    Collect,
     Compensate,
     CompensationDone,
     CompensationFailed,
     End,
+    ItemsListed,
+    ListItems,
     PauseRequested,
     Perform,
     ResumeRequested,
@@ -63,6 +65,7 @@ from ..definition._workflow import (
     FAIL,
     Branch,
     Compute,
+    ForEach,
     Rejected,
     Step,
     Workflow,
@@ -104,6 +107,8 @@ class _Run:
     backlog: deque[Callable[[], Awaitable[None]]] | None = None
     """With a store whose saves wait: what is to be done for this instance, in order, while
     a task of its own does it (None when nothing is)."""
+    items: dict[str, list[Any]] | None = None
+    """The lists its for-eaches built (worked out again after a restart)."""
 
 
 class _Sent(msgspec.Struct, gc=False):
@@ -420,7 +425,7 @@ class Mediator(Generic[In]):
                     self._arm(run, timer.name, timer.due)
                 actions: Actions = (
                     *(
-                        self._restart(name)
+                        core.start_action(self.workflow, name)
                         for name in progress.active
                         if name not in self.workflow.sleeps
                     ),
@@ -452,16 +457,6 @@ class Mediator(Generic[In]):
 
         self._timers.arm(f"{workflow_id}.{step}", due, fire)
 
-    def _restart(self, name: str) -> Action:
-        """The action that starts `name` (a step, a branch or a compute) again."""
-        if name in self.workflow.branches:
-            return Choose(name)
-        if name in self.workflow.computes:
-            return Calculate(name)
-        if name in self.workflow.waits:
-            return Await(name)
-        return Perform(name)
-
     async def _apply(self, run: _Run, event: core.Event) -> None:
         """Feed `event` to the core, then do what it says."""
         step = await self._decide(run, event)
@@ -473,12 +468,14 @@ class Mediator(Generic[In]):
         the time), save and return that step; else carry out what it says, and None."""
         _, actions = core.apply(self.workflow, run.state.progress, event)
         if len(actions) == 1 and type(actions[0]) is Perform:
-            keep = self._keep
-            if keep is not None:
-                keep(run.state)
-            else:
-                await self._save(run.state)
-            return self.workflow.by_name[actions[0].step]
+            step = self.workflow.by_name.get(actions[0].step)  # None: a for-each's item
+            if step is not None:
+                keep = self._keep
+                if keep is not None:
+                    keep(run.state)
+                else:
+                    await self._save(run.state)
+                return step
         await self._act(run, actions)
         return None
 
@@ -492,8 +489,15 @@ class Mediator(Generic[In]):
             await self._save(state)  # End saves (in _finish)
         for action in actions:
             match action:
-                case Perform(step=step):
+                case Perform(step=step) if step in self.workflow.by_name:
                     await self._perform(run, self.workflow.step(step))
+                case Perform(step=step):
+                    await self._perform_item(run, step)
+                case ListItems(step=step):
+                    await self._list(run, self.workflow.for_eaches[step])
+                case Collect(step=step, count=count):
+                    results = state.results
+                    results[step] = [results.get(f"{step}[{index}]") for index in range(count)]
                 case Choose(branch=branch):
                     await self._choose(run, self.workflow.branches[branch])
                 case Calculate(step=step):
@@ -512,7 +516,7 @@ class Mediator(Generic[In]):
                     await self._save(state)
                     self._arm(run, step, due)
                 case Compensate(step=step):
-                    await self._compensate(run, self.workflow.step(step))
+                    await self._compensate(run, step)
                 case SendNotices():
                     run.context.failure = state.progress.failure
                     await send_notices(self.workflow, self._refs, run.context, state.workflow_id)
@@ -523,7 +527,6 @@ class Mediator(Generic[In]):
         """Send `step`'s command: one that is waited for goes out through the port (its end
         comes back through `_replied` or `_command_failed`); one that is not is told, counts
         as answered once sent, and the steps after it follow here."""
-        workflow_id = run.state.workflow_id
         while step is not None:
             try:
                 command = step.build(builder_context(run.context, step.reads, step.name))
@@ -531,30 +534,78 @@ class Mediator(Generic[In]):
                 reason = f"building the command failed: {type(exc).__name__}: {exc}"
                 step = await self._decide(run, StepFailed(step.name, reason))
                 continue
-            run.sent_at = perf_counter()
-            message_id = core.message_id(workflow_id, step.name)
-            if step.wait:  # on with the answer, when it comes
-                port = self._port
-                assert port is not None
-                await port.send(
-                    self._refs[step.service],
-                    command,
-                    _Sent(run, step.name),
-                    message_id=message_id,
-                    correlation_id=workflow_id,
-                    policy=step.retry,
-                    timeout=step.timeout,
-                )
-                return
-            error = await tell_with_retry(
+            told = await self._send(run, step, step.name, command)
+            if told is None:
+                return  # on with the answer, when it comes
+            step = await self._decide(run, told)
+
+    async def _send(
+        self, run: _Run, step: Step, name: str, command: msgspec.Struct
+    ) -> StepAnswered | StepFailed | None:
+        """Send the command of `step` (`name`: the step, or a for-each's item of it), with its
+        message id: through the port, when it is waited for (None); else told, and what that
+        makes of the step (answered, or failed when it could not be told)."""
+        workflow_id = run.state.workflow_id
+        run.sent_at = perf_counter()
+        message_id = core.message_id(workflow_id, name)
+        if step.wait:
+            port = self._port
+            assert port is not None
+            await port.send(
                 self._refs[step.service],
                 command,
-                policy=step.retry,
-                workflow_id=workflow_id,
+                _Sent(run, name),
                 message_id=message_id,
+                correlation_id=workflow_id,
+                policy=step.retry,
+                timeout=step.timeout,
             )
-            told = StepFailed(step.name, error) if error is not None else self._answered[step.name]
-            step = await self._decide(run, told)
+            return None
+        error = await tell_with_retry(
+            self._refs[step.service],
+            command,
+            policy=step.retry,
+            workflow_id=workflow_id,
+            message_id=message_id,
+        )
+        if error is not None:
+            return StepFailed(name, error)
+        return self._answered.get(name) or StepAnswered(name)
+
+    async def _list(self, run: _Run, for_each: ForEach) -> None:
+        """Build a for-each's list (an `over` that raises fails the instance there)."""
+        name = for_each.name
+        try:
+            items = for_each.items(builder_context(run.context, for_each.reads, name))
+        except Exception as exc:
+            await self._apply(run, StepFailed(name, f"listing failed: {type(exc).__name__}: {exc}"))
+            return
+        if run.items is None:
+            run.items = {}
+        run.items[name] = items
+        await self._apply(run, ItemsListed(name, len(items)))
+
+    def _item_context(self, run: _Run, name: str, *, undo: bool) -> WorkflowContext[Any]:
+        """The context the builders of the for-each item `name` see."""
+        found = self.workflow.item(name)
+        assert found is not None
+        for_each, index = found
+        items = run.items.get(for_each.name) if run.items is not None else None
+        return for_each.item_context(run.context, index, undo=undo, items=items)
+
+    async def _perform_item(self, run: _Run, name: str) -> None:
+        """Send the command of a for-each's item: as a step's, with the item's own message
+        id."""
+        step = self.workflow.step_of(name)
+        try:
+            command = step.build(self._item_context(run, name, undo=False))
+        except Exception as exc:
+            reason = f"building the command failed: {type(exc).__name__}: {exc}"
+            await self._apply(run, StepFailed(name, reason))
+            return
+        told = await self._send(run, step, name, command)
+        if told is not None:
+            await self._apply(run, told)
 
     async def _choose(self, run: _Run, branch: Branch) -> None:
         """Decide `branch` from the context (a `when` that raises fails the instance there,
@@ -583,22 +634,29 @@ class Mediator(Generic[In]):
         run.state.results[name] = reply
         await self._apply(run, StepAnswered(name))
 
-    async def _compensate(self, run: _Run, step: Step) -> None:
+    async def _compensate(self, run: _Run, name: str) -> None:
+        """Send the compensation of the step (or the for-each's item) `name`."""
+        step = self.workflow.step_of(name)
         assert step.compensation is not None
         workflow_id = run.state.workflow_id
         run.context.failure = run.state.progress.failure
         try:
-            command = step.compensation(builder_context(run.context, step.undo_reads, step.name))
+            context = (
+                builder_context(run.context, step.undo_reads, name)
+                if name == step.name
+                else self._item_context(run, name, undo=True)
+            )
+            command = step.compensation(context)
         except Exception as exc:
-            await self._apply(run, CompensationFailed(step.name, f"building it failed: {exc!r}"))
+            await self._apply(run, CompensationFailed(name, f"building it failed: {exc!r}"))
             return
         run.sent_at = perf_counter()
         assert self._port is not None
         await self._port.send(
             self._refs[step.service],
             command,
-            _Undo(run, step.name),
-            message_id=core.undo_message_id(workflow_id, step.name),
+            _Undo(run, name),
+            message_id=core.undo_message_id(workflow_id, name),
             correlation_id=workflow_id,
             policy=step.retry,
             timeout=step.timeout,
@@ -652,13 +710,20 @@ class Mediator(Generic[In]):
                     self.metrics.compensations += 1
                     await self._apply(run, CompensationDone(step))
                 return
-            self.metrics.step_took(step, perf_counter() - run.sent_at)
+            answered = self._answered.get(step)
+            if answered is None:  # a for-each's item: timed as the step it runs
+                answered = StepAnswered(step)
+                self.metrics.step_took(
+                    self.workflow.step_of(step).name, perf_counter() - run.sent_at
+                )
+            else:
+                self.metrics.step_took(step, perf_counter() - run.sent_at)
             if isinstance(reply, Rejected):
                 await self._apply(run, StepRejected(step, reply.reason))
                 return
             if step in run.state.progress.active:
                 run.state.results[step] = reply
-            following = await self._decide(run, self._answered[step])
+            following = await self._decide(run, answered)
             if following is not None:
                 await self._perform(run, following)
 

@@ -5,8 +5,10 @@ emailed. Payment rejected: the customer is told and the order marked failed. Ite
 the payment is refunded, the customer told, the order marked failed. A cancellation undoes
 whatever completed: refund, and restock a fulfilled item.
 
-`screened_order_workflow` is the same with a branch: an order of `HIGH_VALUE` or more is
-screened for fraud before it is charged (a fraud screen says no to a suspicious customer).
+`screened_order_workflow` is the same as the seeds describe it grown: an order of
+`HIGH_VALUE` or more is screened for fraud first (a branch: a fraud screen says no to a
+suspicious customer), then the payment is charged and the item reserved at the same time (a
+parallel: a refused charge stops the reservation, and whichever completed is undone).
 
 The services are plain actors: they know nothing of the strategy that runs them. Payment is
 idempotent by message id, so a retried charge is not charged twice.
@@ -21,6 +23,7 @@ from actors import Actor, Message, Request, idempotent
 from ..definition._workflow import (
     Branch,
     Notify,
+    Parallel,
     Rejected,
     RetryPolicy,
     Step,
@@ -298,8 +301,7 @@ screened_order_workflow: Workflow[PlaceOrder] = Workflow(
                 )
             ],
         ),
-        _steps["payment"],
-        _steps["fulfillment"],
+        Parallel("reserve", [[_steps["payment"]], [_steps["fulfillment"]]]),
         _steps["confirmation"],
         _steps["mark_placed"],
     ],
