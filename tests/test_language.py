@@ -893,8 +893,6 @@ def basket_workflow() -> Workflow[Any]:
 async def test_a_for_each_runs_one_step_per_item_and_undoes_them_all_on_a_failure(
     bus: Bus, strategy: tuple[str, str]
 ) -> None:
-    if strategy[1] != "mediator":
-        pytest.skip("a ForEach runs under the Mediator only, for now")
     warehouse = Warehouse({"pen": 5, "ink": 5, "pad": 0})
     billing = Billing()
     services = {"warehouse": warehouse, "billing": billing}

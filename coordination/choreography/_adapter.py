@@ -106,7 +106,7 @@ class _Host(Protocol[In]):
         """The instance ended: tell whoever waits for it."""
 
     async def _fetch(
-        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool, item: int = -1
     ) -> Carried: ...
 
     async def _carry_out(
@@ -130,18 +130,19 @@ class _Host(Protocol[In]):
         step: int,
         data: Carried | None,
         progress: Progress | None = None,
+        name: str = "",
     ) -> None: ...
 
     def _step_done(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None, reply: bytes
     ) -> Carried | None: ...
 
     def _step_failed(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None: ...
 
     def _step_compensated(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None: ...
 
 
@@ -159,6 +160,8 @@ class _Command(msgspec.Struct, gc=False):
     event: Advance | Unwind
     context: WorkflowContext[Any]
     sent_at: float = 0.0
+    name: str = ""
+    """The step's name, or, for a for-each's item, the item's (`<for-each>[<index>]`)."""
 
     @property
     def undo(self) -> bool:
@@ -212,6 +215,15 @@ class Adapter(Actor, Generic[In]):
         self._index = {name: index for index, name in enumerate(names)}
         self._answered_forward: dict[int, tuple[Progress, core.Actions]] = {}
         """The core's answer to each step answering on the way forward (see `_decide`)."""
+        self._for_each = {
+            names.index(for_each.step.name): for_each
+            for for_each in self.workflow.for_eaches.values()
+        }
+        """The for-each each step run per item belongs to, by the step's index."""
+
+    def _item_name(self, index: int, item: int) -> str:
+        """The name of item `item` of the for-each that runs step number `index`."""
+        return self._for_each[index].item_name(item)
 
     async def on_start(self) -> None:
         if not self.local and not self._listening:  # replies come over the bus
@@ -284,7 +296,9 @@ class Adapter(Actor, Generic[In]):
         event with it: here, or, for a sidecar, back in the service's mailbox."""
         undo = isinstance(event, Unwind)
         try:
-            data = await self.engine._fetch(self, event.workflow_id, event.step, undo=undo)
+            data = await self.engine._fetch(
+                self, event.workflow_id, event.step, undo=undo, item=event.item
+            )
         except Exception as exc:
             await self._abandon(event, f"no context: {exc!r}")
             return
@@ -317,26 +331,27 @@ class Adapter(Actor, Generic[In]):
         step = self.steps[index]
         workflow_id = event.workflow_id
         engine = self.engine
-        message_id = core.message_id(workflow_id, step.name)
+        name = step.name if event.item < 0 else self._item_name(index, event.item)
+        message_id = core.message_id(workflow_id, name)
         if event.attempt > 1 and self.port.attempt(message_id) != event.attempt:
             return  # a sidecar's retry that comes after its step ended: nothing to do
         assert event.data is not None
         data = event.data
-        context = engine._codec.context(
-            workflow_id, data.input, data.results, step.reads, step.name
-        )
-        pending = _Command(event, context, perf_counter())
+        context = engine._codec.context(workflow_id, data.input, data.results, step.reads, name)
+        pending = _Command(event, context, perf_counter(), name)
         if event.attempt == 1:
             if workflow_id in engine._cancelled:  # cancelled before this step started
-                await self._decide(pending, StepCancelled(step.name), data)
+                await self._decide(pending, StepCancelled(name), data)
                 return
             if engine._tracks_starts:
-                await engine._step_started(self, workflow_id, index, data, event.progress)
+                await engine._step_started(self, workflow_id, index, data, event.progress, name)
         try:
+            if event.item >= 0:  # the item it is for, from the list its for-each builds
+                context = pending.context = self._for_each[index].item_context(context, event.item)
             command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
-            await self._decide(pending, StepFailed(step.name, reason), data)
+            await self._decide(pending, StepFailed(name, reason), data)
             return
         if step.wait:
             await self._execute(pending, command, message_id)
@@ -350,9 +365,10 @@ class Adapter(Actor, Generic[In]):
         event = pending.event
         workflow_id = event.workflow_id
         step = self.steps[event.step]
+        name = pending.name
         if self.local:
-            carried = self.engine._step_done(self, workflow_id, event.step, event.data, b"")
-            await self._decide(pending, StepAnswered(step.name), carried)
+            carried = self.engine._step_done(self, workflow_id, name, event.data, b"")
+            await self._decide(pending, StepAnswered(name), carried)
             assert self.service_actor is not None
             try:
                 await dispatch(
@@ -369,11 +385,11 @@ class Adapter(Actor, Generic[In]):
             message_id=message_id,
         )
         if error is not None:
-            carried = self.engine._step_failed(self, workflow_id, event.step, event.data)
-            await self._decide(pending, StepFailed(step.name, error), carried)
+            carried = self.engine._step_failed(self, workflow_id, name, event.data)
+            await self._decide(pending, StepFailed(name, error), carried)
             return
-        carried = self.engine._step_done(self, workflow_id, event.step, event.data, b"")
-        await self._decide(pending, StepAnswered(step.name), carried)
+        carried = self.engine._step_done(self, workflow_id, name, event.data, b"")
+        await self._decide(pending, StepAnswered(name), carried)
 
     async def _unwind(self, event: Unwind) -> None:
         index = event.step
@@ -381,22 +397,26 @@ class Adapter(Actor, Generic[In]):
             return
         step = self.steps[index]
         workflow_id = event.workflow_id
-        message_id = core.undo_message_id(workflow_id, step.name)
+        item = event.item
+        name = step.name if item < 0 else self._item_name(index, item)
+        message_id = core.undo_message_id(workflow_id, name)
         if event.attempt > 1 and self.port.attempt(message_id) != event.attempt:
             return
         assert step.compensation is not None
         assert event.data is not None
         data = event.data
-        context = self.engine._codec.context(
-            workflow_id, data.input, data.results, step.undo_reads, step.name
-        )
+        reads = step.undo_reads if item < 0 else (*step.reads, name)
+        context = self.engine._codec.context(workflow_id, data.input, data.results, reads, name)
         context.failure = event.progress.failure
-        pending = _Command(event, context)
+        pending = _Command(event, context, 0.0, name)
         try:
+            if item >= 0:  # the item it is for, and its own reply
+                context = self._for_each[index].item_context(context, item, undo=True)
+                pending.context = context
             command = step.compensation(context)
         except Exception as exc:
             reason = f"building the compensation failed: {exc!r}"
-            await self._decide(pending, CompensationFailed(step.name, reason), data)
+            await self._decide(pending, CompensationFailed(name, reason), data)
             return
         await self._execute(pending, command, message_id)
 
@@ -486,25 +506,26 @@ class Adapter(Actor, Generic[In]):
 
     async def _answered(self, pending: _Command, reply: Any, data: bytes) -> None:
         event = pending.event
-        step = self.steps[event.step]
+        name = pending.name
         engine = self.engine
         workflow_id = event.workflow_id
         if type(event) is Unwind:
             if isinstance(reply, Rejected):
                 reason = f"the compensation was refused: {reply.reason}"
-                await self._decide(pending, CompensationFailed(step.name, reason), event.data)
+                await self._decide(pending, CompensationFailed(name, reason), event.data)
                 return
             engine.metrics.compensations += 1
-            carried = engine._step_compensated(self, workflow_id, event.step, event.data)
-            await self._decide(pending, CompensationDone(step.name), carried)
+            carried = engine._step_compensated(self, workflow_id, name, event.data)
+            await self._decide(pending, CompensationDone(name), carried)
             return
-        engine.metrics.step_took(step.name, perf_counter() - pending.sent_at)
+        # timed as the step (a for-each's items, as the step they run)
+        engine.metrics.step_took(self.steps[event.step].name, perf_counter() - pending.sent_at)
         if isinstance(reply, Rejected):
-            carried = engine._step_failed(self, workflow_id, event.step, event.data)
-            await self._decide(pending, StepRejected(step.name, reply.reason), carried)
+            carried = engine._step_failed(self, workflow_id, name, event.data)
+            await self._decide(pending, StepRejected(name, reply.reason), carried)
             return
-        carried = engine._step_done(self, workflow_id, event.step, event.data, data)
-        await self._decide(pending, StepAnswered(step.name), carried)
+        carried = engine._step_done(self, workflow_id, name, event.data, data)
+        await self._decide(pending, StepAnswered(name), carried)
 
     async def _command_failed(self, pending: _Command, reason: str) -> None:
         with acting_as(self.sender):  # a sidecar's timeout comes from the port's sweeper
@@ -512,11 +533,11 @@ class Adapter(Actor, Generic[In]):
 
     async def _failed(self, pending: _Command, reason: str) -> None:
         event = pending.event
-        name = self.steps[event.step].name
+        name = pending.name
         if type(event) is Unwind:
             await self._decide(pending, CompensationFailed(name, reason), event.data)
             return
-        carried = self.engine._step_failed(self, event.workflow_id, event.step, event.data)
+        carried = self.engine._step_failed(self, event.workflow_id, name, event.data)
         await self._decide(pending, StepFailed(name, reason), carried)
 
     # -- what comes next: the core decides ---------------------------------------------
@@ -606,6 +627,8 @@ class Adapter(Actor, Generic[In]):
         more is sent to the services; the outcome says what happened (NEEDS_ATTENTION for an
         instance that was compensating: what is left is someone's to undo)."""
         name = self.steps[event.step].name
+        if event.item >= 0:
+            name = self._item_name(event.step, event.item)
         logger.error("%s: abandoned at %r: %s", event.workflow_id, name, reason)
         if isinstance(event, Unwind):
             progress = event.progress

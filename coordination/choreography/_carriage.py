@@ -20,6 +20,7 @@ __all__ = ("ContextCodec",)
 In = TypeVar("In", bound=msgspec.Struct)
 
 _encode = msgspec.msgpack.Encoder().encode
+_UNTYPED = msgspec.msgpack.Decoder()
 
 
 class ContextCodec(Generic[In]):
@@ -54,10 +55,11 @@ class ContextCodec(Generic[In]):
             results = nothing_to_read(step)
         else:
             replies = self._replies
+            decoder = self._reply_codec.decoder  # a for-each's item: its step's decoder
             results = Replies(
                 step,
                 {
-                    name: replies[name].decode(raw_results[name])
+                    name: (replies.get(name) or decoder(name) or _UNTYPED).decode(raw_results[name])
                     for name in readable
                     if name in raw_results
                 },

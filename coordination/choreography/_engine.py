@@ -53,7 +53,9 @@ from ..core import (
     Await,
     Calculate,
     Choose,
+    Collect,
     Compensate,
+    ListItems,
     Perform,
     Progress,
     SendNotices,
@@ -65,6 +67,7 @@ from ..definition._workflow import (
     FAIL,
     Branch,
     Compute,
+    ForEach,
     Rejected,
     Workflow,
     WorkflowContext,
@@ -209,8 +212,6 @@ class Choreography(Generic[In]):
         durable_events: bool = False,
         clock: Clock | None = None,
     ) -> None:
-        if workflow.for_eaches:
-            raise ValueError(f"{workflow.name}: a ForEach runs under the Mediator only, for now")
         self.system = system
         self.clock: Clock = clock if clock is not None else SystemClock()
         """What the timers of `Sleep` read (a `ManualClock` in a test skips time)."""
@@ -260,9 +261,9 @@ class Choreography(Generic[In]):
         self._here: dict[str, _Held] = {}
         """The instances of this process's it has in hand: waiting here for a signal or a
         timer, or running the branches of a parallel, which this process drives."""
-        self._driven = frozenset(workflow.enclosing)
-        """The nodes inside parallels: while one is under way, this process drives the
-        instance."""
+        self._driven = frozenset(workflow.enclosing) | frozenset(workflow.for_eaches)
+        """The nodes inside parallels, and the for-eaches: while one (or an item of a
+        for-each, `<for-each>[<index>]`) is under way, this process drives the instance."""
         self._signals: dict[str, dict[str, msgspec.Raw]] = {}
         """The signals each running instance of this process's has had, by wait: kept from
         the moment they come, which may be before the instance waits for them."""
@@ -468,6 +469,8 @@ class Choreography(Generic[In]):
         that has ended or is forgotten)."""
         if workflow_id in self._here or not self.outcomes.is_running(workflow_id):
             return None
+        if not self._carries_data:  # its steps ask the services for what they read
+            data = None
         held = self._here[workflow_id] = _Held(progress, data)
         self._progressed(workflow_id)
         return held
@@ -492,7 +495,7 @@ class Choreography(Generic[In]):
         if held is None:
             return  # a duplicate after the end
         self._progressed(workflow_id)
-        data = _merged(held.data, event.data)
+        data = _merged(held.data, event.data) if self._carries_data else None
         step, reason = event.step, event.reason
         happened: core.Event
         if event.how == "answered":
@@ -886,10 +889,11 @@ class Choreography(Generic[In]):
         )
 
     async def _fetch(
-        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool, item: int = -1
     ) -> Carried:
         """The data step number `step`'s builders (its compensation's, with `undo`) read,
-        for a strategy whose events do not carry it."""
+        for a strategy whose events do not carry it (`item`: the for-each's item it is
+        for)."""
         raise NotImplementedError(f"{self.strategy} events carry their data")
 
     # -- hooks ------------------------------------------------------------------------
@@ -937,11 +941,25 @@ class Choreography(Generic[In]):
         """Whether an instance at `progress` is driven here: it waits here, or steps of a
         parallel's branches are under way (which report their end here)."""
         workflow = self.workflow
-        driven = self._driven
         return progress.outcome is Outcome.RUNNING and any(
-            name in driven or name in workflow.waits or name in workflow.sleeps
+            self._drives(name) or name in workflow.waits or name in workflow.sleeps
             for name in progress.active
         )
+
+    def _drives(self, name: str) -> bool:
+        """Whether this process drives an instance while `name` is under way: a node of a
+        parallel's branches, a for-each, or one of its items (the only names with `[`)."""
+        return name in self._driven or "[" in name
+
+    def _locate(self, name: str) -> tuple[int, int]:
+        """The index of the step `name` runs, and the item it is for (-1: none)."""
+        index = self._step_index.get(name)
+        if index is not None:
+            return index, -1
+        found = self.workflow.item(name)
+        if found is None:
+            raise KeyError(name)
+        return self._step_index[found[0].step.name], found[1]
 
     async def _report(self, workflow_id: str, happened: core.Event, data: Carried | None) -> None:
         """A step the starter drives ended: tell the starter how."""
@@ -988,7 +1006,7 @@ class Choreography(Generic[In]):
         for action in actions:
             kind = type(action)
             if kind is Perform:
-                index = self._step_index[action.step]  # type: ignore[union-attr]
+                index, item = self._locate(action.step)  # type: ignore[union-attr]
                 advance = Advance(
                     workflow_id,
                     index,
@@ -996,9 +1014,19 @@ class Choreography(Generic[In]):
                     route=route,
                     ack=ack,
                     progress=None if self.workflow.linear else progress,
-                    report=adapter is None and any(name in driven for name in progress.active),
+                    report=adapter is None and any(self._drives(n) for n in progress.active),
+                    item=item,
                 )
                 await self._send(self.workflow.steps[index].service, advance)
+            elif kind is ListItems:
+                for_each = self.workflow.for_eaches[action.step]  # type: ignore[union-attr]
+                listed = await self._list(adapter, workflow_id, for_each, progress, data)
+                await self._carry_out(adapter, workflow_id, *listed, data, context)
+            elif kind is Collect:
+                data = self._collected(workflow_id, action, data)  # type: ignore[arg-type]
+                held = self._here.get(workflow_id) if adapter is None else None
+                if held is not None:
+                    held.data = data
             elif kind is Choose:
                 branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
                 decided = await self._choose(adapter, workflow_id, branch, progress, data)
@@ -1024,8 +1052,8 @@ class Choreography(Generic[In]):
                         f"{workflow_id}.parked.{parked.step}",
                     )
             elif kind is Compensate:
-                index = self._step_index[action.step]  # type: ignore[union-attr]
-                unwind = Unwind(workflow_id, index, progress, data, route=route, ack=ack)
+                index, item = self._locate(action.step)  # type: ignore[union-attr]
+                unwind = Unwind(workflow_id, index, progress, data, route=route, ack=ack, item=item)
                 await self._send(self.workflow.steps[index].service, unwind)
             elif kind is SendNotices:
                 if context is None:
@@ -1065,6 +1093,36 @@ class Choreography(Generic[In]):
             reason = f"deciding the branch failed: {type(exc).__name__}: {exc}"
             happened = core.StepFailed(branch.name, reason)
         return core.apply(self.workflow, progress, happened)
+
+    async def _list(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        for_each: ForEach,
+        progress: Progress,
+        data: Carried | None,
+    ) -> tuple[Progress, core.Actions]:
+        """Build a for-each's list: what the core makes of its length (an `over` that raises
+        fails the instance there)."""
+        name = for_each.name
+        try:
+            context = await self._context_for(adapter, workflow_id, name, for_each.reads, data)
+            happened: core.Event = core.ItemsListed(name, len(for_each.items(context)))
+        except Exception as exc:
+            happened = core.StepFailed(name, f"listing failed: {type(exc).__name__}: {exc}")
+        return core.apply(self.workflow, progress, happened)
+
+    def _collected(
+        self, workflow_id: str, collect: Collect, data: Carried | None
+    ) -> Carried | None:
+        """A for-each's items all completed: what the events carry from then on, with its
+        reply, the list of its items' replies."""
+        if data is None:
+            return None
+        results = data.results
+        name = collect.step
+        items = [results.get(f"{name}[{index}]") for index in range(collect.count)]
+        return Carried(data.input, {**results, name: msgspec.Raw(_encode(items))}, data.trail)
 
     async def _calculate(
         self, adapter: Adapter[In] | None, workflow_id: str, compute: Compute, data: Carried | None
@@ -1116,29 +1174,32 @@ class Choreography(Generic[In]):
         step: int,
         data: Carried | None,
         progress: Progress | None = None,
+        name: str = "",
     ) -> None:
-        """An adapter is about to perform step number `step`."""
+        """An adapter is about to perform step number `step` (`name`: it, or the item of a
+        for-each it is performed for)."""
 
     def _step_done(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None, reply: bytes
     ) -> Carried | None:
-        """Step `step` answered `reply`: what the next event carries."""
-        if data is None or not self.workflow.steps[step].wait:
+        """The step `name` (or a for-each's item) answered `reply`: what the next event
+        carries."""
+        if data is None or not self.workflow.step_of(name).wait:
             return data
         results = dict(data.results)
-        results[self.workflow.steps[step].name] = msgspec.Raw(reply)
+        results[name] = msgspec.Raw(reply)
         return Carried(data.input, results, data.trail)
 
     def _step_failed(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        """Step `step` failed: what the failure events carry."""
+        """The step `name` failed: what the failure events carry."""
         return data
 
     def _step_compensated(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        """Step `step` was undone: what the next failure event carries."""
+        """The step `name` was undone: what the next failure event carries."""
         return data
 
 

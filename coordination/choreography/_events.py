@@ -73,6 +73,8 @@ class Advance(Message, tag="corps.Advance", omit_defaults=True):
     report: bool = False
     """The process that started the instance drives it for now (the branches of a parallel
     run): the step's end goes back there (`Landed`), which decides what follows."""
+    item: int = -1
+    """For the step of a `ForEach`: the index of the item it is performed for."""
 
 
 class Unwind(Message, tag="corps.Unwind", omit_defaults=True):
@@ -87,16 +89,22 @@ class Unwind(Message, tag="corps.Unwind", omit_defaults=True):
     route: str = ""
     ack: str = ""
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""
+    item: int = -1
+    """For the step of a `ForEach`: the index of the item it is compensated for."""
 
 
 def advance_id(event: Advance) -> str:
     """The message id of `event` among the acknowledged events in flight: the same for every
-    resend of it, distinct for a retry of its step."""
+    resend of it, distinct for a retry of its step (and for each item of a for-each)."""
+    if event.item >= 0:
+        return f"{event.workflow_id}.advance.{event.step}.{event.attempt}.{event.item}"
     return f"{event.workflow_id}.advance.{event.step}.{event.attempt}"
 
 
 def unwind_id(event: Unwind) -> str:
     """The message id of `event` (see `advance_id`)."""
+    if event.item >= 0:
+        return f"{event.workflow_id}.unwind.{event.step}.{event.attempt}.{event.item}"
     return f"{event.workflow_id}.unwind.{event.step}.{event.attempt}"
 
 

@@ -171,6 +171,7 @@ class FrontController(Choreography[In]):
         step: int,
         data: Carried | None,
         progress: Progress | None = None,
+        name: str = "",
     ) -> None:
         if self.callbacks:
             front = self._owners_endpoint(workflow_id)

@@ -32,7 +32,7 @@ from .._clock import Clock
 from .._outcomes import DEFAULT_KEEP
 from .._remote import owner_of
 from .._status import Outcome, WorkflowResult, WorkflowStatus
-from ..core import Progress
+from ..core import Listing, Progress
 from ..definition._workflow import Compute, Failure, Step, Workflow, WorkflowContext
 from ._adapter import Adapter
 from ._engine import Choreography
@@ -128,6 +128,8 @@ class QueryAll(Choreography[In]):
         self.query_timeout = query_timeout
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
+        self._listings: OrderedDict[str, tuple[Listing, ...]] = OrderedDict()
+        """The for-eaches each finished instance of this process's went through."""
         self._inputs: dict[str, msgspec.Raw] = {}
         """With remote sidecars: the request of each running instance this process started,
         for the adapters elsewhere (the copy of the service that took it may be gone)."""
@@ -194,6 +196,11 @@ class QueryAll(Choreography[In]):
 
     def _finish(self, event: Ended) -> None:
         self._inputs.pop(event.workflow_id, None)
+        listings = event.progress.listings
+        if listings:  # for `result`, which puts each for-each's reply together
+            self._listings[event.workflow_id] = listings
+            if len(self._listings) > self.outcomes.keep:
+                self._listings.popitem(last=False)
         super()._finish(event)
 
     def _result_of(self, event: Ended) -> WorkflowResult:
@@ -270,33 +277,33 @@ class QueryAll(Choreography[In]):
         step: int,
         data: Carried | None,
         progress: Progress | None = None,
+        name: str = "",
     ) -> None:
         record = self._record(adapter, workflow_id)
         if data is not None and step == 0:  # the request (and a hybrid's replies) come first
             record.input = data.input
             record.results.update(data.results)
-        record.states[self.workflow.steps[step].name] = STARTED
+        record.states[name or self.workflow.steps[step].name] = STARTED
 
     def _step_done(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None, reply: bytes
     ) -> Carried | None:
         record = self._record(adapter, workflow_id)
-        definition = self.workflow.steps[step]
-        record.states[definition.name] = DONE
-        if definition.wait:
-            record.results[definition.name] = msgspec.Raw(reply)
+        record.states[name] = DONE
+        if self.workflow.step_of(name).wait:
+            record.results[name] = msgspec.Raw(reply)
         return None
 
     def _step_failed(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = FAILED
+        self._record(adapter, workflow_id).states[name] = FAILED
         return None
 
     def _step_compensated(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        self._record(adapter, workflow_id).states[self.workflow.steps[step].name] = COMPENSATED
+        self._record(adapter, workflow_id).states[name] = COMPENSATED
         return None
 
     async def _end(self, adapter: Adapter[In], event: Ended) -> None:
@@ -405,9 +412,13 @@ class QueryAll(Choreography[In]):
             return await self._gather("client", list(self._adapters), workflow_id, persist=True)
         done = set(final.completed_steps)
         expected: dict[str, set[str]] = {}
-        for step in self.workflow.steps:
-            if step.wait and step.name in done:
-                expected.setdefault(step.service, set()).add(step.name)
+        for name in done:
+            step = self.workflow.by_name.get(name)
+            item = self.workflow.item(name) if step is None else None
+            if item is not None:  # a for-each's item: its step's service holds its reply
+                step = item[0].step
+            if step is not None and step.wait:
+                expected.setdefault(step.service, set()).add(name)
         query = _encode(RecordQuery(workflow_id, sorted(done)))
         everyone = await asyncio.gather(
             *(self._everyone(s, query, frozenset(names)) for s, names in expected.items())
@@ -415,14 +426,16 @@ class QueryAll(Choreography[In]):
         return [reply for replies in everyone for reply in replies]
 
     async def _fetch(
-        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool
+        self, adapter: Adapter[In], workflow_id: str, step: int, *, undo: bool, item: int = -1
     ) -> Carried:
         """The request, from the service that took it, and the replies the step reads, from
         the services that gave them: asked in parallel."""
         definition = self.workflow.steps[step]
-        return await self._fetch_reads(
-            adapter, workflow_id, definition.undo_reads if undo else definition.reads
-        )
+        reads = definition.undo_reads if undo else definition.reads
+        if item >= 0 and undo and definition.wait:  # a for-each's item reads its own reply
+            for_each = next(f for f in self.workflow.for_eaches.values() if f.step is definition)
+            reads = (*definition.reads, for_each.item_name(item))
+        return await self._fetch_reads(adapter, workflow_id, reads)
 
     async def _context_for(
         self,
@@ -459,6 +472,9 @@ class QueryAll(Choreography[In]):
         """The request, and the replies named in `reads`, from the services that hold them;
         a compute's reply is worked out again from what it reads."""
         computes = self.workflow.computes
+        lists = [name for name in reads if name in self.workflow.for_eaches]
+        if lists:
+            return await self._fetch_lists(adapter, workflow_id, reads, lists)
         if not any(name in computes for name in reads):
             return await self._fetch_replies(adapter, workflow_id, reads)
         order = _computes_first(reads, computes)
@@ -474,6 +490,35 @@ class QueryAll(Choreography[In]):
             results[name] = msgspec.Raw(_encode(compute.fn(context)))
         return Carried(fetched.input, {name: results[name] for name in reads if name in results})
 
+    async def _fetch_lists(
+        self,
+        adapter: Adapter[In] | None,
+        workflow_id: str,
+        reads: tuple[str, ...],
+        lists: list[str],
+    ) -> Carried:
+        """What `reads` names, where `lists` are for-eaches: each one's items are worked out
+        again (from what its `over` reads) and their replies fetched, then put in a list."""
+        for_eaches = self.workflow.for_eaches
+        builders = tuple(dict.fromkeys(r for name in lists for r in for_eaches[name].reads))
+        source = await self._fetch_reads(adapter, workflow_id, builders)
+        counts: dict[str, int] = {}
+        for name in lists:
+            for_each = for_eaches[name]
+            context = self._codec.context(
+                workflow_id, source.input, source.results, for_each.reads, name
+            )
+            counts[name] = len(for_each.items(context))
+        items = [f"{name}[{index}]" for name in lists for index in range(counts[name])]
+        rest = [name for name in reads if name not in counts]
+        fetched = await self._fetch_reads(adapter, workflow_id, (*rest, *items))
+        found = fetched.results
+        results = {name: found[name] for name in rest if name in found}
+        for name in lists:
+            replies = [found.get(f"{name}[{index}]") for index in range(counts[name])]
+            results[name] = msgspec.Raw(_encode(replies))
+        return Carried(fetched.input, results)
+
     async def _fetch_replies(
         self, adapter: Adapter[In] | None, workflow_id: str, reads: tuple[str, ...]
     ) -> Carried:
@@ -482,6 +527,10 @@ class QueryAll(Choreography[In]):
         holds no reply of its own)."""
         everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
         services = {s.name: s.service for s in everything if isinstance(s, Step)}
+        for name in reads:  # a for-each's item: its step's service holds its reply
+            item = self.workflow.item(name)
+            if item is not None:
+                services[name] = item[0].step.service
         # the first service took the request (and a hybrid's replies, which came with it),
         # unless the starter keeps it
         first = [] if self._starter_keeps_request else [self.workflow.steps[0].service]
@@ -538,6 +587,11 @@ class QueryAll(Choreography[In]):
         for record in records:
             results.update(record.results)
         replies = {**ended.results, **self._codec.results(results)}  # with the signals'
+        for listing in self._listings.get(workflow_id, ()):  # a for-each's reply: its items'
+            for_each = self.workflow.for_eaches[listing.name]
+            if for_each.step.wait and listing.done == listing.count:
+                items = range(listing.count)
+                replies[listing.name] = [replies.get(for_each.item_name(i)) for i in items]
         return WorkflowResult(workflow_id, ended.outcome, replies, ended.failure, ended.attention)
 
     async def _status(self, workflow_id: str) -> WorkflowStatus:

@@ -55,20 +55,20 @@ class StampCoupled(Choreography[In]):
         )
 
     def _step_done(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None, reply: bytes
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None, reply: bytes
     ) -> Carried | None:
-        carried = super()._step_done(adapter, workflow_id, step, data, reply)
-        return _stamped(carried, f"{self.workflow.steps[step].name}:done")
+        carried = super()._step_done(adapter, workflow_id, name, data, reply)
+        return _stamped(carried, f"{name}:done")
 
     def _step_failed(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        return _stamped(data, f"{self.workflow.steps[step].name}:failed")
+        return _stamped(data, f"{name}:failed")
 
     def _step_compensated(
-        self, adapter: Adapter[In], workflow_id: str, step: int, data: Carried | None
+        self, adapter: Adapter[In], workflow_id: str, name: str, data: Carried | None
     ) -> Carried | None:
-        return _stamped(data, f"{self.workflow.steps[step].name}:compensated")
+        return _stamped(data, f"{name}:compensated")
 
 
 def _stamped(data: Carried | None, entry: str) -> Carried | None:

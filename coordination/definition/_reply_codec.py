@@ -57,11 +57,27 @@ class ReplyCodec:
                 continue  # it answers nothing
             elif node.wait:
                 self.decoders[node.name] = reply_decoder(workflow.services[node.service])
+        self.workflow = workflow
+        for for_each in workflow.for_eaches.values():
+            each = self.decoders.get(for_each.step.name)
+            if each is not None:  # its reply: the list of its items' replies
+                self.decoders[for_each.name] = msgspec.msgpack.Decoder(list[each.type])  # type: ignore[name-defined]
+
+    def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any] | None:
+        """The decoder of the reply of `name` (a step, or an item of a for-each), or None."""
+        decoder = self.decoders.get(name)
+        if decoder is None:
+            item = self.workflow.item(name)
+            if item is not None:
+                return self.decoders.get(item[0].step.name)
+        return decoder
 
     def results(self, raw: Mapping[str, msgspec.Raw]) -> dict[str, Any]:
         """Typed replies, by step, from their bytes."""
-        decoders = self.decoders
-        return {
-            name: decoders[name].decode(data) if name in decoders else msgspec.msgpack.decode(data)
-            for name, data in raw.items()
-        }
+        results: dict[str, Any] = {}
+        for name, data in raw.items():
+            decoder = self.decoder(name)
+            results[name] = (
+                decoder.decode(data) if decoder is not None else msgspec.msgpack.decode(data)
+            )
+        return results
