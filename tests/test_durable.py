@@ -63,6 +63,7 @@ from coordination.scenarios.order_placement import (
 from coordination.stores import InstanceState
 
 from .helpers import until
+from .test_language import Basket, Billing, Reserve, Reserved, Warehouse, basket_workflow
 from .test_strategies import STRATEGIES, GatedFulfillment, open_shop, order
 
 pytestmark = pytest.mark.anyio
@@ -721,3 +722,45 @@ async def test_a_sleep_survives_a_restart_on_a_durable_store(
             result = await again.result(workflow_id, timeout=5)
     assert result.outcome is Outcome.COMPLETED
     assert shop.payment.charges == {"o1": 1000}
+
+
+class GatedWarehouse(Warehouse):
+    """Holds every reservation until the test opens the gate."""
+
+    def __init__(self, stock: dict[str, int]) -> None:
+        super().__init__(stock)
+        self.gate = anyio.Event()
+        self.entered = anyio.Event()
+
+    @idempotent
+    async def reserve(self, msg: Reserve) -> Reserved | Rejected:
+        self.entered.set()
+        await self.gate.wait()
+        return await Warehouse.reserve.__wrapped__(self, msg)  # type: ignore[attr-defined]
+
+
+async def test_a_restarted_mediator_goes_on_with_the_items_under_way(
+    bus: Bus, place: Place
+) -> None:
+    """Two items of a for-each are under way when the mediator stops: the next one sends
+    them again with their message ids (each reserved once), then the last item, and puts
+    the replies together in order."""
+    workflow = basket_workflow()
+    warehouse = GatedWarehouse({"pen": 5, "ink": 5})
+    async with ActorSystem(bus) as system:
+        await system.spawn(lambda: warehouse, name="warehouse")
+        await system.spawn(Billing, name="billing")
+        async with Mediator(system, workflow, store=await place.open(workflow)) as first:
+            workflow_id = await first.start(Basket("b1", ["pen", "ink", "pen"]))
+            with anyio.fail_after(5):
+                await warehouse.entered.wait()
+            status = await first.status(workflow_id)
+        warehouse.gate.set()
+        await system.idle()
+        async with Mediator(system, workflow, store=await place.open(workflow)) as again:
+            assert again.resumed == 1
+            result = await again.result(workflow_id, timeout=5)
+    assert set(status.active_steps) == {"reserve[0]", "reserve[1]"}
+    assert result.outcome is Outcome.COMPLETED
+    assert [r.item for r in result.results["reserve"]] == ["pen", "ink", "pen"]
+    assert warehouse.stock == {"pen": 3, "ink": 4}  # each item reserved once

@@ -20,6 +20,7 @@ from brokers import Bus
 from coordination import (
     Branch,
     Compute,
+    CoordinationError,
     EventSourced,
     Failure,
     ForEach,
@@ -454,6 +455,27 @@ async def test_a_cancel_does_not_wait_for_a_signal(bus: Bus, strategy: tuple[str
         result = await orders.result(waiting, timeout=10)
     assert result.outcome is Outcome.CANCELLED
     assert result.failure == Failure("approval", "cancelled", technical=False)
+
+
+async def test_a_signal_while_paused_is_taken_and_the_next_step_waits_for_the_resume(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    async with approving_shop(bus, strategy) as (orders, shipping, email):
+        shipping.gate.set()
+        waiting = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+        await waits_for_its_signal(orders, waiting)
+        assert await orders.pause(waiting)
+        await orders.signal(waiting, "approved", Approval("mia"))
+        status = await orders.status(waiting)
+        sent_while_paused = list(email.sent)
+        with pytest.raises(CoordinationError, match="already"):  # taken, not lost
+            await orders.signal(waiting, "approved", Approval("max"))
+        assert await orders.resume(waiting)
+        result = await orders.result(waiting, timeout=10)
+    assert (status.outcome, status.paused) == (Outcome.RUNNING, True)
+    assert sent_while_paused == []
+    assert result.outcome is Outcome.COMPLETED
+    assert result.results["approval"] == Approval("mia")
 
 
 @pytest.mark.parametrize("name", ["mediator", "stamp_coupled", "query_all", "front_controller"])
