@@ -41,6 +41,7 @@ class Outcomes:
         self.metrics = metrics
         self._running: dict[str, asyncio.Future[WorkflowResult]] = {}
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
+        self._reopened: set[str] = set()
         self.on_end: Callable[[WorkflowResult], None] | None = None
         """Called with each result as its instance ends, once set (another process watches
         an instance of this one: see `_remote`)."""
@@ -56,6 +57,16 @@ class Outcomes:
         if self.metrics is not None:
             self.metrics.began(workflow_id)
 
+    def reopen(self, workflow_id: str) -> None:
+        """A finished instance runs again (a completed child that its parent has undo its
+        steps): it ends a second time, and `wait` waits for that end."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._finished.pop(workflow_id, None)
+        self._reopened.add(workflow_id)
+        self._running[workflow_id] = loop.create_future()
+
     def finish(
         self, workflow_id: str, result: WorkflowResult, status: WorkflowStatus | None = None
     ) -> None:
@@ -63,7 +74,9 @@ class Outcomes:
         future = self._running.pop(workflow_id, None)
         if future is None:
             return
-        if self.metrics is not None:
+        if workflow_id in self._reopened:  # counted once, when it first ended
+            self._reopened.discard(workflow_id)
+        elif self.metrics is not None:
             self.metrics.finished(workflow_id, result.outcome)
         finished = self._finished
         finished[workflow_id] = _Finished(result, status)

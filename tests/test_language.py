@@ -36,6 +36,7 @@ from coordination import (
     StampCoupled,
     Step,
     Strategy,
+    SubWorkflow,
     WaitFor,
     Workflow,
     WorkflowContext,
@@ -46,12 +47,14 @@ from coordination import (
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
     Charge,
+    Charged,
     EmailService,
     FraudService,
     FulfillmentService,
     OrderService,
     PaymentService,
     PlaceOrder,
+    Screen,
     SendEmail,
     order_workflow,
     screened_order_workflow,
@@ -713,11 +716,8 @@ async def until_completed(
             await anyio.sleep(0.01)
 
 
-async def test_the_branches_of_a_parallel_run_at_the_same_time(
-    bus: Bus, strategy: tuple[str, str]
-) -> None:
-    """The payment is charged while the reservation, in the other branch, is held; the
-    instance goes on once both branches ended."""
+def gated_shop() -> tuple[dict[str, Any], GatedFulfillment, PaymentService]:
+    """The shop's services, its fulfillment held until the test opens the gate."""
     held = GatedFulfillment()
     payment = PaymentService()
     services = {
@@ -727,6 +727,15 @@ async def test_the_branches_of_a_parallel_run_at_the_same_time(
         "email": EmailService(),
         "fraud": FraudService(),
     }
+    return services, held, payment
+
+
+async def test_the_branches_of_a_parallel_run_at_the_same_time(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """The payment is charged while the reservation, in the other branch, is held; the
+    instance goes on once both branches ended."""
+    services, held, payment = gated_shop()
     try:
         async with placed(bus, strategy, screened_order_workflow, services) as orders:
             order = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
@@ -765,15 +774,7 @@ async def test_a_failing_branch_undoes_what_every_branch_did(
 async def test_a_cancel_while_the_branches_run_undoes_both(
     bus: Bus, strategy: tuple[str, str]
 ) -> None:
-    held = GatedFulfillment()
-    payment = PaymentService()
-    services = {
-        "order": OrderService(),
-        "payment": payment,
-        "fulfillment": held,
-        "email": EmailService(),
-        "fraud": FraudService(),
-    }
+    services, held, payment = gated_shop()
     try:
         async with placed(bus, strategy, screened_order_workflow, services) as orders:
             order = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
@@ -937,3 +938,87 @@ async def test_a_for_each_runs_one_step_per_item_and_undoes_them_all_on_a_failur
     assert short.outcome is Outcome.COMPENSATED
     assert short.failure == Failure("reserve[1]", "pad out of stock", technical=False)
     assert warehouse.stock == {"pen": 3, "ink": 3, "pad": 0}  # b3's reservations released
+
+
+# -- sub-workflows --------------------------------------------------------------------------
+
+
+def reserved_parent() -> Workflow[PlaceOrder]:
+    """Order placement whose charge and shipping are a child workflow, screened for fraud
+    once the child completed (a suspicious customer undoes the child)."""
+    steps = {step.name: step for step in order_workflow.steps}
+    reservation = Workflow(
+        "reservation",
+        PlaceOrder,
+        [steps["payment"], steps["fulfillment"]],
+        services=order_workflow.services,
+    )
+    return Workflow(
+        "parent-order",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            SubWorkflow("reserve", reservation, lambda c: c.input),
+            Step(
+                "fraud_check",
+                "fraud",
+                lambda c: Screen(c.input.order_id, c.input.customer, c.input.amount),
+                nothing_to_undo=True,
+                reads=("reserve",),
+            ),
+        ],
+        services={**order_workflow.services, "fraud": FraudService},
+        on_failure=order_workflow.on_failure,
+    )
+
+
+async def test_a_sub_workflow_runs_as_a_child_and_is_undone_when_the_parent_turns_around(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    async with screened_shop(bus, strategy, reserved_parent()) as shop:
+        placed_order = await shop.run(PlaceOrder("o1", "ann", "book", 1, 1000))
+        declined = await shop.run(PlaceOrder("o2", "mallory", "book", 1, 1000))
+        suspicious = await shop.run(PlaceOrder("o3", "eve", "book", 1, 1000))
+        child = placed_order.results["reserve"]
+        children = shop.strategy.children["reserve"]  # type: ignore[attr-defined]
+        child_status = await children.status(child.workflow_id)
+        undone = await children.result(suspicious.results.get("reserve", child).workflow_id)
+    assert placed_order.outcome is Outcome.COMPLETED
+    assert child.outcome is Outcome.COMPLETED
+    assert child.workflow_id.startswith("reservation-")
+    assert child.workflow_id.endswith(".reserve")
+    assert child.results["payment"] == Charged("o1", 1000)  # the child's replies, typed
+    assert child_status.outcome is Outcome.COMPLETED
+    assert declined.outcome is Outcome.FAILED
+    assert declined.failure is not None
+    assert declined.failure.step == "reserve"
+    assert "card declined" in declined.failure.reason
+    assert suspicious.outcome is Outcome.COMPENSATED
+    assert suspicious.failure == Failure("fraud_check", "suspected fraud", technical=False)
+    assert undone.outcome is Outcome.COMPENSATED  # the child undid its own steps
+    assert shop.payment.charges == {"o1": 1000, "o3": 1000}
+    assert shop.payment.refunds == {"o3": 1000}
+
+
+async def test_cancelling_the_parent_cancels_the_child_under_way(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    services, held, payment = gated_shop()
+    try:
+        async with placed(bus, strategy, reserved_parent(), services) as orders:
+            parent = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+            with anyio.fail_after(10):
+                await held.entered.wait()
+            assert await orders.cancel(parent)
+            held.gate.set()
+            result = await orders.result(parent, timeout=10)
+            children = orders.children["reserve"]  # type: ignore[attr-defined]
+            child = await children.result(
+                f"reservation-{parent.split('-')[-2]}-1.parent_order.reserve"
+            )
+    finally:
+        held.gate.set()
+    assert result.outcome is Outcome.CANCELLED
+    assert result.failure == Failure("reserve", "cancelled", technical=False)
+    assert child.outcome is Outcome.CANCELLED
+    assert payment.refunds == {"o1": 1000}

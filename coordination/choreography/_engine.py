@@ -29,10 +29,11 @@ hooks of `Choreography`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from time import perf_counter
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -43,8 +44,9 @@ from actors import Actor, ActorRef, ActorSystem
 from brokers import MemoryBus, Msg, NatsBus, Subscription, new_id
 
 from .. import core
+from .._children import Children
 from .._clock import Clock, SystemClock, Timers
-from .._errors import CoordinationError, WorkflowEndedError
+from .._errors import CoordinationError, UnknownWorkflowError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
 from .._outcomes import DEFAULT_KEEP, Outcomes
 from .._remote import Remote, new_workflow_ids, owner_of
@@ -59,6 +61,7 @@ from ..core import (
     Perform,
     Progress,
     SendNotices,
+    StartChild,
     Started,
     StartTimer,
 )
@@ -67,8 +70,10 @@ from ..definition._workflow import (
     FAIL,
     Branch,
     Compute,
+    Failure,
     ForEach,
     Rejected,
+    SubWorkflow,
     Workflow,
     WorkflowContext,
     check_input,
@@ -261,7 +266,11 @@ class Choreography(Generic[In]):
         self._here: dict[str, _Held] = {}
         """The instances of this process's it has in hand: waiting here for a signal or a
         timer, or running the branches of a parallel, which this process drives."""
-        self._driven = frozenset(workflow.enclosing) | frozenset(workflow.for_eaches)
+        self._driven = (
+            frozenset(workflow.enclosing)
+            | frozenset(workflow.for_eaches)
+            | frozenset(workflow.subworkflows)
+        )
         """The nodes inside parallels, and the for-eaches: while one (or an item of a
         for-each, `<for-each>[<index>]`) is under way, this process drives the instance."""
         self._signals: dict[str, dict[str, msgspec.Raw]] = {}
@@ -285,6 +294,26 @@ class Choreography(Generic[In]):
         self._control: Subscription | None = None
         """With remote sidecars: where cancels and pauses reach every host's adapters."""
         self.acknowledged = acknowledged
+        self._options: dict[str, Any] = {
+            "keep_finished": keep_finished,
+            "sidecars": sidecars,
+            "stuck_after": stuck_after,
+            "acknowledged": acknowledged,
+            "remote_sidecars": remote_sidecars,
+            "durable_events": durable_events,
+            "clock": self.clock,
+        }
+        """What this choreography was made with: its children are made alike."""
+        self._children = Children(workflow, self._make_child)
+        self.children: Mapping[str, Any] = self._children.strategies
+        """The strategies that run the children of the sub-workflows, by sub-workflow
+        name (of this choreography's kind): ask them a child's `status`, `result`, or
+        `cancel` it."""
+        self._keeps_ends = False
+        """Whether this runs children: the end of each instance is kept, so that a parent
+        that turns around can have it undo its steps (`_undo`)."""
+        self._ends: OrderedDict[str, Ended] = OrderedDict()
+        self._child_tasks: set[asyncio.Task[None]] = set()
         """Whether events are acknowledged and sent again until they are (see the module's
         docstring); None, the default: when the bus is not a MemoryBus (decided on
         entering). False on NATS trades the guarantee for 15-20% more throughput."""
@@ -347,11 +376,18 @@ class Choreography(Generic[In]):
             if self.acknowledged:
                 await self._open_acknowledgements()
             await self._open()
+            await self._children.open()
         except BaseException:
             await self._stop_actors()
             raise
         self._running = True
         return self
+
+    def _make_child(self, workflow: Workflow[Any]) -> Choreography[Any]:
+        """A choreography of this kind, made alike, for the children of a sub-workflow."""
+        child = type(self)(self.system, workflow, **self._options)
+        child._keeps_ends = True
+        return child
 
     async def __aexit__(
         self,
@@ -375,6 +411,12 @@ class Choreography(Generic[In]):
             )
 
     async def _stop_actors(self) -> None:
+        tasks, self._child_tasks = self._child_tasks, set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        await self._children.close()
         stored, self._stored = self._stored, None
         if stored is not None:  # the events in hand first, while the services still run
             await stored.close()
@@ -444,6 +486,9 @@ class Choreography(Generic[In]):
         self._cancel_seen(workflow_id)  # the adapters here know at once
         await self._broadcast(Cancel(workflow_id, self._route))
         await self._cancel_waiting(workflow_id)
+        held = self._here.get(workflow_id)
+        if held is not None:  # a child under way is cancelled too
+            await self._children.cancel(workflow_id, held.progress.active, by)
         await self.resume(workflow_id, by=by)  # a paused one goes on, to unwind
         return True
 
@@ -467,7 +512,9 @@ class Choreography(Generic[In]):
     def _take(self, workflow_id: str, progress: Progress, data: Carried | None) -> _Held | None:
         """An instance of this process's comes to be driven here (None: a duplicate, or one
         that has ended or is forgotten)."""
-        if workflow_id in self._here or not self.outcomes.is_running(workflow_id):
+        if workflow_id in self._here or not self.outcomes.knows(workflow_id):
+            return None
+        if not self.outcomes.is_running(workflow_id):
             return None
         if not self._carries_data:  # its steps ask the services for what they read
             data = None
@@ -485,8 +532,12 @@ class Choreography(Generic[In]):
         workflow_id = event.workflow_id
         if self._take(workflow_id, event.progress, event.data) is None:
             return
-        actions = tuple(core.start_action(self.workflow, name) for name in event.progress.active)
-        await self._carry_out_here(workflow_id, event.progress, actions, event.data)
+        progress = event.progress
+        actions = tuple(core.start_action(self.workflow, name) for name in progress.active)
+        actions += tuple(
+            Compensate(name) for name in progress.compensating if name in self.workflow.subworkflows
+        )
+        await self._carry_out_here(workflow_id, progress, actions, event.data)
 
     async def _landed(self, event: Landed) -> None:
         """A step this process drives ended: the core says what follows, from here."""
@@ -765,6 +816,11 @@ class Choreography(Generic[In]):
 
     def _finish(self, event: Ended) -> None:
         """The instance ended: resolve whoever waits for it."""
+        if self._keeps_ends and event.progress.outcome is Outcome.COMPLETED:
+            ends = self._ends  # a parent that turns around has it undo its steps
+            ends[event.workflow_id] = event
+            if len(ends) > self.outcomes.keep:
+                ends.popitem(last=False)
         self._progress.pop(event.workflow_id, None)
         self._let_go(event.workflow_id)
         self._paused.discard(event.workflow_id)
@@ -941,9 +997,12 @@ class Choreography(Generic[In]):
         """Whether an instance at `progress` is driven here: it waits here, or steps of a
         parallel's branches are under way (which report their end here)."""
         workflow = self.workflow
-        return progress.outcome is Outcome.RUNNING and any(
-            self._drives(name) or name in workflow.waits or name in workflow.sleeps
-            for name in progress.active
+        return progress.outcome is Outcome.RUNNING and (
+            any(
+                self._drives(name) or name in workflow.waits or name in workflow.sleeps
+                for name in progress.active
+            )
+            or any(name in workflow.subworkflows for name in progress.compensating)
         )
 
     def _drives(self, name: str) -> bool:
@@ -997,7 +1056,7 @@ class Choreography(Generic[In]):
         the steps under way report their end to it)."""
         route, ack = self._route, self._ack_to
         driven = self._driven
-        if adapter is not None and driven and _starts_any(actions, driven):
+        if adapter is not None and driven and _starts_any(actions, driven, self.workflow):
             handover = Handover(workflow_id, progress, data, ack=ack)
             await self._emit_event(
                 self._owners_endpoint(workflow_id), handover, f"{workflow_id}.handover"
@@ -1051,6 +1110,12 @@ class Choreography(Generic[In]):
                         parked,
                         f"{workflow_id}.parked.{parked.step}",
                     )
+            elif kind is StartChild:
+                sub = self.workflow.subworkflows[action.step]  # type: ignore[union-attr]
+                self._in_task(self._run_child(workflow_id, sub))
+            elif kind is Compensate and action.step in self.workflow.subworkflows:  # type: ignore[union-attr]
+                sub = self.workflow.subworkflows[action.step]  # type: ignore[union-attr]
+                self._in_task(self._undo_child(workflow_id, sub))
             elif kind is Compensate:
                 index, item = self._locate(action.step)  # type: ignore[union-attr]
                 unwind = Unwind(workflow_id, index, progress, data, route=route, ack=ack, item=item)
@@ -1093,6 +1158,87 @@ class Choreography(Generic[In]):
             reason = f"deciding the branch failed: {type(exc).__name__}: {exc}"
             happened = core.StepFailed(branch.name, reason)
         return core.apply(self.workflow, progress, happened)
+
+    # -- sub-workflows ------------------------------------------------------------------
+
+    def _in_task(self, work: Coroutine[Any, Any, None]) -> None:
+        """Wait for a child in a task of its own: the instance's other steps go on."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._child_tasks.add(task)
+        task.add_done_callback(self._child_done)
+
+    def _child_done(self, task: asyncio.Task[None]) -> None:
+        self._child_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s: a child's end was lost", self._route, exc_info=task.exception())
+
+    async def _run_child(self, workflow_id: str, sub: SubWorkflow) -> None:
+        """Start the child of `sub` (or find the one started before) and, once it has ended,
+        answer for the step as its service would."""
+        held = self._here.get(workflow_id)
+        if held is None:
+            return
+        try:
+            context = await self._context_for(None, workflow_id, sub.name, sub.reads, held.data)
+            child_input = sub.build(context)
+        except Exception as exc:
+            happened: core.Event = core.StepFailed(
+                sub.name, f"building the child's input failed: {type(exc).__name__}: {exc}"
+            )
+            result = None
+        else:
+            taken = held
+            result, happened = await self._children.run(
+                workflow_id, sub, lambda: child_input, lambda: taken.progress.cancel_requested
+            )
+        held = self._here.get(workflow_id)
+        if held is None:
+            return
+        data = held.data
+        if result is not None and type(happened) is core.StepAnswered:
+            reply = msgspec.Raw(_encode(result))
+            self._signals.setdefault(workflow_id, {})[sub.name] = reply  # kept by the starter
+            data = _with_reply(data, sub.name, reply)
+        progress, actions = core.apply(self.workflow, held.progress, happened)
+        await self._carry_out_here(workflow_id, progress, actions, data)
+
+    async def _undo_child(self, workflow_id: str, sub: SubWorkflow) -> None:
+        """Have the completed child of `sub` compensate itself."""
+        held = self._here.get(workflow_id)
+        if held is None or held.progress.failure is None:
+            return
+        happened = await self._children.undo(workflow_id, sub, held.progress.failure)
+        held = self._here.get(workflow_id)
+        if held is None:
+            return
+        progress, actions = core.apply(self.workflow, held.progress, happened)
+        await self._carry_out_here(workflow_id, progress, actions, held.data)
+
+    async def _start_as(self, workflow_input: In, workflow_id: str) -> bool:
+        """Start an instance with the id `workflow_id` (a child, whose id its parent's
+        gives), unless this choreography knows it already (False)."""
+        if self.outcomes.knows(workflow_id):
+            return False
+        check_input(self.workflow, workflow_input)
+        self.outcomes.add(workflow_id)
+        self._progress[workflow_id] = perf_counter()
+        await self._begin(workflow_id, self._codec.carried(workflow_input))
+        return True
+
+    async def _undo(self, workflow_id: str, failure: Failure) -> WorkflowResult:
+        """Compensate a completed instance (a child whose parent turned around): its
+        completed steps are undone, newest first, and it ends again."""
+        ended = self._ends.pop(workflow_id, None)
+        if ended is None:
+            raise UnknownWorkflowError(
+                f"{workflow_id}: its end is not kept here, to undo (forgotten, or not ended)"
+            )
+        progress = msgspec.structs.replace(ended.progress)
+        progress, actions = core.compensate_completed(self.workflow, progress, failure)
+        self.outcomes.reopen(workflow_id)
+        self._progress[workflow_id] = perf_counter()
+        await self._carry_out_here(workflow_id, progress, actions, ended.data)
+        return await self.outcomes.wait(workflow_id)
 
     async def _list(
         self,
@@ -1214,8 +1360,13 @@ class _Held:
         self.data = data
 
 
-def _starts_any(actions: core.Actions, names: frozenset[str]) -> bool:
-    """Whether `actions` start one of the nodes `names`."""
+def _starts_any(actions: core.Actions, names: frozenset[str], workflow: Workflow[Any]) -> bool:
+    """Whether `actions` start one of the nodes `names`, or compensate a sub-workflow (which
+    the starter has its child do)."""
+    if any(
+        type(action) is Compensate and action.step in workflow.subworkflows for action in actions
+    ):
+        return True
     return any(
         getattr(action, "step", None) in names or getattr(action, "branch", None) in names
         for action in actions

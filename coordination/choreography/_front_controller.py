@@ -124,6 +124,7 @@ class FrontController(Choreography[In]):
         )
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.callbacks = callbacks
+        self._options["callbacks"] = callbacks
         self._tracks_starts = callbacks
         self.resumed = 0
         """Records left running in the store when this front controller started."""

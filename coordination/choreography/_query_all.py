@@ -126,6 +126,7 @@ class QueryAll(Choreography[In]):
         )
         self.remember = remember
         self.query_timeout = query_timeout
+        self._options.update(remember=remember, query_timeout=query_timeout)
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
         self._listings: OrderedDict[str, tuple[Listing, ...]] = OrderedDict()
@@ -182,12 +183,19 @@ class QueryAll(Choreography[In]):
     def _starter_keeps_request(self) -> bool:
         """Whether the process that starts an instance keeps its request for the steps to
         ask for: with remote sidecars (the first service may run anywhere), when the flow
-        begins with a branch (which service gets the first step depends on it), or when it
-        waits for signals (which come to the starter, and belong to no service)."""
+        begins with a branch (which service gets the first step depends on it), or when the
+        starter may have the instance in hand later (a wait, a sleep, a parallel, a for-each,
+        a sub-workflow: it may end the instance, and a signal's payload or a child's result
+        belong to no service)."""
         workflow = self.workflow
-        return (
-            self.remote_sidecars or workflow.first is not workflow.steps[0] or bool(workflow.waits)
+        in_hand = (
+            workflow.waits
+            or workflow.sleeps
+            or workflow.parallels
+            or workflow.for_eaches
+            or workflow.subworkflows
         )
+        return self.remote_sidecars or workflow.first is not workflow.steps[0] or bool(in_hand)
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         if self._starter_keeps_request:

@@ -53,6 +53,12 @@ every strategy drives this same machine, so the rules live here and nowhere else
   have completed the core says `Collect` (gather the items' replies, in order, as the
   for-each's reply) and goes on. An item that fails turns the instance around as a step
   would, the items under way landing first; completed items are compensated like steps.
+- **Sub-workflows.** A sub-workflow is a step whose service is a child instance: the core
+  says `StartChild`, and the strategy answers as for a step once the child has ended
+  (`StepAnswered` when it completed, `StepRejected` when it did not, `StepCancelled` when a
+  cancel of the parent ended it). A completed child is compensated as a step is
+  (`Compensate`): the strategy has the child undo its completed steps
+  (`compensate_completed`).
 
 The progress is a msgspec Struct of immutable fields: a mediator keeps it in its store, and a
 choreography carries it (or the part its pattern allows) in its events.
@@ -77,6 +83,7 @@ from ..definition._workflow import (
     Parallel,
     Sleep,
     Step,
+    SubWorkflow,
     WaitFor,
     Workflow,
 )
@@ -105,6 +112,7 @@ __all__ = (
     "ResumeRequested",
     "SendNotices",
     "SignalReceived",
+    "StartChild",
     "StartTimer",
     "Started",
     "StepAnswered",
@@ -114,6 +122,7 @@ __all__ = (
     "Timer",
     "TimerFired",
     "apply",
+    "compensate_completed",
     "message_id",
     "outcome_of",
     "set_timer",
@@ -338,6 +347,13 @@ class Choose(msgspec.Struct, frozen=True, gc=False):
     branch: str
 
 
+class StartChild(msgspec.Struct, frozen=True, gc=False):
+    """Start the sub-workflow `step`'s child instance (or find the one started before), and
+    answer as for a step once it has ended."""
+
+    step: str
+
+
 class ListItems(msgspec.Struct, frozen=True, gc=False):
     """Build the for-each `step`'s list, and answer `ItemsListed` with its length (or, for
     an `over` that raises, `StepFailed`)."""
@@ -377,6 +393,7 @@ Action = (
     | StartTimer
     | ListItems
     | Collect
+    | StartChild
     | Compensate
     | SendNotices
     | End
@@ -427,7 +444,22 @@ def start_action(workflow: Workflow[Any], name: str) -> Action:
         return StartTimer(name)
     if name in workflow.for_eaches:
         return ListItems(name)
+    if name in workflow.subworkflows:
+        return StartChild(name)
     return _perform(name)[0]
+
+
+def compensate_completed(
+    workflow: Workflow[Any], progress: Progress, failure: Failure
+) -> tuple[Progress, Actions]:
+    """Undo an instance that completed (a child, because its parent turned around): it runs
+    again, to compensate its completed steps newest first, then sends its failure notices
+    and ends (COMPENSATED, or NEEDS_ATTENTION). Nothing for an instance still running, or
+    one that did not complete."""
+    if progress.outcome is not Outcome.COMPLETED:
+        return progress, _NOTHING
+    progress = msgspec.structs.replace(progress, outcome=Outcome.RUNNING, failure=failure)
+    return progress, _compensate_all(workflow, progress)
 
 
 def outcome_of(progress: Progress) -> Outcome:
@@ -718,6 +750,8 @@ def _start(workflow: Workflow[Any], progress: Progress, node: Node | BranchEnd) 
         return (StartTimer(node.name),)
     if kind is ForEach:
         return (ListItems(node.name),)
+    if kind is SubWorkflow:
+        return (StartChild(node.name),)
     return _perform(node.name)
 
 

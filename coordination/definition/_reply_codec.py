@@ -17,9 +17,11 @@ import msgspec
 from actors import Actor
 from actors._handlers import handler_table
 
-from ._workflow import Compute, Sleep, WaitFor, Workflow
+from ._workflow import Compute, Sleep, SubWorkflow, WaitFor, Workflow
 
 __all__ = ("ReplyCodec", "reply_decoder")
+
+_encode = msgspec.msgpack.Encoder().encode
 
 
 def reply_decoder(service: type[Actor]) -> msgspec.msgpack.Decoder[Any]:
@@ -43,13 +45,33 @@ def _is_union(kind: object) -> bool:
     return typing.get_origin(kind) in (typing.Union, types.UnionType)
 
 
+class _ChildResult:
+    """Decodes a sub-workflow's reply, the child's `WorkflowResult`, with the child's replies
+    typed as the child's own codec says."""
+
+    def __init__(self, child: Workflow[Any]) -> None:
+        from .._status import WorkflowResult  # the status module reads definitions
+
+        self.type: Any = WorkflowResult
+        self._decoder = msgspec.msgpack.Decoder(WorkflowResult)
+        self._child = ReplyCodec(child)
+
+    def decode(self, data: bytes) -> Any:
+        result = self._decoder.decode(data)  # the child's replies untyped, then typed
+        raw = {name: msgspec.Raw(_encode(reply)) for name, reply in result.results.items()}
+        return msgspec.structs.replace(result, results=self._child.results(raw))
+
+
 class ReplyCodec:
     """The decoders of a workflow's replies, by step (steps nobody waits for have none)."""
 
     def __init__(self, workflow: Workflow[Any]) -> None:
-        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
+        self.decoders: dict[str, Any] = {}
+        """msgspec decoders (or what decodes like one), by step."""
         for node in (*workflow.done_elsewhere, *workflow.leaf_nodes):
-            if isinstance(node, Compute):
+            if isinstance(node, SubWorkflow):
+                self.decoders[node.name] = _ChildResult(node.workflow)
+            elif isinstance(node, Compute):
                 self.decoders[node.name] = msgspec.msgpack.Decoder(node.returns)
             elif isinstance(node, WaitFor):
                 self.decoders[node.name] = msgspec.msgpack.Decoder(node.payload)

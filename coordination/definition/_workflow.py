@@ -505,7 +505,41 @@ class ForEach:
         return list(items)
 
 
-Node = Step | Branch | Compute | WaitFor | Sleep | Parallel | ForEach
+@dataclass(frozen=True, slots=True)
+class SubWorkflow:
+    """A child workflow, started and awaited as a step: `input(context)` builds its input
+    from the parent's input and the replies named in `reads`, and the child runs as an
+    instance of its own (its own id, status and compensation) under a strategy of the
+    parent's kind.
+
+    Its reply is the child's `WorkflowResult`. A child that does not complete (it failed,
+    compensated itself, was cancelled) fails the step, as a refusal would; cancelling the
+    parent while the child runs cancels the child. A completed child is compensated when the
+    parent turns around later: its own completed steps are undone, newest first.
+    """
+
+    name: str
+    workflow: Workflow[Any]
+    input: Callable[[WorkflowContext[Any]], Any]
+    reads: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workflow, Workflow):
+            raise InvalidWorkflowError(f"sub-workflow {self.name!r}: workflow must be a Workflow")
+        if not callable(self.input):
+            raise InvalidWorkflowError(
+                f"sub-workflow {self.name!r}: input must be a function that builds the "
+                "child's input"
+            )
+
+    def build(self, context: WorkflowContext[Any]) -> Any:
+        """The child's input for `context` (TypeError for one of another type)."""
+        child_input = self.input(context)
+        check_input(self.workflow, child_input)
+        return child_input
+
+
+Node = Step | Branch | Compute | WaitFor | Sleep | Parallel | ForEach | SubWorkflow
 """What a workflow's flow is made of."""
 
 
@@ -528,6 +562,8 @@ class Workflow(Generic[In]):
     (see `Hybrid`).
     """
 
+    undoable: bool
+
     def __init__(
         self,
         name: str,
@@ -536,7 +572,7 @@ class Workflow(Generic[In]):
         *,
         services: Mapping[str, type[Actor]],
         on_failure: Sequence[Notify] = (),
-        done_elsewhere: Sequence[Step | Compute | WaitFor | Sleep] = (),
+        done_elsewhere: Sequence[Step | Compute | WaitFor | Sleep | SubWorkflow] = (),
     ) -> None:
         self.name = name
         self.input_type = input_type
@@ -560,9 +596,14 @@ class Workflow(Generic[In]):
         self.for_eaches: dict[str, ForEach] = {
             n.name: n for n in _walk(self.flow) if isinstance(n, ForEach)
         }
+        self.subworkflows: dict[str, SubWorkflow] = {
+            n.name: n for n in _walk(self.flow) if isinstance(n, SubWorkflow)
+        }
         self.item_steps: frozenset[str] = frozenset(f.step.name for f in self.for_eaches.values())
         """The steps a `ForEach` runs per item (never by their own name)."""
-        self.leaf_nodes: tuple[Step | Compute | WaitFor | Sleep, ...] = tuple(_leaves_in(self.flow))
+        self.leaf_nodes: tuple[Step | Compute | WaitFor | Sleep | SubWorkflow, ...] = tuple(
+            _leaves_in(self.flow)
+        )
         """The steps, computes, waits and sleeps, in the order of the flow."""
         self.leaves: tuple[str, ...] = tuple(n.name for n in self.leaf_nodes)
         """Their names."""
@@ -573,6 +614,7 @@ class Workflow(Generic[In]):
             or self.sleeps
             or self.parallels
             or self.for_eaches
+            or self.subworkflows
         )
         """Whether the flow is a plain sequence of steps (every instance takes one path)."""
         self.done_elsewhere = tuple(done_elsewhere)
@@ -584,9 +626,12 @@ class Workflow(Generic[In]):
         self.by_name: dict[str, Step] = {step.name: step for step in self.steps}
         """The steps by name."""
         self.compensable: frozenset[str] = frozenset(
-            step.name for step in self.steps if step.compensation is not None
+            [step.name for step in self.steps if step.compensation is not None]
+            + [sub.name for sub in self.subworkflows.values() if sub.workflow.undoable]
         )
-        """The steps that have a compensation."""
+        """The steps that have a compensation, and the sub-workflows that can be undone."""
+        self.undoable = bool(self.compensable)
+        """Whether a completed instance has anything to undo."""
         self.next_step: dict[str, Node | BranchEnd | None] = {}
         """What follows each node on its path: a node, the end of a parallel's branch, or
         None (the end)."""
@@ -628,6 +673,7 @@ class Workflow(Generic[In]):
             or self.sleeps.get(name)
             or self.parallels.get(name)
             or self.for_eaches.get(name)
+            or self.subworkflows.get(name)
         )
         return found if found is not None else self.branches[name]
 
@@ -670,7 +716,11 @@ class Workflow(Generic[In]):
         names += [c.name for c in _computes_in(self.flow)]
         waits = [node for node in _walk(self.flow) if isinstance(node, WaitFor)]
         names += [w.name for w in waits]
-        names += [n.name for n in _walk(self.flow) if isinstance(n, (Sleep, Parallel, ForEach))]
+        names += [
+            n.name
+            for n in _walk(self.flow)
+            if isinstance(n, (Sleep, Parallel, ForEach, SubWorkflow))
+        ]
         signals = [w.signal for w in waits]
         for signal in signals:
             if not signal or signals.count(signal) > 1:
@@ -752,7 +802,9 @@ class Workflow(Generic[In]):
                 answered = self._check_reads(node.then, answered) & self._check_reads(
                     node.otherwise, answered
                 )
-            elif isinstance(node, (Compute, WaitFor)) or (isinstance(node, Step) and node.wait):
+            elif isinstance(node, (Compute, WaitFor, SubWorkflow)) or (
+                isinstance(node, Step) and node.wait
+            ):
                 answered |= {node.name}
         return answered
 
@@ -781,8 +833,8 @@ class Workflow(Generic[In]):
                     others = tuple(b for n, b in enumerate(node.branches) if n != number)
                     self._check_compensations(branch, (*others, *rest))
                 continue
-            if isinstance(node, (Compute, WaitFor, Sleep)):
-                continue  # nothing to undo: it changed nothing
+            if isinstance(node, (Compute, WaitFor, Sleep, SubWorkflow)):
+                continue  # nothing to undo (a child undoes itself, as its definition says)
             if not node.wait or node.compensation is not None or node.nothing_to_undo:
                 continue
             later = next((n for part in rest for n in _may_fail_in(part)), None)
@@ -821,16 +873,16 @@ def _computes_in(nodes: Sequence[Node]) -> list[Compute]:
     return [node for node in _walk(nodes) if isinstance(node, Compute)]
 
 
-def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor | Sleep]:
+def _leaves_in(nodes: Sequence[Node]) -> list[Step | Compute | WaitFor | Sleep | SubWorkflow]:
     return [node for node in _walk(nodes) if not isinstance(node, (Branch, Parallel, ForEach))]
 
 
-def _may_fail_in(nodes: Sequence[Node]) -> list[Step | Compute]:
+def _may_fail_in(nodes: Sequence[Node]) -> list[Step | Compute | SubWorkflow]:
     """The steps that answer and the computes in `nodes`: what may turn an instance around."""
     return [
         node
         for node in _walk(nodes)
-        if isinstance(node, Compute) or (isinstance(node, Step) and node.wait)
+        if isinstance(node, (Compute, SubWorkflow)) or (isinstance(node, Step) and node.wait)
     ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
@@ -27,6 +27,7 @@ import msgspec
 from actors import Actor, ActorRef, ActorSystem, acting_as
 
 from .. import core
+from .._children import Children
 from .._clock import Clock, SystemClock, Timers
 from .._errors import CoordinationError, UnknownWorkflowError, WorkflowEndedError
 from .._metrics import WorkflowMetrics
@@ -53,6 +54,7 @@ from ..core import (
     ResumeRequested,
     SendNotices,
     SignalReceived,
+    StartChild,
     Started,
     StartTimer,
     StepAnswered,
@@ -65,9 +67,11 @@ from ..definition._workflow import (
     FAIL,
     Branch,
     Compute,
+    Failure,
     ForEach,
     Rejected,
     Step,
+    SubWorkflow,
     Workflow,
     WorkflowContext,
     builder_context,
@@ -177,6 +181,20 @@ class Mediator(Generic[In]):
             durable=lambda: type(self.store) is not MemoryStateStore,
         )
         self._runs: dict[str, _Run] = {}
+        self._children = Children(
+            workflow,
+            lambda child: Mediator(
+                system,
+                child,
+                keep_finished=keep_finished,
+                stuck_after=stuck_after,
+                clock=self.clock,
+            ),
+        )
+        """The mediators of the sub-workflows' children."""
+        self.children: Mapping[str, Any] = self._children.strategies
+        """The strategies that run the children of the sub-workflows, by sub-workflow
+        name: ask them a child's `status`, `result`, or `cancel` it."""
         self._refs: dict[str, ActorRef[Any]] = {}
         self._port: CommandPort[_Sent] | None = None
         self._actor: ActorRef[_MediatorActor] | None = None
@@ -197,6 +215,7 @@ class Mediator(Generic[In]):
             self.system, self.name, self._replied, self._command_failed, self.metrics
         )
         await self._port.open()
+        await self._children.open()
         self.resumed = await self._resume()
         return self
 
@@ -210,6 +229,7 @@ class Mediator(Generic[In]):
         if port is not None:
             await port.close()
         await self._timers.close()
+        await self._children.close()
         await self._remote.close()
         workers, self._workers = self._workers, set()
         for worker in workers:
@@ -233,13 +253,18 @@ class Mediator(Generic[In]):
             raise RuntimeError("use the mediator as `async with Mediator(...)`")
         check_input(self.workflow, workflow_input)
         workflow_id = self._new_id()
+        await self._begin(workflow_input, workflow_id, results)
+        return workflow_id
+
+    async def _begin(
+        self, workflow_input: In, workflow_id: str, results: Mapping[str, Any] | None = None
+    ) -> None:
         state = InstanceState(workflow_id, workflow_input, dict(results or {}))
         run = _Run(state, WorkflowContext(workflow_id, workflow_input, state.results))
         self._runs[workflow_id] = run
         self.outcomes.add(workflow_id)
         with acting_as(self.name):
             await self._apply(run, Started())
-        return workflow_id
 
     async def _save(self, state: InstanceState) -> None:
         """Save before acting, whatever it takes: a store that fails (a NATS server that
@@ -330,6 +355,7 @@ class Mediator(Generic[In]):
             run.state.history.append(history_entry(by, "resume"))
         with acting_as(self.name):
             await self._apply(run, CancelRequested())
+        await self._children.cancel(workflow_id, run.state.progress.active, by)
         return True
 
     async def signal(self, workflow_id: str, signal: str, payload: Any) -> None:
@@ -515,6 +541,10 @@ class Mediator(Generic[In]):
                     core.set_timer(state.progress, step, due)
                     await self._save(state)
                     self._arm(run, step, due)
+                case StartChild(step=step):
+                    self._in_task(run, self._run_child(run, self.workflow.subworkflows[step]))
+                case Compensate(step=step) if step in self.workflow.subworkflows:
+                    self._in_task(run, self._undo_child(run, self.workflow.subworkflows[step]))
                 case Compensate(step=step):
                     await self._compensate(run, step)
                 case SendNotices():
@@ -571,6 +601,74 @@ class Mediator(Generic[In]):
         if error is not None:
             return StepFailed(name, error)
         return self._answered.get(name) or StepAnswered(name)
+
+    # -- sub-workflows ------------------------------------------------------------------
+
+    def _in_task(self, run: _Run, work: Coroutine[Any, Any, None]) -> None:
+        """Wait for a child in a task of its own: the instance's other steps go on."""
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def _run_child(self, run: _Run, sub: SubWorkflow) -> None:
+        """Start the child of `sub` (or find the one started before) and, once it has
+        ended, answer for the step as its service would."""
+        workflow_id = run.state.workflow_id
+        result, happened = await self._children.run(
+            workflow_id,
+            sub,
+            lambda: sub.build(builder_context(run.context, sub.reads, sub.name)),
+            lambda: run.state.progress.cancel_requested,
+        )
+        if result is not None and sub.name in run.state.progress.active:
+            run.state.results[sub.name] = result
+        await self._answer(run, happened)
+
+    async def _undo_child(self, run: _Run, sub: SubWorkflow) -> None:
+        """Have the completed child of `sub` compensate itself."""
+        failure = run.state.progress.failure
+        assert failure is not None
+        happened = await self._children.undo(run.state.workflow_id, sub, failure)
+        await self._answer(run, happened)
+
+    async def _answer(self, run: _Run, happened: core.Event) -> None:
+        """Feed the core what came of a child, in turn with the instance's other news."""
+        if self._runs.get(run.state.workflow_id) is not run:
+            return  # the mediator stopped meanwhile
+
+        async def apply() -> None:
+            with acting_as(self.name):
+                await self._apply(run, happened)
+
+        if self._keep is None:
+            self._serially(run, apply)
+        else:
+            await apply()
+
+    async def _start_as(self, workflow_input: In, workflow_id: str) -> bool:
+        """Start an instance with the id `workflow_id` (a child, whose id its parent's
+        gives), unless this mediator knows it already (False)."""
+        if self.outcomes.knows(workflow_id):  # started before (or taken up from the store)
+            return False
+        await self._begin(workflow_input, workflow_id)
+        return True
+
+    async def _undo(self, workflow_id: str, failure: Failure) -> WorkflowResult:
+        """Compensate a completed instance (a child whose parent turned around): its
+        completed steps are undone, newest first, and it ends again."""
+        state = await self.store.load(workflow_id)
+        if state is None:
+            raise UnknownWorkflowError(f"no workflow {workflow_id!r} in {self.workflow.name}")
+        progress, actions = core.compensate_completed(self.workflow, state.progress, failure)
+        if not actions:
+            return await self.outcomes.wait(workflow_id)
+        state.progress = progress
+        run = _Run(state, WorkflowContext(workflow_id, state.input, state.results, failure))
+        self._runs[workflow_id] = run
+        self.outcomes.reopen(workflow_id)
+        with acting_as(self.name):
+            await self._act(run, actions)
+        return await self.outcomes.wait(workflow_id)
 
     async def _list(self, run: _Run, for_each: ForEach) -> None:
         """Build a for-each's list (an `over` that raises fails the instance there)."""
