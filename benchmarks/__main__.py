@@ -39,7 +39,7 @@ from ._plots import write_plots
 from ._report import markdown_report
 from ._scale_out import scale_main
 from ._scaling import measure_scaling, print_scaling
-from ._scenarios import DEFAULT_SCENARIOS, SCENARIOS, Scenario, chain
+from ._scenarios import CONSTRUCTS, DEFAULT_SCENARIOS, SCENARIOS, Scenario, chain
 from ._stats import Sample
 from ._strategy_cases import STRATEGIES
 from ._strategy_report import (
@@ -127,7 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenarios",
         default=",".join(DEFAULT_SCENARIOS),
         help="comma-separated workflows to run the strategies on, among "
-        f"{', '.join(SCENARIOS)} or chain-N (default: {','.join(DEFAULT_SCENARIOS)})",
+        f"{', '.join(SCENARIOS)}, {', '.join(CONSTRUCTS)}, constructs (each construct and "
+        f"chain-4) or chain-N (default: {','.join(DEFAULT_SCENARIOS)})",
     )
     parser.add_argument(
         "--strategies",
@@ -248,11 +249,16 @@ def _scenarios(parser: argparse.ArgumentParser, given: str) -> list[Scenario]:
     for name in given.split(","):
         if name in SCENARIOS:
             chosen.append(SCENARIOS[name])
+        elif name in CONSTRUCTS:
+            chosen.append(CONSTRUCTS[name])
+        elif name == "constructs":  # each construct, beside the plain sequence it grows from
+            chosen += [chain(4), *CONSTRUCTS.values()]
         elif name.startswith("chain-") and name[6:].isdigit() and 1 <= int(name[6:]) <= 64:
             chosen.append(chain(int(name[6:])))
         else:
             parser.error(
-                f"unknown scenario {name!r}; choose among {', '.join(SCENARIOS)}, or chain-N "
+                f"unknown scenario {name!r}; choose among {', '.join(SCENARIOS)}, "
+                f"{', '.join(CONSTRUCTS)}, constructs (all of those and chain-4), or chain-N "
                 "(a synthetic chain of N steps, 1 to 64)"
             )
     return chosen

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors import ActorSystem
-from coordination import Workflow
+from coordination import Branch, ForEach, Parallel, Step, SubWorkflow, Workflow, WorkflowContext
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
     EmailService,
@@ -33,9 +33,9 @@ from coordination.scenarios.sysops_squad import (
     ticket_workflow,
 )
 
-from ._workflow_cases import Job, Worker, chain_workflow
+from ._workflow_cases import Job, Work, Worker, chain_workflow
 
-__all__ = ("DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "chain")
+__all__ = ("CONSTRUCTS", "DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "chain")
 
 DECLINED = "mallory"
 SUSPICIOUS = "eve"
@@ -151,6 +151,89 @@ SCENARIOS: dict[str, Scenario] = {
 
 DEFAULT_SCENARIOS = ("order-placement", "sysops-ticket")
 """What `make bench` runs: the seeds' two scenarios (`--scenarios` adds the others)."""
+
+
+def _worker_step(name: str, worker: int) -> Step:
+    return Step(name, f"worker{worker}", _job, nothing_to_undo=True)
+
+
+def _job(context: WorkflowContext[Job]) -> Work:
+    return Work(context.input.number)
+
+
+def _item(context: WorkflowContext[Job]) -> Work:
+    return Work(context.item)
+
+
+def _construct(name: str, flow: list[Any]) -> Scenario:
+    """A synthetic workflow of four services around one construct of the language, never
+    failing: what the construct costs under each strategy, beside `chain-4`."""
+    workflow = Workflow(
+        f"construct-{name}", Job, flow, services={f"worker{n}": Worker for n in range(4)}
+    )
+
+    async def spawn(system: ActorSystem) -> None:
+        for number in range(4):
+            await system.spawn(Worker, name=f"worker{number}")
+
+    return Scenario(workflow.name, workflow, spawn, lambda n, _: Job(n), ())
+
+
+_PAIR = Workflow(
+    "construct-child",
+    Job,
+    [_worker_step("c1", 1), _worker_step("c2", 2)],
+    services={f"worker{n}": Worker for n in (1, 2)},
+)
+
+CONSTRUCTS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        _construct(
+            "branch",
+            [
+                _worker_step("s0", 0),
+                Branch(
+                    "even",
+                    lambda c: c.input.number % 2 == 0,
+                    then=[_worker_step("s1", 1)],
+                    otherwise=[_worker_step("s2", 2)],
+                ),
+                _worker_step("s3", 3),
+            ],
+        ),
+        _construct(
+            "parallel",
+            [
+                _worker_step("s0", 0),
+                Parallel("fork", [[_worker_step("s1", 1)], [_worker_step("s2", 2)]]),
+                _worker_step("s3", 3),
+            ],
+        ),
+        _construct(
+            "for-each",
+            [
+                _worker_step("s0", 0),
+                ForEach(
+                    "each",
+                    lambda c: [c.input.number, c.input.number + 1],
+                    Step("item", "worker1", _item, nothing_to_undo=True),
+                ),
+                _worker_step("s3", 3),
+            ],
+        ),
+        _construct(
+            "sub-workflow",
+            [
+                _worker_step("s0", 0),
+                SubWorkflow("child", _PAIR, lambda c: c.input),
+                _worker_step("s3", 3),
+            ],
+        ),
+    )
+}
+"""Each construct of the workflow language in a four-service workflow (`--scenarios
+constructs` runs them all, beside `chain-4`, the same services in a plain sequence)."""
 
 
 def chain(steps: int) -> Scenario:

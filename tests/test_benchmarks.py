@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._scenarios import SCENARIOS
+from benchmarks._scenarios import CONSTRUCTS, SCENARIOS
 from benchmarks._strategy_cases import STRATEGIES, run_strategy
 
 
@@ -342,3 +342,15 @@ async def test_the_screened_order_scenario_runs_under_every_strategy(strategy: s
         strategy, SCENARIOS["screened-order-placement"], workflows=60, failure_rate=0.2
     )
     assert run.workflows == 60
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("construct", sorted(CONSTRUCTS))
+async def test_each_construct_runs_under_every_strategy(strategy: str, construct: str) -> None:
+    """`--scenarios constructs`: a branch, a parallel, a for-each, a sub-workflow, each in
+    four services; every workflow completes."""
+    run = await run_strategy(strategy, CONSTRUCTS[construct], workflows=40, failure_rate=0.0)
+    assert run.workflows == 40
+    assert run.compensations_per_workflow == 0
+    assert run.links["completed"] > 0
