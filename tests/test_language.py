@@ -32,6 +32,7 @@ from coordination import (
     Outcome,
     QueryAll,
     Rejected,
+    RetryPolicy,
     Sleep,
     StampCoupled,
     Step,
@@ -599,6 +600,70 @@ async def test_a_sleep_of_a_day_ends_when_the_clock_says_so(
     assert cancelled.outcome is Outcome.CANCELLED
     assert cancelled.failure == Failure("cooling_off", "cancelled", technical=False)
     assert payment.refunds == {"o2": 1000}
+
+
+class HangingPayment(PaymentService):
+    """Never answers a charge (until the test lets it go)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def charge(self, msg: Charge) -> Charged | Rejected:
+        self.entered.set()
+        await self.gate.wait()
+        return Rejected("let go")
+
+
+@pytest.mark.parametrize("sidecars", [True, False], ids=["sidecars", "over-the-bus"])
+@pytest.mark.parametrize("name", sorted(SLEEPERS))
+async def test_a_step_times_out_on_the_strategys_clock(
+    bus: Bus, clock: ManualClock, name: str, sidecars: bool
+) -> None:
+    """A step with a day's timeout fails when the test's clock has moved on a day: the
+    step executor reads the strategy's clock, as sleeps and waits do."""
+    steps = {step.name: step for step in order_workflow.steps}
+    workflow = Workflow(
+        "patient-order",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            Step(
+                "payment",
+                "payment",
+                steps["payment"].command,
+                compensation=steps["payment"].compensation,
+                timeout=86_400,
+                retry=RetryPolicy(attempts=1),
+            ),
+        ],
+        services=order_workflow.services,
+    )
+    payment = HangingPayment()
+    options: dict[str, Any] = {"clock": clock}
+    if name != "mediator":
+        options["sidecars"] = sidecars
+    elif not sidecars:
+        pytest.skip("the Mediator has no sidecars")
+    async with ActorSystem(bus) as system:
+        await system.spawn(OrderService, name="order")
+        await system.spawn(lambda: payment, name="payment")
+        await system.spawn(FulfillmentService, name="fulfillment")
+        await system.spawn(EmailService, name="email")
+        try:
+            async with SLEEPERS[name](system, workflow, **options) as orders:
+                order = await orders.start(PlaceOrder("o1", "ann", "book", 1, 1000))
+                with anyio.fail_after(10):
+                    await payment.entered.wait()
+                await clock.advance(86_399)
+                assert (await orders.status(order)).outcome is Outcome.RUNNING
+                await clock.advance(2)  # timeouts are swept each tick: up to a tick late
+                result = await orders.result(order, timeout=10)
+        finally:
+            payment.gate.set()
+    assert result.outcome is Outcome.FAILED
+    assert result.failure == Failure("payment", "no reply within 86400 s", technical=True)
 
 
 def approval_by_deadline(name: str, **options: Any) -> Workflow[PlaceOrder]:

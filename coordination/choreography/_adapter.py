@@ -24,6 +24,7 @@ from actors._dispatch import dispatch
 from brokers import new_id
 
 from .. import core
+from .._clock import Clock
 from .._metrics import WorkflowMetrics
 from .._status import Outcome
 from ..core import (
@@ -62,6 +63,10 @@ class _Host(Protocol[In]):
 
     @property
     def metrics(self) -> WorkflowMetrics: ...
+
+    @property
+    def clock(self) -> Clock:
+        """What step timeouts and retry backoffs are read on."""
 
     @property
     def _codec(self) -> ContextCodec[In]: ...
@@ -204,6 +209,7 @@ class Adapter(Actor, Generic[In]):
             engine.metrics,
             again=self._again,
             describe=self._describe,
+            clock=engine.clock,
         )
         self._listening = False
         self._closed = False

@@ -19,7 +19,9 @@ longer than the step's timeout and retries say.
 
 Timeouts are checked by one sweeper task per port, every `TICK` seconds while commands are
 pending, over buckets of a tick each (no timer and no heap entry per command): a command
-times out up to a tick late.
+times out up to a tick late. Deadlines and backoffs are read on the strategy's clock: the
+event loop's own time by default, a `ManualClock`'s in a test that skips time (a step with a
+day's timeout times out when the test advances the clock a day).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import msgspec
 from actors import CAUSATION_ID, ERROR_KIND, ActorError, ActorRef, ActorSystem, Request
 from brokers import Msg, Subscription, new_id
 
+from .._clock import Clock, SystemClock
 from .._metrics import WorkflowMetrics
 from ..definition._workflow import RetryPolicy, Workflow, WorkflowContext, builder_context
 
@@ -86,8 +89,11 @@ class CommandPort(Generic[T]):
         metrics: WorkflowMetrics,
         again: Callable[[T, int], Awaitable[None]] | None = None,
         describe: Callable[[T], tuple[str, RetryPolicy, float]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.system = system
+        self._clock = None if clock is None or type(clock) is SystemClock else clock
+        """A clock of the test's (None: the event loop's time, monotonic)."""
         self.owner = owner
         self.subject = f"{system.prefix}.{owner}.replies.{new_id()}"
         """Unique per port: two processes running the same coordinator get their own replies."""
@@ -175,6 +181,8 @@ class CommandPort(Generic[T]):
         if message_id in self._pending:
             return  # a retry, timed by the port since it was sent again
         self._calls[message_id] = token
+        if self._clock is not None:  # a test's clock moves in leaps: timed from now
+            self._seen[message_id] = self._clock.now()
         if self._sweeper is None:
             loop = self._loop
             if loop is None:
@@ -236,7 +244,8 @@ class CommandPort(Generic[T]):
         loop = self._loop
         if loop is None:  # sending before `open`
             loop = self._loop = asyncio.get_running_loop()
-        tick = -int(-(loop.time() + delay) // TICK)  # the first tick at or after the deadline
+        now = loop.time() if self._clock is None else self._clock.now()
+        tick = -int(-(now + delay) // TICK)  # the first tick at or after the deadline
         bucket = self._buckets.get(tick)
         if bucket is None:
             bucket = self._buckets[tick] = set()
@@ -356,13 +365,15 @@ class CommandPort(Generic[T]):
     async def _sweep(self) -> None:
         """Time commands out and resend them, while any is pending."""
         loop = asyncio.get_running_loop()
+        clock = self._clock
         buckets, ticks = self._buckets, self._ticks
         try:
             while self._pending or self._calls:
                 await asyncio.sleep(TICK)
+                time = loop.time() if clock is None else clock.now()
                 if self._calls:
-                    await self._time_out_calls(loop.time())
-                now = loop.time() // TICK
+                    await self._time_out_calls(time)
+                now = time // TICK
                 while ticks and ticks[0] <= now:
                     for message_id in buckets.pop(heapq.heappop(ticks)):
                         pending = self._pending.get(message_id)

@@ -212,7 +212,12 @@ class Mediator(Generic[In]):
         )
         await self._remote.open()
         self._port = CommandPort(
-            self.system, self.name, self._replied, self._command_failed, self.metrics
+            self.system,
+            self.name,
+            self._replied,
+            self._command_failed,
+            self.metrics,
+            clock=self.clock,
         )
         await self._port.open()
         await self._children.open()
