@@ -8,8 +8,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actors import ActorSystem
-from coordination import Branch, ForEach, Parallel, Step, SubWorkflow, Workflow, WorkflowContext
+from actors import ActorSystem, Message, Request
+from coordination import (
+    Branch,
+    ForEach,
+    Parallel,
+    Rejected,
+    Step,
+    SubWorkflow,
+    Workflow,
+    WorkflowContext,
+)
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
     EmailService,
@@ -33,7 +42,7 @@ from coordination.scenarios.sysops_squad import (
     ticket_workflow,
 )
 
-from ._workflow_cases import Job, Work, Worker, chain_workflow
+from ._workflow_cases import Done, Job, Work, Worker, chain_workflow
 
 __all__ = ("CONSTRUCTS", "DEFAULT_SCENARIOS", "SCENARIOS", "Scenario", "chain")
 
@@ -153,37 +162,89 @@ DEFAULT_SCENARIOS = ("order-placement", "sysops-ticket")
 """What `make bench` runs: the seeds' two scenarios (`--scenarios` adds the others)."""
 
 
+class Undone(Message):
+    number: int
+
+
+class UndoWork(Request[Undone]):
+    number: int
+
+
+class Check(Request[Done | Rejected]):
+    number: int
+
+
+class UndoableWorker(Worker):
+    """A worker whose work can be undone."""
+
+    async def undo(self, msg: UndoWork) -> Undone:
+        return Undone(msg.number)
+
+
+class Checker(Worker):
+    """The last step of a construct's workflow: refuses a job of a negative number."""
+
+    async def check(self, msg: Check) -> Done | Rejected:
+        return Rejected("refused") if msg.number < 0 else Done(msg.number)
+
+
 def _worker_step(name: str, worker: int) -> Step:
-    return Step(name, f"worker{worker}", _job, nothing_to_undo=True)
+    return Step(name, f"worker{worker}", _job, compensation=_undo)
 
 
 def _job(context: WorkflowContext[Job]) -> Work:
     return Work(context.input.number)
 
 
+def _undo(context: WorkflowContext[Job]) -> UndoWork:
+    return UndoWork(context.input.number)
+
+
 def _item(context: WorkflowContext[Job]) -> Work:
     return Work(context.item)
 
 
+def _undo_item(context: WorkflowContext[Job]) -> UndoWork:
+    return UndoWork(context.item)
+
+
+def _check(context: WorkflowContext[Job]) -> Check:
+    return Check(context.input.number)
+
+
+_CHECK = Step("s3", "worker3", _check, nothing_to_undo=True)
+"""What ends each construct's workflow: refused for a failing input (a negative number),
+so that everything before it is compensated."""
+
+_SERVICES: dict[str, type[Worker]] = {
+    "worker0": UndoableWorker,
+    "worker1": UndoableWorker,
+    "worker2": UndoableWorker,
+    "worker3": Checker,
+}
+
+
 def _construct(name: str, flow: list[Any]) -> Scenario:
-    """A synthetic workflow of four services around one construct of the language, never
-    failing: what the construct costs under each strategy, beside `chain-4`."""
-    workflow = Workflow(
-        f"construct-{name}", Job, flow, services={f"worker{n}": Worker for n in range(4)}
-    )
+    """A synthetic workflow of four services around one construct of the language, its last
+    step refusing failing inputs: what the construct costs under each strategy, beside
+    `chain-4`, and the links its failure path adds."""
+    workflow = Workflow(f"construct-{name}", Job, [*flow, _CHECK], services=_SERVICES)
 
     async def spawn(system: ActorSystem) -> None:
-        for number in range(4):
-            await system.spawn(Worker, name=f"worker{number}")
+        for service, kind in _SERVICES.items():
+            await system.spawn(kind, name=service)
 
-    return Scenario(workflow.name, workflow, spawn, lambda n, _: Job(n), ())
+    def make(number: int, failing: str | None) -> Job:
+        return Job(-number - 1 if failing else number)
+
+    return Scenario(workflow.name, workflow, spawn, make, ("refused",))
 
 
 _PAIR = Workflow(
     "construct-child",
     Job,
     [_worker_step("c1", 1), _worker_step("c2", 2)],
-    services={f"worker{n}": Worker for n in (1, 2)},
+    services={f"worker{n}": UndoableWorker for n in (1, 2)},
 )
 
 CONSTRUCTS: dict[str, Scenario] = {
@@ -199,7 +260,6 @@ CONSTRUCTS: dict[str, Scenario] = {
                     then=[_worker_step("s1", 1)],
                     otherwise=[_worker_step("s2", 2)],
                 ),
-                _worker_step("s3", 3),
             ],
         ),
         _construct(
@@ -207,7 +267,6 @@ CONSTRUCTS: dict[str, Scenario] = {
             [
                 _worker_step("s0", 0),
                 Parallel("fork", [[_worker_step("s1", 1)], [_worker_step("s2", 2)]]),
-                _worker_step("s3", 3),
             ],
         ),
         _construct(
@@ -217,9 +276,8 @@ CONSTRUCTS: dict[str, Scenario] = {
                 ForEach(
                     "each",
                     lambda c: [c.input.number, c.input.number + 1],
-                    Step("item", "worker1", _item, nothing_to_undo=True),
+                    Step("item", "worker1", _item, compensation=_undo_item),
                 ),
-                _worker_step("s3", 3),
             ],
         ),
         _construct(
@@ -227,7 +285,6 @@ CONSTRUCTS: dict[str, Scenario] = {
             [
                 _worker_step("s0", 0),
                 SubWorkflow("child", _PAIR, lambda c: c.input),
-                _worker_step("s3", 3),
             ],
         ),
     )

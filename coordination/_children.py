@@ -77,12 +77,16 @@ class Children:
         sub: SubWorkflow,
         child_input: Callable[[], Any],
         cancelling: Callable[[], bool],
+        turned: Callable[[], bool],
     ) -> tuple[WorkflowResult | None, core.Event]:
         """Start the child (unless it was started before), wait for its end: its result, and
         what that makes of the parent's step (a child that cannot start fails it;
-        `cancelling` says whether the parent is being cancelled, when the child ends)."""
+        `cancelling` says whether the parent is being cancelled, when the child ends). A
+        parent that `turned` around before the child started does not start it."""
         strategy = self.strategies[sub.name]
         workflow_id = child_id(parent_id, sub)
+        if turned():  # the child is not started: the step ends as one not begun
+            return None, core.StepCancelled(sub.name)
         try:
             await strategy._start_as(child_input(), workflow_id)
             result = await strategy.result(workflow_id)

@@ -349,8 +349,10 @@ async def test_the_screened_order_scenario_runs_under_every_strategy(strategy: s
 @pytest.mark.parametrize("construct", sorted(CONSTRUCTS))
 async def test_each_construct_runs_under_every_strategy(strategy: str, construct: str) -> None:
     """`--scenarios constructs`: a branch, a parallel, a for-each, a sub-workflow, each in
-    four services; every workflow completes."""
-    run = await run_strategy(strategy, CONSTRUCTS[construct], workflows=40, failure_rate=0.0)
+    four services, the last refusing half the inputs: every workflow ends, the refused ones
+    compensated, and the failure path adds links to the happy path's."""
+    run = await run_strategy(strategy, CONSTRUCTS[construct], workflows=40, failure_rate=0.5)
     assert run.workflows == 40
-    assert run.compensations_per_workflow == 0
+    assert run.compensations_per_workflow > 0
     assert run.links["completed"] > 0
+    assert run.links["added_by_errors"] > 0

@@ -30,6 +30,7 @@ from coordination import (
     ManualClock,
     Mediator,
     Outcome,
+    Parallel,
     QueryAll,
     Rejected,
     RetryPolicy,
@@ -45,10 +46,12 @@ from coordination import (
     WorkflowResult,
     WorkflowStatus,
 )
+from coordination._children import child_id
 from coordination.scenarios.order_placement import (
     HIGH_VALUE,
     Charge,
     Charged,
+    Cleared,
     EmailService,
     FraudService,
     FulfillmentService,
@@ -1087,3 +1090,63 @@ async def test_cancelling_the_parent_cancels_the_child_under_way(
     assert result.failure == Failure("reserve", "cancelled", technical=False)
     assert child.outcome is Outcome.CANCELLED
     assert payment.refunds == {"o1": 1000}
+
+
+class LateFraudScreen(FraudService):
+    """Screens (and finds eve suspicious) only once `ready` is set."""
+
+    def __init__(self, ready: anyio.Event) -> None:
+        super().__init__(suspicious=frozenset({"eve"}))
+        self.ready = ready
+
+    async def screen(self, msg: Screen) -> Cleared | Rejected:
+        await self.ready.wait()
+        return await FraudService.screen.__wrapped__(self, msg)  # type: ignore[attr-defined]
+
+
+async def test_a_failing_branch_cancels_the_child_under_way_in_its_sibling(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """The fraud screen refuses while the reservation, a child in the other branch, is
+    under way: the child is cancelled, and its charge undone."""
+    steps = {step.name: step for step in order_workflow.steps}
+    parent = reserved_parent()
+    reserve = parent.subworkflows["reserve"]
+    screen = Step(
+        "fraud_check",
+        "fraud",
+        lambda c: Screen(c.input.order_id, c.input.customer, c.input.amount),
+        nothing_to_undo=True,
+    )
+    workflow = Workflow(
+        "screened-parent",
+        PlaceOrder,
+        [steps["create_order"], Parallel("both", [[reserve], [screen]])],
+        services=parent.services,
+        on_failure=parent.on_failure,
+    )
+    services, held, payment = gated_shop()
+    services["fraud"] = LateFraudScreen(held.entered)
+    try:
+        async with placed(bus, strategy, workflow, services) as orders:
+            order = await orders.start(PlaceOrder("o1", "eve", "book", 1, 1000))
+            with anyio.fail_after(10):
+                await held.entered.wait()
+            children = orders.children["reserve"]  # type: ignore[attr-defined]
+            child = child_id(order, reserve)
+            with anyio.fail_after(10):
+                while not any("cancel" in e for e in (await children.status(child)).history):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            held.gate.set()
+            result = await orders.result(order, timeout=10)
+            child_result = await children.result(child, timeout=10)
+    finally:
+        held.gate.set()
+    # The cancel reaches the child before its step under way ends (it unwinds itself), or,
+    # across processes, just after (it completed, and the parent has it undo its steps).
+    assert (result.outcome, child_result.outcome) in (
+        (Outcome.FAILED, Outcome.CANCELLED),
+        (Outcome.COMPENSATED, Outcome.COMPENSATED),
+    )
+    assert result.failure == Failure("fraud_check", "suspected fraud", technical=False)
+    assert payment.refunds == payment.charges == {"o1": 1000}

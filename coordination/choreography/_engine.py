@@ -1056,6 +1056,10 @@ class Choreography(Generic[In]):
         the steps under way report their end to it)."""
         route, ack = self._route, self._ack_to
         driven = self._driven
+        if adapter is None and self._children.strategies and progress.failure is not None:
+            active = progress.active  # turned around: the children under way are cancelled
+            if any(name in self.workflow.subworkflows for name in active):
+                self._in_task(self._children.cancel(workflow_id, active, self._route))
         if adapter is not None and driven and _starts_any(actions, driven, self.workflow):
             handover = Handover(workflow_id, progress, data, ack=ack)
             await self._emit_event(
@@ -1189,7 +1193,11 @@ class Choreography(Generic[In]):
         else:
             taken = held
             result, happened = await self._children.run(
-                workflow_id, sub, lambda: child_input, lambda: taken.progress.cancel_requested
+                workflow_id,
+                sub,
+                lambda: child_input,
+                lambda: taken.progress.cancel_requested,
+                lambda: taken.progress.failure is not None or taken.progress.cancel_requested,
             )
         held = self._here.get(workflow_id)
         if held is None:

@@ -518,6 +518,8 @@ class Mediator(Generic[In]):
         first = actions[0] if actions else None
         if type(first) is not SendNotices and type(first) is not End:
             await self._save(state)  # End saves (in _finish)
+        if self._children.strategies and state.progress.failure is not None:
+            self._stop_children(run)
         for action in actions:
             match action:
                 case Perform(step=step) if step in self.workflow.by_name:
@@ -615,6 +617,13 @@ class Mediator(Generic[In]):
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
 
+    def _stop_children(self, run: _Run) -> None:
+        """The instance turned around: the children still under way are cancelled (a
+        failing branch stops its siblings), and answer as cancelled children do."""
+        active = run.state.progress.active
+        if any(name in self.workflow.subworkflows for name in active):
+            self._in_task(run, self._children.cancel(run.state.workflow_id, active, self.name))
+
     async def _run_child(self, run: _Run, sub: SubWorkflow) -> None:
         """Start the child of `sub` (or find the one started before) and, once it has
         ended, answer for the step as its service would."""
@@ -624,6 +633,7 @@ class Mediator(Generic[In]):
             sub,
             lambda: sub.build(builder_context(run.context, sub.reads, sub.name)),
             lambda: run.state.progress.cancel_requested,
+            lambda: run.state.progress.failure is not None or run.state.progress.cancel_requested,
         )
         if result is not None and sub.name in run.state.progress.active:
             run.state.results[sub.name] = result
