@@ -441,6 +441,7 @@ async def test_a_wait_takes_its_signal_before_or_after_it_is_reached(
         await waits_for_its_signal(orders, late)
         await orders.signal(late, "approved", Approval("raj"))
         later = await orders.result(late, timeout=10)
+        ended = await orders.status(late)
         with pytest.raises(WorkflowEndedError, match="comes too late"):
             await orders.signal(late, "approved", Approval("raj"))
         with pytest.raises(ValueError, match="waits for no signal 'rejected'"):
@@ -449,6 +450,8 @@ async def test_a_wait_takes_its_signal_before_or_after_it_is_reached(
     assert done.results["approval"] == Approval("mia")  # the payload is the wait's reply
     assert ("ann", "approved by mia") in email.sent
     assert ("bob", "approved by raj") in email.sent
+    if ended.completed_steps is not None:  # the wait is done too, where status sees steps
+        assert "approval" in ended.completed_steps
 
 
 async def test_a_cancel_does_not_wait_for_a_signal(bus: Bus, strategy: tuple[str, str]) -> None:

@@ -129,6 +129,9 @@ class QueryAll(Choreography[In]):
         self._options.update(remember=remember, query_timeout=query_timeout)
         self._records: dict[str, OrderedDict[str, _Record]] = {}
         self._subscriptions: list[Subscription] = []
+        self._done_here: OrderedDict[str, dict[str, str]] = OrderedDict()
+        """What the starter did of its instances that belongs to no service (a wait, a
+        sleep, a compute it ran, a for-each or a sub-workflow it drove), for `status`."""
         self._listings: OrderedDict[str, tuple[Listing, ...]] = OrderedDict()
         """The for-eaches each finished instance of this process's went through."""
         self._inputs: dict[str, msgspec.Raw] = {}
@@ -196,6 +199,20 @@ class QueryAll(Choreography[In]):
             or workflow.subworkflows
         )
         return self.remote_sidecars or workflow.first is not workflow.steps[0] or bool(in_hand)
+
+    async def _carry_out_here(
+        self, workflow_id: str, progress: Progress, actions: Any, data: Carried | None
+    ) -> None:
+        await super()._carry_out_here(workflow_id, progress, actions, data)
+        workflow = self.workflow
+        mine = [name for name in progress.completed if name not in workflow.by_name]
+        if mine:  # not a service's step: no service's record says it is done
+            done = self._done_here.get(workflow_id)
+            if done is None:
+                done = self._done_here[workflow_id] = {}
+                if len(self._done_here) > self.outcomes.keep:
+                    self._done_here.popitem(last=False)
+            done.update(dict.fromkeys(mine, DONE))
 
     async def _begin(self, workflow_id: str, data: Carried) -> None:
         if self._starter_keeps_request:
@@ -606,7 +623,7 @@ class QueryAll(Choreography[In]):
         """Every participant's record, merged."""
         await self._known(workflow_id)
         records = await self._gather("client", list(self._adapters), workflow_id)
-        states: dict[str, str] = {}
+        states: dict[str, str] = dict(self._done_here.get(workflow_id, {}))
         outcome = Outcome.RUNNING
         failure: Failure | None = None
         attention: list[str] = []
