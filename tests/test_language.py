@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 import pytest
 
 from actors import Actor, ActorSystem, Message, Request, current_message_id, idempotent
 from brokers import Bus
 from coordination import (
+    ANY,
     Branch,
     Compute,
     CoordinationError,
@@ -1153,3 +1155,90 @@ async def test_a_failing_branch_cancels_the_child_under_way_in_its_sibling(
     )
     assert result.failure == Failure("fraud_check", "suspected fraud", technical=False)
     assert payment.refunds == payment.charges == {"o1": 1000}
+
+
+class Total(msgspec.Struct, frozen=True):
+    items: int
+
+
+def nested_workflow() -> Workflow[PlaceOrder]:
+    """Every construct inside another: a parallel of a branch holding a sub-workflow, a wait
+    then a compute, and a parallel (joined by ANY) of a sleep and a compute."""
+    steps = {step.name: step for step in order_workflow.steps}
+    reservation = Workflow(
+        "reservation",
+        PlaceOrder,
+        [steps["payment"], steps["fulfillment"]],
+        services=order_workflow.services,
+    )
+    big = Branch(
+        "big",
+        lambda c: c.input.amount > 500,
+        then=[SubWorkflow("reserve", reservation, lambda c: c.input)],
+    )
+    return Workflow(
+        "nested",
+        PlaceOrder,
+        [
+            steps["create_order"],
+            Parallel(
+                "all",
+                [
+                    [big],
+                    [
+                        WaitFor("approval", "approved", Approval),
+                        Compute("count", lambda c: Total(c.input.quantity), returns=Total),
+                    ],
+                    [
+                        Parallel(
+                            "inner",
+                            [
+                                [Sleep("nap", seconds=0)],
+                                [Compute("twice", lambda c: Total(2), returns=Total)],
+                            ],
+                            join=ANY,
+                        )
+                    ],
+                ],
+            ),
+            Step(
+                "confirmation",
+                "email",
+                lambda c: SendEmail(
+                    c.input.customer,
+                    f"{c.results['count'].items} by {c.results['approval'].by}",
+                ),
+                wait=False,
+                reads=("count", "approval"),
+            ),
+        ],
+        services=order_workflow.services,
+        on_failure=order_workflow.on_failure,
+    )
+
+
+async def test_constructs_nested_in_each_other_end_alike_under_every_strategy(
+    bus: Bus, strategy: tuple[str, str]
+) -> None:
+    """The branches' replies, the signal's payload and the computes' come together at the
+    join whichever branch ends first, under every strategy and layout."""
+    email = EmailService()
+    services = {
+        "order": OrderService(),
+        "payment": PaymentService(),
+        "fulfillment": FulfillmentService(stock={"book": 5}),
+        "email": email,
+    }
+    async with placed(bus, strategy, nested_workflow(), services) as orders:
+        order = await orders.start(PlaceOrder("o1", "ann", "book", 2, 1000))
+        await orders.signal(order, "approved", Approval("mia"))
+        result = await orders.result(order, timeout=10)
+        await anyio.lowlevel.checkpoint()  # the confirmation is told: it may still be on its way
+        with anyio.fail_after(5):
+            while not email.sent:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    assert result.outcome is Outcome.COMPLETED
+    assert set(result.results) == {"create_order", "reserve", "approval", "count", "twice"}
+    assert result.results["count"] == Total(2)
+    assert result.results["reserve"].outcome is Outcome.COMPLETED
+    assert email.sent == [("ann", "2 by mia")]

@@ -1066,7 +1066,10 @@ class Choreography(Generic[In]):
                 self._owners_endpoint(workflow_id), handover, f"{workflow_id}.handover"
             )
             return
+        here = self._here.get(workflow_id) if adapter is None else None
         for action in actions:
+            if here is not None:  # what came meanwhile (a branch's reply, a signal) is in it
+                data = here.data
             kind = type(action)
             if kind is Perform:
                 index, item = self._locate(action.step)  # type: ignore[union-attr]
@@ -1099,6 +1102,9 @@ class Choreography(Generic[In]):
                 data, happened = await self._calculate(adapter, workflow_id, compute, data)
                 held = self._here.get(workflow_id) if adapter is None else None
                 if held is not None:  # what the next steps read, from here on
+                    fresh = held.data  # it may have moved on while the compute read
+                    if data is not None and fresh is not None and compute.name in data.results:
+                        data = _with_reply(fresh, compute.name, data.results[compute.name])
                     held.data = data
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(adapter, workflow_id, progress, more, data, context)
@@ -1126,8 +1132,8 @@ class Choreography(Generic[In]):
                 await self._send(self.workflow.steps[index].service, unwind)
             elif kind is SendNotices:
                 if context is None:
-                    here = await self._data_here(workflow_id, data)
-                    context = self._codec.context(workflow_id, here.input, here.results)
+                    known = await self._data_here(workflow_id, data)
+                    context = self._codec.context(workflow_id, known.input, known.results)
                 context.failure = progress.failure
                 await self._notify(context, workflow_id)
             else:  # End

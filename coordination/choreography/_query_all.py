@@ -486,9 +486,15 @@ class QueryAll(Choreography[In]):
         reply: bytes,
     ) -> Carried | None:
         """A compute's reply belongs to no service: it is worked out again where a later
-        step reads it (`_fetch_reads`); the adapter that ran it says it is done, for status."""
+        step reads it (`_fetch_reads`). Whoever ran it keeps it, for `result`: the adapter in
+        its service's record (which says it is done, for status), the starter with the
+        instance's signals."""
         if adapter is not None:
-            self._record(adapter, workflow_id).states[compute.name] = DONE
+            record = self._record(adapter, workflow_id)
+            record.states[compute.name] = DONE
+            record.results[compute.name] = msgspec.Raw(reply)
+        else:
+            self._signals.setdefault(workflow_id, {})[compute.name] = msgspec.Raw(reply)
         return data
 
     async def _fetch_reads(
