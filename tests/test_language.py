@@ -1016,16 +1016,22 @@ async def test_a_for_each_runs_one_step_per_item_and_undoes_them_all_on_a_failur
 # -- sub-workflows --------------------------------------------------------------------------
 
 
-def reserved_parent() -> Workflow[PlaceOrder]:
-    """Order placement whose charge and shipping are a child workflow, screened for fraud
-    once the child completed (a suspicious customer undoes the child)."""
+def reservation_workflow() -> Workflow[PlaceOrder]:
+    """The charge and the shipping of an order, as a workflow of their own (a child)."""
     steps = {step.name: step for step in order_workflow.steps}
-    reservation = Workflow(
+    return Workflow(
         "reservation",
         PlaceOrder,
         [steps["payment"], steps["fulfillment"]],
         services=order_workflow.services,
     )
+
+
+def reserved_parent() -> Workflow[PlaceOrder]:
+    """Order placement whose charge and shipping are a child workflow, screened for fraud
+    once the child completed (a suspicious customer undoes the child)."""
+    steps = {step.name: step for step in order_workflow.steps}
+    reservation = reservation_workflow()
     return Workflow(
         "parent-order",
         PlaceOrder,
@@ -1165,12 +1171,7 @@ def nested_workflow() -> Workflow[PlaceOrder]:
     """Every construct inside another: a parallel of a branch holding a sub-workflow, a wait
     then a compute, and a parallel (joined by ANY) of a sleep and a compute."""
     steps = {step.name: step for step in order_workflow.steps}
-    reservation = Workflow(
-        "reservation",
-        PlaceOrder,
-        [steps["payment"], steps["fulfillment"]],
-        services=order_workflow.services,
-    )
+    reservation = reservation_workflow()
     big = Branch(
         "big",
         lambda c: c.input.amount > 500,
