@@ -23,6 +23,12 @@ acknowledged within its step's timeout is told again with the same message id
 handlers are idempotent by message id, and an instance ends once. In memory nothing is lost,
 and events are plain tells.
 
+Some of an instance's way is driven by the process that started it, which has the instance
+in hand (`_Held`) for as long as that lasts: a wait or a sleep (signals and its clock are
+there), and a parallel, a for-each or a sub-workflow (`Handover`). It is the join: each step
+it sends reports its end back (`Advance.report`, `Landed`), the core decides there, and once
+nothing of the kind is under way the services carry the instance on among themselves again.
+
 The strategies differ in what the events carry and in who can answer `status`; they fill in the
 hooks of `Choreography`.
 """
