@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Coroutine, Mapping
 from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
@@ -44,6 +45,7 @@ from ..definition._workflow import (
     RetryPolicy,
     Workflow,
     WorkflowContext,
+    builder_context,
 )
 from ._carriage import ContextCodec
 from ._events import Advance, Cancel, Carried, Ended, Hold, Unwind
@@ -153,6 +155,10 @@ class _Host(Protocol[In]):
 
 __all__ = ("Adapter",)
 
+ITEM_LISTS = 1024
+"""How many for-each lists an adapter keeps (a pure function of what the for-each reads: one
+that was let go is built again)."""
+
 logger = logging.getLogger("coordination")
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -226,10 +232,28 @@ class Adapter(Actor, Generic[In]):
             for for_each in self.workflow.for_eaches.values()
         }
         """The for-each each step run per item belongs to, by the step's index."""
+        self._item_lists: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
+        """The lists of the for-eaches whose items this adapter ran lately, by instance."""
 
     def _item_name(self, index: int, item: int) -> str:
         """The name of item `item` of the for-each that runs step number `index`."""
         return self._for_each[index].item_name(item)
+
+    def _item_context(
+        self, index: int, context: WorkflowContext[Any], item: int, *, undo: bool = False
+    ) -> WorkflowContext[Any]:
+        """The context of item `item` of the for-each that runs step number `index`: its list
+        is built once per instance here (the latest `ITEM_LISTS` kept), not once per item."""
+        for_each = self._for_each[index]
+        key = (context.workflow_id, for_each.name)
+        lists = self._item_lists
+        items = lists.get(key)
+        if items is None:
+            items = for_each.items(builder_context(context, for_each.reads, for_each.name))
+            lists[key] = items
+            if len(lists) > ITEM_LISTS:
+                lists.popitem(last=False)
+        return for_each.item_context(context, item, undo=undo, items=items)
 
     async def on_start(self) -> None:
         if not self.local and not self._listening:  # replies come over the bus
@@ -353,7 +377,7 @@ class Adapter(Actor, Generic[In]):
                 await engine._step_started(self, workflow_id, index, data, event.progress, name)
         try:
             if event.item >= 0:  # the item it is for, from the list its for-each builds
-                context = pending.context = self._for_each[index].item_context(context, event.item)
+                context = pending.context = self._item_context(index, context, event.item)
             command = step.build(context)
         except Exception as exc:  # a bug in the definition: fail the step, not the service
             reason = f"building the command failed: {type(exc).__name__}: {exc}"
@@ -417,7 +441,7 @@ class Adapter(Actor, Generic[In]):
         pending = _Command(event, context, 0.0, name)
         try:
             if item >= 0:  # the item it is for, and its own reply
-                context = self._for_each[index].item_context(context, item, undo=True)
+                context = self._item_context(index, context, item, undo=True)
                 pending.context = context
             command = step.compensation(context)
         except Exception as exc:
