@@ -764,3 +764,34 @@ async def test_a_restarted_mediator_goes_on_with_the_items_under_way(
     assert result.outcome is Outcome.COMPLETED
     assert [r.item for r in result.results["reserve"]] == ["pen", "ink", "pen"]
     assert warehouse.stock == {"pen": 3, "ink": 4}  # each item reserved once
+
+
+async def test_a_sleep_survives_a_restart_of_a_front_controller_on_a_durable_store(
+    bus: Bus, place: Place, clock: ManualClock
+) -> None:
+    """A choreographed instance sleeps with the process that started it: on a durable store
+    the front controller's record keeps the sleep's end and the instance's data, and the
+    front controller started after it wakes the instance then."""
+    steps = {step.name: step for step in order_workflow.steps}
+    workflow = Workflow(
+        "sleepy",
+        PlaceOrder,
+        [steps["create_order"], Sleep("overnight", seconds=3_600), steps["payment"]],
+        services=order_workflow.services,
+    )
+    async with open_shop(bus, strategy="stamp_coupled") as shop:
+        store = await place.open(workflow)
+        async with FrontController(shop.system, workflow, store=store, clock=clock) as first:
+            workflow_id = await first.start(order(1))
+            with anyio.fail_after(5):
+                while (await first.status(workflow_id)).current_step != "overnight":  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+        await clock.advance(3_000)  # the process was down for most of the night
+        store = await place.open(workflow)
+        async with FrontController(shop.system, workflow, store=store, clock=clock) as again:
+            assert again.resumed == 1
+            assert (await again.status(workflow_id)).wakes_at == clock.now() + 600
+            await clock.advance(600)
+            result = await again.result(workflow_id, timeout=5)
+    assert result.outcome is Outcome.COMPLETED
+    assert shop.payment.charges == {"o1": 1000}

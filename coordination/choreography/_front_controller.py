@@ -9,6 +9,7 @@ step, and the front controller becomes the "pseudo-mediator" of the chapter's fi
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 import msgspec
@@ -147,7 +148,41 @@ class FrontController(Choreography[In]):
         for state in running:
             if not self.outcomes.knows(state.workflow_id):
                 self._remember(state.workflow_id, None)
+            self._wait_again(state)
         self.resumed = len(running)
+
+    def _wait_again(self, state: InstanceState) -> None:
+        """An instance that waited with the process before this one (a sleep, a wait for a
+        signal: see `_wait_here`) waits here again; a sleep ends when it was due to."""
+        progress = state.progress
+        if state.input is None or not (progress.timers or progress.awaiting):
+            return
+        workflow_id = state.workflow_id
+        data = self._codec.carried(state.input, state.results)
+        if self._take(workflow_id, progress, data) is None:
+            return
+        for timer in progress.timers:
+            self._timers.arm(
+                f"{workflow_id}.{timer.name}",
+                timer.due,
+                functools.partial(self._wake, workflow_id, timer.name),
+            )
+
+    async def _wait_here(self, workflow_id: str, step: str) -> None:
+        """The instance waits here: on a durable store its record keeps where it stands and
+        its data, so that a front controller started after this one goes on waiting (a
+        sleep survives a restart, as under a mediator)."""
+        await super()._wait_here(workflow_id, step)
+        held = self._here.get(workflow_id)
+        if held is None or step not in held.progress.active or not self._durable:
+            return  # on already (its signal had come), or nothing survives the process
+        state = await self.store.load(workflow_id) or InstanceState(workflow_id, None)
+        data = held.data
+        if data is not None:
+            context = self._codec.context(workflow_id, data.input, data.results)
+            state.input, state.results = context.input, dict(context.results)
+        state.progress = held.progress
+        await self.store.save(state)
 
     async def _audit(self, workflow_id: str, who: str, what: str) -> str:
         """The record keeps the history too, in the store: it outlives this object."""
