@@ -693,25 +693,34 @@ async def test_a_signal_kept_in_the_store_survives_a_restart(bus: Bus, place: Pl
     assert result.results["approval"] == Approval("mia")
 
 
-async def test_a_sleep_survives_a_restart_on_a_durable_store(
-    bus: Bus, place: Place, clock: ManualClock
-) -> None:
-    """The end of a sleep is kept in the store: a mediator that takes the instance up after
-    a restart sleeps until then, not a whole sleep again."""
+def sleepy_workflow() -> Workflow[PlaceOrder]:
+    """An order that sleeps overnight between its creation and its charge."""
     steps = {step.name: step for step in order_workflow.steps}
-    workflow = Workflow(
+    return Workflow(
         "sleepy",
         PlaceOrder,
         [steps["create_order"], Sleep("overnight", seconds=3_600), steps["payment"]],
         services=order_workflow.services,
     )
+
+
+async def until_asleep(strategy: Any, workflow_id: str) -> None:
+    with anyio.fail_after(5):
+        while (await strategy.status(workflow_id)).current_step != "overnight":  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def test_a_sleep_survives_a_restart_on_a_durable_store(
+    bus: Bus, place: Place, clock: ManualClock
+) -> None:
+    """The end of a sleep is kept in the store: a mediator that takes the instance up after
+    a restart sleeps until then, not a whole sleep again."""
+    workflow = sleepy_workflow()
     async with open_shop(bus, strategy="stamp_coupled") as shop:
         store = await place.open(workflow)
         async with Mediator(shop.system, workflow, store=store, clock=clock) as first:
             workflow_id = await first.start(order(1))
-            with anyio.fail_after(5):
-                while (await first.status(workflow_id)).current_step != "overnight":  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+            await until_asleep(first, workflow_id)
         await clock.advance(3_000)  # the process was down for most of the night
         store = await place.open(workflow)
         async with Mediator(shop.system, workflow, store=store, clock=clock) as again:
@@ -772,20 +781,12 @@ async def test_a_sleep_survives_a_restart_of_a_front_controller_on_a_durable_sto
     """A choreographed instance sleeps with the process that started it: on a durable store
     the front controller's record keeps the sleep's end and the instance's data, and the
     front controller started after it wakes the instance then."""
-    steps = {step.name: step for step in order_workflow.steps}
-    workflow = Workflow(
-        "sleepy",
-        PlaceOrder,
-        [steps["create_order"], Sleep("overnight", seconds=3_600), steps["payment"]],
-        services=order_workflow.services,
-    )
+    workflow = sleepy_workflow()
     async with open_shop(bus, strategy="stamp_coupled") as shop:
         store = await place.open(workflow)
         async with FrontController(shop.system, workflow, store=store, clock=clock) as first:
             workflow_id = await first.start(order(1))
-            with anyio.fail_after(5):
-                while (await first.status(workflow_id)).current_step != "overnight":  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
+            await until_asleep(first, workflow_id)
         await clock.advance(3_000)  # the process was down for most of the night
         store = await place.open(workflow)
         async with FrontController(shop.system, workflow, store=store, clock=clock) as again:
