@@ -1383,15 +1383,17 @@ class _Held:
 def _starts_any(actions: core.Actions, names: frozenset[str], workflow: Workflow[Any]) -> bool:
     """Whether `actions` start one of the nodes `names`, or compensate a sub-workflow (which
     the starter has its child do)."""
-    if any(
-        type(action) is Compensate and action.step in workflow.subworkflows for action in actions
-    ):
-        return True
-    return any(
-        getattr(action, "step", None) in names or getattr(action, "branch", None) in names
-        for action in actions
-        if type(action) is not Compensate
-    )
+    for action in actions:
+        kind = type(action)
+        if kind is Compensate:
+            if action.step in workflow.subworkflows:  # type: ignore[union-attr]
+                return True
+        elif kind is Choose:
+            if action.branch in names:  # type: ignore[union-attr]
+                return True
+        elif getattr(action, "step", None) in names:  # a step, wait, sleep, compute, list...
+            return True
+    return False
 
 
 def _with_reply(data: Carried | None, step: str, reply: msgspec.Raw) -> Carried | None:
