@@ -76,17 +76,17 @@ class Children:
         parent_id: str,
         sub: SubWorkflow,
         child_input: Callable[[], Any],
-        cancelling: Callable[[], bool],
-        turned: Callable[[], bool],
+        parent: Callable[[], core.Progress],
     ) -> tuple[WorkflowResult | None, core.Event]:
         """Start the child (unless it was started before), wait for its end: its result, and
-        what that makes of the parent's step (a child that cannot start fails it;
-        `cancelling` says whether the parent is being cancelled, when the child ends). A
-        parent that `turned` around before the child started does not start it."""
+        what that makes of the parent's step, as the `parent`'s progress says then (a child
+        that cannot start fails it; a parent that turned around before the child started
+        does not start it)."""
         strategy = self.strategies[sub.name]
         workflow_id = child_id(parent_id, sub)
-        if turned():  # the child is not started: the step ends as one not begun
-            return None, core.StepCancelled(sub.name)
+        progress = parent()
+        if progress.failure is not None or progress.cancel_requested:
+            return None, core.StepCancelled(sub.name)  # not started: ends as one not begun
         try:
             await strategy._start_as(child_input(), workflow_id)
             result = await strategy.result(workflow_id)
@@ -94,10 +94,15 @@ class Children:
             return None, core.StepFailed(
                 sub.name, f"the child could not run: {type(exc).__name__}: {exc}"
             )
-        return result, ended(sub, result, cancelling=cancelling())
+        return result, ended(sub, result, cancelling=parent().cancel_requested)
+
+    def under_way(self, names: tuple[str, ...]) -> bool:
+        """Whether any of `names` (the nodes under way) is a sub-workflow, whose child runs."""
+        subworkflows = self.workflow.subworkflows
+        return any(name in subworkflows for name in names)
 
     async def cancel(self, parent_id: str, names: tuple[str, ...], by: str) -> None:
-        """Cancel the children of the sub-workflows `names` (those under way)."""
+        """Cancel the children of the sub-workflows among `names` (the nodes under way)."""
         for name in names:
             sub = self.workflow.subworkflows.get(name)
             if sub is not None:

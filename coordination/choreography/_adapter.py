@@ -127,7 +127,7 @@ class _Host(Protocol[In]):
     ) -> None:
         """Carry out what the core says of an instance, as events."""
 
-    async def _report(self, workflow_id: str, happened: core.Event, data: Carried | None) -> None:
+    async def _report(self, workflow_id: str, happened: core.StepEnd, data: Carried | None) -> None:
         """A step the starter drives ended: tell the starter how."""
 
     async def _step_started(
@@ -584,7 +584,8 @@ class Adapter(Actor, Generic[In]):
             progress, actions = core.apply(self.workflow, event.progress, happened)
         elif event.progress is not None:  # a flow with branches: its own way so far
             if event.report:  # type: ignore[union-attr]  # the starter drives it (a parallel's branches): it decides
-                await engine._report(workflow_id, happened, carried)
+                # An Advance's step: what happened is how it ended (a StepEnd).
+                await engine._report(workflow_id, happened, carried)  # type: ignore[arg-type]
                 return
             progress = msgspec.structs.replace(event.progress)
             if workflow_id in engine._cancelled:

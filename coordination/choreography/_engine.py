@@ -518,9 +518,12 @@ class Choreography(Generic[In]):
     def _take(self, workflow_id: str, progress: Progress, data: Carried | None) -> _Held | None:
         """An instance of this process's comes to be driven here (None: a duplicate, or one
         that has ended or is forgotten)."""
-        if workflow_id in self._here or not self.outcomes.knows(workflow_id):
-            return None
-        if not self.outcomes.is_running(workflow_id):
+        outcomes = self.outcomes
+        if (
+            workflow_id in self._here
+            or not outcomes.knows(workflow_id)
+            or not outcomes.is_running(workflow_id)
+        ):
             return None
         if not self._carries_data:  # its steps ask the services for what they read
             data = None
@@ -553,17 +556,7 @@ class Choreography(Generic[In]):
             return  # a duplicate after the end
         self._progressed(workflow_id)
         data = _merged(held.data, event.data) if self._carries_data else None
-        step, reason = event.step, event.reason
-        happened: core.Event
-        if event.how == "answered":
-            happened = core.StepAnswered(step)
-        elif event.how == "rejected":
-            happened = core.StepRejected(step, reason)
-        elif event.how == "cancelled":
-            happened = core.StepCancelled(step)
-        else:
-            happened = core.StepFailed(step, reason)
-        progress, actions = core.apply(self.workflow, held.progress, happened)
+        progress, actions = core.apply(self.workflow, held.progress, event.happened)
         await self._carry_out_here(workflow_id, progress, actions, data)
 
     async def _wait_here(self, workflow_id: str, step: str) -> None:
@@ -582,7 +575,7 @@ class Choreography(Generic[In]):
             due = self.clock.now() + wait.timeout
         if due is not None:
             core.set_timer(held.progress, step, due)
-            self._timers.arm(f"{workflow_id}.{step}", due, lambda: self._wake(workflow_id, step))
+            self._arm(workflow_id, step, due)
         if workflow_id in self._cancelled:  # cancelled before it came to wait
             await self._cancel_waiting(workflow_id)
 
@@ -591,7 +584,7 @@ class Choreography(Generic[In]):
         held = self._here.get(workflow_id)
         if held is None or step not in held.progress.active:
             return
-        self._timers.cancel(f"{workflow_id}.{step}")  # its timeout
+        self._timers.cancel(_timer_key(workflow_id, step))  # its timeout
         data = _with_reply(held.data, step, self._signals[workflow_id][step])
         progress, actions = core.apply(self.workflow, held.progress, core.SignalReceived(step))
         await self._carry_out_here(workflow_id, progress, actions, data)
@@ -617,8 +610,7 @@ class Choreography(Generic[In]):
         held = self._here.get(workflow_id)
         if held is None:
             return
-        for timer in held.progress.timers:
-            self._timers.cancel(f"{workflow_id}.{timer.name}")
+        self._disarm(workflow_id, held.progress)
         progress, actions = core.apply(self.workflow, held.progress, core.CancelRequested())
         await self._carry_out_here(workflow_id, progress, actions, held.data)
 
@@ -626,8 +618,18 @@ class Choreography(Generic[In]):
         """This process no longer drives the instance: its timers go too."""
         held = self._here.pop(workflow_id, None)
         if held is not None:
-            for timer in held.progress.timers:
-                self._timers.cancel(f"{workflow_id}.{timer.name}")
+            self._disarm(workflow_id, held.progress)
+
+    def _arm(self, workflow_id: str, step: str, due: float) -> None:
+        """Wake the instance at `step` when `due` (a sleep's end, a wait's timeout)."""
+        self._timers.arm(
+            _timer_key(workflow_id, step), due, functools.partial(self._wake, workflow_id, step)
+        )
+
+    def _disarm(self, workflow_id: str, progress: Progress) -> None:
+        """The instance's timers will not be waited for here any more."""
+        for timer in progress.timers:
+            self._timers.cancel(_timer_key(workflow_id, timer.name))
 
     async def pause(self, workflow_id: str, *, by: str = "api") -> bool:
         """Hold the instance: the step under way finishes, and its next event waits in the
@@ -1026,23 +1028,11 @@ class Choreography(Generic[In]):
             raise KeyError(name)
         return self._step_index[found[0].step.name], found[1]
 
-    async def _report(self, workflow_id: str, happened: core.Event, data: Carried | None) -> None:
+    async def _report(self, workflow_id: str, happened: core.StepEnd, data: Carried | None) -> None:
         """A step the starter drives ended: tell the starter how."""
-        kind = type(happened)
-        how = (
-            "answered"
-            if kind is core.StepAnswered
-            else "rejected"
-            if kind is core.StepRejected
-            else "cancelled"
-            if kind is core.StepCancelled
-            else "failed"
-        )
-        step: str = happened.step  # type: ignore[union-attr]
-        reason: str = getattr(happened, "reason", "")
-        landed = Landed(workflow_id, step, how, reason, data, ack=self._ack_to)
+        landed = Landed(workflow_id, happened, data, ack=self._ack_to)
         await self._emit_event(
-            self._owners_endpoint(workflow_id), landed, f"{workflow_id}.landed.{step}"
+            self._owners_endpoint(workflow_id), landed, f"{workflow_id}.landed.{happened.step}"
         )
 
     async def _carry_out(
@@ -1064,7 +1054,7 @@ class Choreography(Generic[In]):
         driven = self._driven
         if adapter is None and self._children.strategies and progress.failure is not None:
             active = progress.active  # turned around: the children under way are cancelled
-            if any(name in self.workflow.subworkflows for name in active):
+            if self._children.under_way(active):
                 self._in_task(self._children.cancel(workflow_id, active, self._route))
         if adapter is not None and driven and _starts_any(actions, driven, self.workflow):
             handover = Handover(workflow_id, progress, data, ack=ack)
@@ -1072,8 +1062,8 @@ class Choreography(Generic[In]):
                 self._owners_endpoint(workflow_id), handover, f"{workflow_id}.handover"
             )
             return
-        here = self._here.get(workflow_id) if adapter is None else None
         for action in actions:
+            here = self._here.get(workflow_id) if adapter is None else None
             if here is not None:  # what came meanwhile (a branch's reply, a signal) is in it
                 data = here.data
             kind = type(action)
@@ -1096,9 +1086,8 @@ class Choreography(Generic[In]):
                 await self._carry_out(adapter, workflow_id, *listed, data, context)
             elif kind is Collect:
                 data = self._collected(workflow_id, action, data)  # type: ignore[arg-type]
-                held = self._here.get(workflow_id) if adapter is None else None
-                if held is not None:
-                    held.data = data
+                if here is not None:
+                    here.data = data
             elif kind is Choose:
                 branch = self.workflow.branches[action.branch]  # type: ignore[union-attr]
                 decided = await self._choose(adapter, workflow_id, branch, progress, data)
@@ -1106,12 +1095,11 @@ class Choreography(Generic[In]):
             elif kind is Calculate:
                 compute = self.workflow.computes[action.step]  # type: ignore[union-attr]
                 data, happened = await self._calculate(adapter, workflow_id, compute, data)
-                held = self._here.get(workflow_id) if adapter is None else None
-                if held is not None:  # what the next steps read, from here on
-                    fresh = held.data  # it may have moved on while the compute read
+                if here is not None:  # what the next steps read, from here on
+                    fresh = here.data  # it may have moved on while the compute read
                     if data is not None and fresh is not None and compute.name in data.results:
                         data = _with_reply(fresh, compute.name, data.results[compute.name])
-                    held.data = data
+                    here.data = data
                 progress, more = core.apply(self.workflow, progress, happened)
                 await self._carry_out(adapter, workflow_id, progress, more, data, context)
             elif kind is Await or kind is StartTimer:
@@ -1205,11 +1193,7 @@ class Choreography(Generic[In]):
         else:
             taken = held
             result, happened = await self._children.run(
-                workflow_id,
-                sub,
-                lambda: child_input,
-                lambda: taken.progress.cancel_requested,
-                lambda: taken.progress.failure is not None or taken.progress.cancel_requested,
+                workflow_id, sub, lambda: child_input, lambda: taken.progress
             )
         held = self._here.get(workflow_id)
         if held is None:
@@ -1394,6 +1378,10 @@ def _starts_any(actions: core.Actions, names: frozenset[str], workflow: Workflow
         elif getattr(action, "step", None) in names:  # a step, wait, sleep, compute, list...
             return True
     return False
+
+
+def _timer_key(workflow_id: str, step: str) -> str:
+    return f"{workflow_id}.{step}"
 
 
 def _with_reply(data: Carried | None, step: str, reply: msgspec.Raw) -> Carried | None:

@@ -14,7 +14,7 @@ import msgspec
 
 from actors import Message
 
-from ..core import Progress
+from ..core import Progress, StepEnd
 from ..definition._workflow import RetryPolicy
 
 __all__ = (
@@ -131,14 +131,12 @@ class Parked(Message, tag="corps.Parked", omit_defaults=True):
 
 
 class Landed(Message, tag="corps.Landed", omit_defaults=True):
-    """A step the starter drives (see `Advance.report`) ended at its service: `how` it ended
-    (`answered`, `rejected`, `failed`, `cancelled`: a cancel came before it started), why,
-    and the data the events carry from then on."""
+    """A step the starter drives (see `Advance.report`) ended at its service: how it ended
+    (answered, refused, failed, or cancelled before it started), and the data the events
+    carry from then on."""
 
     workflow_id: str
-    step: str
-    how: str
-    reason: str = ""
+    happened: StepEnd
     data: Carried | None = None
     ack: str = ""
     """Where to acknowledge it once handled, when events are acknowledged (`_acks`)."""

@@ -9,7 +9,6 @@ step, and the front controller becomes the "pseudo-mediator" of the chapter's fi
 
 from __future__ import annotations
 
-import functools
 from typing import Any, TypeVar
 
 import msgspec
@@ -162,11 +161,7 @@ class FrontController(Choreography[In]):
         if self._take(workflow_id, progress, data) is None:
             return
         for timer in progress.timers:
-            self._timers.arm(
-                f"{workflow_id}.{timer.name}",
-                timer.due,
-                functools.partial(self._wake, workflow_id, timer.name),
-            )
+            self._arm(workflow_id, timer.name, timer.due)
 
     async def _wait_here(self, workflow_id: str, step: str) -> None:
         """The instance waits here: on a durable store its record keeps where it stands and

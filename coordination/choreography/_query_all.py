@@ -438,11 +438,11 @@ class QueryAll(Choreography[In]):
         done = set(final.completed_steps)
         expected: dict[str, set[str]] = {}
         for name in done:
-            step = self.workflow.by_name.get(name)
-            item = self.workflow.item(name) if step is None else None
-            if item is not None:  # a for-each's item: its step's service holds its reply
-                step = item[0].step
-            if step is not None and step.wait:
+            try:
+                step = self.workflow.step_of(name)  # a for-each's item: the step it runs
+            except KeyError:
+                continue  # no service's: a compute, a wait...
+            if step.wait:
                 expected.setdefault(step.service, set()).add(name)
         query = _encode(RecordQuery(workflow_id, sorted(done)))
         everyone = await asyncio.gather(
@@ -458,8 +458,7 @@ class QueryAll(Choreography[In]):
         definition = self.workflow.steps[step]
         reads = definition.undo_reads if undo else definition.reads
         if item >= 0 and undo and definition.wait:  # a for-each's item reads its own reply
-            for_each = next(f for f in self.workflow.for_eaches.values() if f.step is definition)
-            reads = (*definition.reads, for_each.item_name(item))
+            reads = (*definition.reads, adapter._item_name(step, item))
         return await self._fetch_reads(adapter, workflow_id, reads)
 
     async def _context_for(
@@ -559,9 +558,8 @@ class QueryAll(Choreography[In]):
         everything = (*self.workflow.done_elsewhere, *self.workflow.steps)
         services = {s.name: s.service for s in everything if isinstance(s, Step)}
         for name in reads:  # a for-each's item: its step's service holds its reply
-            item = self.workflow.item(name)
-            if item is not None:
-                services[name] = item[0].step.service
+            if name not in services and self.workflow.item(name) is not None:
+                services[name] = self.workflow.step_of(name).service
         # the first service took the request (and a hybrid's replies, which came with it),
         # unless the starter keeps it
         first = [] if self._starter_keeps_request else [self.workflow.steps[0].service]

@@ -117,6 +117,7 @@ __all__ = (
     "Started",
     "StepAnswered",
     "StepCancelled",
+    "StepEnd",
     "StepFailed",
     "StepRejected",
     "Timer",
@@ -215,20 +216,20 @@ class Started(msgspec.Struct, frozen=True, gc=False):
     """The instance was started."""
 
 
-class StepAnswered(msgspec.Struct, frozen=True, gc=False):
+class StepAnswered(msgspec.Struct, frozen=True, gc=False, tag=True):
     """`step` answered (or, not waited for, its command was sent): it completed."""
 
     step: str
 
 
-class StepRejected(msgspec.Struct, frozen=True, gc=False):
+class StepRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
     """`step`'s service said no (a `Rejected` reply): a business failure."""
 
     step: str
     reason: str
 
 
-class StepFailed(msgspec.Struct, frozen=True, gc=False):
+class StepFailed(msgspec.Struct, frozen=True, gc=False, tag=True):
     """`step` failed technically once its retries were spent (or its command could not be
     built, or sent)."""
 
@@ -236,7 +237,7 @@ class StepFailed(msgspec.Struct, frozen=True, gc=False):
     reason: str
 
 
-class StepCancelled(msgspec.Struct, frozen=True, gc=False):
+class StepCancelled(msgspec.Struct, frozen=True, gc=False, tag=True):
     """`step` was due to start, and was not started because the instance is cancelled (a
     choreography's service sees the cancel before the step's event)."""
 
@@ -411,6 +412,10 @@ _AN_ITEM: Any = object()
 
 _PERFORM: dict[str, Actions] = {}
 """`(Perform(step),)` by step name, made once: starting a step allocates no action."""
+
+
+StepEnd = StepAnswered | StepRejected | StepFailed | StepCancelled
+"""How a step ended (tagged: a choreography's service tells its starter so, see `Landed`)."""
 
 
 def _perform(step: str) -> Actions:

@@ -475,10 +475,8 @@ class ForEach:
         again from the list `over` builds of `context`."""
         step = self.step
         results = context.results
-        visible = Replies(
-            self.item_name(index), {n: results[n] for n in step.reads if n in results}
-        )
         own = self.item_name(index)
+        visible = Replies(own, {name: results[name] for name in step.reads if name in results})
         if undo and step.wait and own in results:
             visible[step.name] = results[own]
         if items is None:

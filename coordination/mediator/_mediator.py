@@ -621,7 +621,7 @@ class Mediator(Generic[In]):
         """The instance turned around: the children still under way are cancelled (a
         failing branch stops its siblings), and answer as cancelled children do."""
         active = run.state.progress.active
-        if any(name in self.workflow.subworkflows for name in active):
+        if self._children.under_way(active):
             self._in_task(run, self._children.cancel(run.state.workflow_id, active, self.name))
 
     async def _run_child(self, run: _Run, sub: SubWorkflow) -> None:
@@ -632,8 +632,7 @@ class Mediator(Generic[In]):
             workflow_id,
             sub,
             lambda: sub.build(builder_context(run.context, sub.reads, sub.name)),
-            lambda: run.state.progress.cancel_requested,
-            lambda: run.state.progress.failure is not None or run.state.progress.cancel_requested,
+            lambda: run.state.progress,
         )
         if result is not None and sub.name in run.state.progress.active:
             run.state.results[sub.name] = result
