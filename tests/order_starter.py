@@ -1,11 +1,13 @@
 """A process that starts orders under one strategy on a NATS server, for the tests of several
 starter processes sharing one workflow.
 
-    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG [hosted|durable]
+    python -m tests.order_starter NATS_URL STRATEGY COUNT TAG [hosted|durable|screened]
 
 With `hosted`, a choreography's adapters run beside the services in their hosts
 (`remote_sidecars=True`, see `tests.served.take_part`): this process keeps the start and the
 end. `durable` is `hosted` with the events kept in JetStream (`durable_events=True`).
+`screened` is `hosted` for the screened order placement, whose charge and reservation run in
+parallel (see `tests.served.take_part_screened`): this process is their join.
 
 It starts COUNT orders (every fifth customer declined, some items backordered), saying
 `{"started": n}` once the first fifth are started, waits for
@@ -25,7 +27,11 @@ from actors import ActorSystem
 from benchmarks._strategy_cases import STRATEGIES
 from brokers import NatsBus
 from coordination import Outcome, Strategy
-from coordination.scenarios.order_placement import PlaceOrder, order_workflow
+from coordination.scenarios.order_placement import (
+    PlaceOrder,
+    order_workflow,
+    screened_order_workflow,
+)
 
 from .served import CHOREOGRAPHIES
 
@@ -37,9 +43,10 @@ def order(tag: str, number: int) -> PlaceOrder:
 
 
 def coordinator_for(system: ActorSystem, strategy: str, mode: str) -> Strategy[PlaceOrder]:
+    workflow = screened_order_workflow if mode == "screened" else order_workflow
     if mode and strategy in CHOREOGRAPHIES:
         return CHOREOGRAPHIES[strategy](
-            system, order_workflow, remote_sidecars=True, durable_events=mode == "durable"
+            system, workflow, remote_sidecars=True, durable_events=mode == "durable"
         )
     return STRATEGIES[strategy](system, order_workflow)
 
@@ -85,6 +92,6 @@ async def main(url: str, strategy: str, count: int, tag: str, mode: str) -> None
 
 if __name__ == "__main__":
     url, strategy, count, tag, *mode = sys.argv[1:]
-    if mode not in ([], ["hosted"], ["durable"]):
-        raise SystemExit(f"unknown mode {mode}: hosted or durable")
+    if mode not in ([], ["hosted"], ["durable"], ["screened"]):
+        raise SystemExit(f"unknown mode {mode}: hosted, durable or screened")
     asyncio.run(main(url, strategy, int(count), tag, mode[0] if mode else ""))

@@ -8,7 +8,11 @@ import contextlib
 
 from actors import Actor, ActorSystem, Message, Request
 from benchmarks._scale_roles import CHOREOGRAPHIES
-from coordination.scenarios.order_placement import order_workflow
+from coordination.scenarios.order_placement import (
+    FraudService,
+    order_workflow,
+    screened_order_workflow,
+)
 
 from .service_host import open_shop
 
@@ -22,6 +26,7 @@ __all__ = (
     "build",
     "take_part",
     "take_part_durably",
+    "take_part_screened",
     "take_part_slowly",
 )
 
@@ -70,6 +75,20 @@ async def take_part(
     for strategy in CHOREOGRAPHIES.values():
         await strategies.enter_async_context(
             strategy(system, order_workflow, remote_sidecars=True, durable_events=durable_events)
+        )
+    return strategies
+
+
+async def take_part_screened(system: ActorSystem) -> contextlib.AsyncExitStack:
+    """The order services and the fraud screen, taking part in the screened order placement
+    (a branch, then the charge and the reservation in parallel) under every choreography,
+    their adapters beside them."""
+    await open_shop(system)
+    await system.spawn(FraudService, name="fraud")
+    strategies = contextlib.AsyncExitStack()
+    for strategy in CHOREOGRAPHIES.values():
+        await strategies.enter_async_context(
+            strategy(system, screened_order_workflow, remote_sidecars=True)
         )
     return strategies
 

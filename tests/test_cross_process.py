@@ -210,13 +210,20 @@ async def test_two_starters_run_one_workflow_without_renaming_it(
     check_orders(first, second)
 
 
-def check_orders(first: list[Any], second: list[Any]) -> None:
+ORDER_OUTCOMES = {"completed": 35, "failed": 10, "compensated": 5}
+"""How the 50 orders of a starter end (`tests.order_starter.order`): every fifth declined
+(nothing to undo), five others backordered (their charge refunded)."""
+
+
+def check_orders(
+    first: list[Any], second: list[Any], expected: dict[str, int] = ORDER_OUTCOMES
+) -> None:
     """Each starter's orders ended as their customers and items say, its statuses agree,
     and its check of the other's instances found nothing wrong."""
     for started, checked in zip(first, second, strict=True):
         assert started["wrong"] == []
         outcomes = Counter(started["ids"].values())
-        assert outcomes == {"completed": 35, "failed": 10, "compensated": 5}, outcomes
+        assert outcomes == expected, outcomes
         assert checked == {"checked": 50, "wrong": []}
 
 
@@ -281,6 +288,21 @@ async def test_choreographies_run_beside_services_in_two_hosts(
     async with served_hosts([url, url]):
         first, second = await run_starters(url, strategy, mode="hosted")
     check_orders(first, second)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(CHOREOGRAPHIES))
+async def test_a_parallel_joins_in_the_starter_across_processes(
+    nats_server: NatsServer, strategy: str
+) -> None:
+    """The screened order placement, whose charge and reservation run in parallel: the
+    services in two hosts (`corps serve`) with the adapters beside them, two starters each
+    the join of its orders' branches. A declined card puts back the reservation made beside
+    it (compensated), an item out of stock refunds the charge; both at once undo nothing."""
+    url = nats_server.url
+    async with served_hosts([url, url], "tests.served:take_part_screened"):
+        first, second = await run_starters(url, strategy, mode="screened")
+    check_orders(first, second, {"completed": 35, "compensated": 13, "failed": 2})
 
 
 @pytest.mark.slow
