@@ -576,19 +576,21 @@ class Mediator(Generic[In]):
                 return  # on with the answer, when it comes
             step = await self._decide(run, told)
 
-    async def _send(
+    def _send(
         self, run: _Run, step: Step, name: str, command: msgspec.Struct
-    ) -> StepAnswered | StepFailed | None:
+    ) -> Awaitable[StepAnswered | StepFailed | None]:
         """Send the command of `step` (`name`: the step, or a for-each's item of it), with its
-        message id: through the port, when it is waited for (None); else told, and what that
-        makes of the step (answered, or failed when it could not be told)."""
+        message id: through the port, when it is waited for (its end comes back through
+        `_replied` or `_command_failed`: None); else told, and what that makes of the step
+        (answered, or failed when it could not be told). Not a coroutine of its own: the
+        caller awaits the port's send itself, one frame fewer per step."""
         workflow_id = run.state.workflow_id
         run.sent_at = perf_counter()
         message_id = core.message_id(workflow_id, name)
         if step.wait:
             port = self._port
             assert port is not None
-            await port.send(
+            return port.send(
                 self._refs[step.service],
                 command,
                 _Sent(run, name),
@@ -597,7 +599,12 @@ class Mediator(Generic[In]):
                 policy=step.retry,
                 timeout=step.timeout,
             )
-            return None
+        return self._tell(step, name, command, workflow_id, message_id)
+
+    async def _tell(
+        self, step: Step, name: str, command: msgspec.Struct, workflow_id: str, message_id: str
+    ) -> StepAnswered | StepFailed:
+        """Tell the command of a step nobody waits for: answered once it is told."""
         error = await tell_with_retry(
             self._refs[step.service],
             command,
